@@ -1,0 +1,100 @@
+"""`cto-dagster`: plan a TaskMaster project, run the demo, report a run's metrics.
+
+Dagster is imported only by the commands that run something, so `plan` answers instantly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from cto_dagster.core.taskmaster import TasksFileError
+
+
+def _write_json(data: dict, destination: str) -> None:
+    path = Path(destination)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from cto_dagster.core.plan_text import render_plan
+    from cto_dagster.core.planner import plan_tasks_file
+
+    plan = plan_tasks_file(args.path, tag=args.tag, include_all=args.all)
+    data = plan.to_json()
+    if args.output:
+        _write_json(data, args.output)
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False))
+    else:
+        print(render_plan(plan))
+        if args.output:
+            print(f"\n📝 Plan written to {args.output}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from cto_dagster.demo import run_demo
+
+    return run_demo(workdir=args.workdir, fresh=args.fresh)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from cto_dagster.report import run_report
+
+    return run_report(project=args.project, run_id=args.run_id)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cto-dagster",
+        description="Run a TaskMaster project's tasks in parallel with coding agents, on Dagster.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    plan = sub.add_parser("plan", help="show the execution plan of a tasks file")
+    plan.add_argument(
+        "path",
+        nargs="?",
+        default=None,
+        help="tasks.json, or a project folder (default: the current folder)",
+    )
+    plan.add_argument("--tag", help="TaskMaster tag (default: the project's current tag)")
+    plan.add_argument("--all", action="store_true", help="plan every task, whatever its status")
+    plan.add_argument("--json", action="store_true", help="print the plan as one JSON object")
+    plan.add_argument("--output", metavar="FILE", help="also write the JSON plan to FILE")
+    plan.set_defaults(func=cmd_plan)
+
+    demo = sub.add_parser("demo", help="run the main job on a sample repository and demo agent")
+    demo.add_argument(
+        "--workdir",
+        default=".cto-dagster/demo",
+        help="where the sample repository and DAGSTER_HOME live (default: .cto-dagster/demo)",
+    )
+    demo.add_argument("--fresh", action="store_true", help="start again from a new sample repo")
+    demo.set_defaults(func=cmd_demo)
+
+    report = sub.add_parser("report", help="print the performance telemetry of a finished run")
+    report.add_argument("--project", default=None, help="project name (default: the only one)")
+    report.add_argument("--run-id", default=None, help="run id (default: the latest run)")
+    report.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except TasksFileError as exc:
+        print(exc.render(), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

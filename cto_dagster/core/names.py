@@ -1,0 +1,147 @@
+"""Task ids, and the git branch and Dagster asset names derived from them.
+
+Task ids come from a file anyone can edit, so every name built from one is validated here, in one
+place: a branch name must stay under `feature/` or `integration/`, never look like a git option, and
+an asset name must be one Dagster accepts.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+_NUMERIC = re.compile(r"^\d{1,18}$")
+_SUBTASK_REF = re.compile(r"^(\d{1,18})\.(\d{1,18})$")
+# A slug id: letters, digits, `-` and `_`, starting with a letter or digit. No dots (they would be
+# read as subtask references), no slashes (paths), no leading `-` (git options).
+_SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
+_ASSET_UNSAFE = re.compile(r"[^A-Za-z0-9_]")
+_RUN_TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_PROJECT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+TASK_BRANCH_PREFIX = "feature/task-"
+TASK_BRANCH_SUFFIX = "-implementation"
+INTEGRATION_BRANCH_PREFIX = "integration/level-"
+
+
+class InvalidName(ValueError):
+    """A name built from task data that cannot be used safely."""
+
+
+def canonical_id(value: object) -> str | None:
+    """The canonical string form of a task id, or None when the value is not a usable id.
+
+    `7`, `"7"`, `"007"` and `7.0` are one task, written `7`; slugs are kept as written.
+    """
+    if type(value) is int:  # the common case first: most files use int ids
+        return str(value) if 0 <= value < 10**18 else None
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(int(value)) if 0 <= value < 10**18 else None
+    if isinstance(value, float):
+        if math.isfinite(value) and value.is_integer() and 0 <= value < 1e18:
+            return str(int(value))
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if _NUMERIC.match(text):
+            return str(int(text))
+        if _SLUG.match(text):
+            return text
+    return None
+
+
+def subtask_reference(value: object) -> tuple[str, str] | None:
+    """`(parent, sub)` when a dependency value names a subtask (`"3.2"` or the float `3.2`)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and math.isfinite(value) and not value.is_integer():
+        text = repr(value)
+    elif isinstance(value, str):
+        text = value.strip()
+    else:
+        return None
+    match = _SUBTASK_REF.match(text)
+    if not match:
+        return None
+    return str(int(match.group(1))), str(int(match.group(2)))
+
+
+def id_sort_key(task_id: str) -> tuple[int, int, str]:
+    """Numeric ids by value first, then slugs by text; mixing both never fails."""
+    if task_id.isdigit():
+        return (0, int(task_id), "")
+    return (1, 0, task_id)
+
+
+def sorted_ids(ids) -> list[str]:
+    return sorted(ids, key=id_sort_key)
+
+
+def describe_bad_id(value: object) -> str:
+    """A short, safe rendering of an unusable id for error messages."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def asset_name_for(task_id: str) -> str:
+    """`rust-data-models` -> `task_rust_data_models`: a valid Dagster asset name."""
+    if canonical_id(task_id) != task_id:
+        raise InvalidName(f"task id {describe_bad_id(task_id)} is not a usable name")
+    return "task_" + _ASSET_UNSAFE.sub("_", task_id)
+
+
+def task_branch(task_id: str) -> str:
+    """The guide's branch name for a task, refusing anything that is not a plain id."""
+    if canonical_id(task_id) != task_id:
+        raise InvalidName(f"task id {describe_bad_id(task_id)} cannot be used in a branch name")
+    return f"{TASK_BRANCH_PREFIX}{task_id}{TASK_BRANCH_SUFFIX}"
+
+
+def integration_branch(level: int, run_token: str) -> str:
+    if not isinstance(level, int) or level < 0:
+        raise InvalidName(f"bad level {level!r}")
+    if not _RUN_TOKEN.match(run_token):
+        raise InvalidName(f"run token {describe_bad_id(run_token)} cannot be used in a branch name")
+    return f"{INTEGRATION_BRANCH_PREFIX}{level}-{run_token}"
+
+
+def check_branch_name(name: str) -> str:
+    """Accept only branch names this tool creates: `feature/task-*` or `integration/level-*`."""
+    if name.startswith(TASK_BRANCH_PREFIX) and name.endswith(TASK_BRANCH_SUFFIX):
+        task_id = name[len(TASK_BRANCH_PREFIX) : -len(TASK_BRANCH_SUFFIX)]
+        if canonical_id(task_id) == task_id:
+            return name
+    if name.startswith(INTEGRATION_BRANCH_PREFIX):
+        rest = name[len(INTEGRATION_BRANCH_PREFIX) :]
+        level, _, token = rest.partition("-")
+        if level.isdigit() and _RUN_TOKEN.match(token):
+            return name
+    raise InvalidName(f"refusing branch name {describe_bad_id(name)}")
+
+
+def check_base_branch(name: str) -> str:
+    """A user-supplied base branch: a plain ref name, never an option or a path trick."""
+    if (
+        not name
+        or len(name) > 200
+        or name.startswith(("-", "/"))
+        or name.endswith(("/", ".lock", "."))
+        or ".." in name
+        or "@{" in name
+        or any(ch in name for ch in " ~^:?*[\\\x7f")
+        or any(ord(ch) < 32 for ch in name)
+    ):
+        raise InvalidName(f"base branch {describe_bad_id(name)} is not a valid branch name")
+    return name
+
+
+def check_project_name(name: str) -> str:
+    """Project names become asset key prefixes, job names and group names."""
+    if not _PROJECT_NAME.match(name):
+        raise InvalidName(
+            f"project name {describe_bad_id(name)} must start with a letter or `_` and hold only "
+            "letters, digits and `_` (at most 64 characters)"
+        )
+    return name

@@ -1,0 +1,106 @@
+"""Every real tasks file in the shared corpus plans, or fails with a clear message.
+
+Levels are checked against an independent computation: the original's round-by-round method on
+the raw JSON, parsed here without the project's reader.
+"""
+
+import json
+import re
+
+import pytest
+
+from cto_dagster.cli import main
+from cto_dagster.core.planner import plan_tasks_file
+from cto_dagster.core.taskmaster import TasksFileError
+from tests.helpers import CORPUS
+
+FILES = sorted(CORPUS.glob("*.json"))
+
+
+def _norm(value):
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = str(value).strip()
+    if re.fullmatch(r"\d+\.\d+", text):
+        text = text.split(".")[0]
+    return str(int(text)) if text.isdigit() else text
+
+
+def independent_levels(raw_tasks):
+    """Round by round, over the tasks that are neither done nor held nor blocked."""
+    tasks = {_norm(t["id"]): t for t in raw_tasks}
+    deps = {}
+    for tid, t in tasks.items():
+        values = []
+        for key in ("dependencies", "dependsOn", "depends_on"):
+            values += t.get(key) or []
+        deps[tid] = {_norm(v) for v in values} - {tid}
+    status = {tid: str(t.get("status") or "pending").strip().lower() for tid, t in tasks.items()}
+    done = {t for t, s in status.items() if s in ("done", "completed")}
+    held = {t for t, s in status.items() if s in ("cancelled", "deferred")}
+    blocked = set(held)
+    changed = True
+    while changed:
+        changed = False
+        for tid in tasks:
+            if tid not in blocked and tid not in done and deps[tid] & blocked:
+                blocked.add(tid)
+                changed = True
+    remaining = set(tasks) - done - blocked
+    placed, levels = set(), []
+    while remaining:
+        level = {t for t in remaining if (deps[t] - done) <= placed}
+        assert level, "independent check found a cycle the planner accepted"
+        levels.append(level)
+        placed |= level
+        remaining -= level
+    return levels
+
+
+def test_corpus_is_present():
+    assert len(FILES) >= 97
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.name for p in FILES])
+def test_corpus_file_plans_or_fails_cleanly(path, capsys):
+    code = main(["plan", str(path), "--json"])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    if code == 1:
+        assert err.startswith("❌ ") and len(err.splitlines()) >= 2
+        return
+    assert code == 0
+    data = json.loads(out)
+    plan = plan_tasks_file(path, environ={})
+    assert data["levels"] == plan.levels
+    raw = json.loads(path.read_text(encoding="utf-8-sig"))
+    if isinstance(raw, dict) and isinstance(raw.get(plan.tag), dict):
+        raw_tasks = raw[plan.tag]["tasks"]
+    elif isinstance(raw, dict) and isinstance(raw.get("tasks"), list):
+        raw_tasks = raw["tasks"]
+    elif isinstance(raw, dict):
+        raw_tasks = raw[plan.tag]
+    else:
+        raw_tasks = raw
+    assert [set(level) for level in data["levels"]] == independent_levels(raw_tasks)
+    stats = data["stats"]
+    assert stats["total_tasks"] == sum(len(level) for level in data["levels"])
+    if stats["total_levels"]:
+        assert stats["theoretical_speedup"] == round(
+            stats["total_tasks"] / stats["total_levels"], 2
+        )
+
+
+def test_corpus_failures_are_the_expected_ones():
+    """The corpus holds real mistakes; each is named, not hidden."""
+    failures = {}
+    for path in FILES:
+        try:
+            plan_tasks_file(path, environ={})
+        except TasksFileError as exc:
+            failures[path.name] = exc.render()
+    assert all(
+        ("cycle" in text) or ("tags present" in text) or ("does not exist" in text)
+        for text in failures.values()
+    ), failures
+    assert len(failures) < len(FILES) // 10
