@@ -1,0 +1,83 @@
+"""The built-in demo agent: does real, deterministic work on the task's branch, with no network.
+
+It writes `tasks/task-<id>.md` from the task, plus any files named in the task's
+`metadata.demo.files` ({path: content}; paths stay inside the work tree), sleeps the task's
+`metadata.duration` (seconds, times `CTO_DEMO_SPEED`), and fails when `metadata.demo.exit_code` is
+set or the task id is listed in `CTO_DEMO_FAIL_TASKS` (comma separated). That is enough to exercise
+every path of the engine: parallel timing, overlaps, conflicts and failures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def _task() -> dict:
+    path = os.environ.get("CTO_TASK_FILE")
+    if not path:
+        return {}
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _inside(root: Path, relative: str) -> Path | None:
+    candidate = (root / relative).resolve()
+    if candidate == root or root not in candidate.parents or ".git" in candidate.parts:
+        return None
+    return candidate
+
+
+def main() -> int:
+    task_id = os.environ.get("CTO_TASK_ID", "unknown")
+    title = os.environ.get("CTO_TASK_TITLE", "")
+    task = _task()
+    metadata = task.get("metadata") if isinstance(task.get("metadata"), dict) else {}
+    demo = metadata.get("demo") if isinstance(metadata.get("demo"), dict) else {}
+    print(f"demo agent: task {task_id}: {title}", flush=True)
+
+    duration = metadata.get("duration", task.get("duration", 0))
+    speed = float(os.environ.get("CTO_DEMO_SPEED", "1") or 1)
+    if isinstance(duration, int | float) and duration > 0:
+        print(f"demo agent: working for {duration * speed:.1f} s", flush=True)
+        time.sleep(duration * speed)
+
+    root = Path.cwd().resolve()
+    notes = root / "tasks" / f"task-{task_id}.md"
+    notes.parent.mkdir(parents=True, exist_ok=True)
+    body = [f"# Task {task_id}: {title}", ""]
+    for key in ("CTO_TASK_DESCRIPTION", "CTO_TASK_DETAILS"):
+        if os.environ.get(key):
+            body += [os.environ[key], ""]
+    notes.write_text("\n".join(body), encoding="utf-8")
+    print(f"demo agent: wrote {notes.relative_to(root)}", flush=True)
+
+    files = demo.get("files") if isinstance(demo.get("files"), dict) else {}
+    for relative, content in files.items():
+        target = _inside(root, str(relative))
+        if target is None:
+            print(f"demo agent: refusing to write outside the work tree: {relative!r}", flush=True)
+            return 2
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(str(content), encoding="utf-8")
+        print(f"demo agent: wrote {target.relative_to(root)}", flush=True)
+
+    failing = {t.strip() for t in os.environ.get("CTO_DEMO_FAIL_TASKS", "").split(",")}
+    exit_code = demo.get("exit_code", 0)
+    if task_id in failing:
+        exit_code = exit_code or 1
+    if exit_code:
+        print(f"demo agent: failing on purpose with exit code {exit_code}", flush=True)
+        return int(exit_code)
+    print("demo agent: done", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""The embedded default: a sample repository holding the guide's example tasks, with a bare remote.
+
+`cto-dagster demo`, `dagster dev` with no configuration, and the tests all start from it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from importlib import resources
+from pathlib import Path
+
+import git
+
+from cto_dagster.core.gitops import Identity, git_environment
+
+SAMPLE_README = """# Sample shop
+
+A sample project planned with TaskMaster. cto-dagster runs its tasks in parallel with the demo
+agent; each task leaves its work on `feature/task-<id>-implementation`.
+"""
+
+
+def guide_tasks_json() -> str:
+    return resources.files("cto_dagster.sample_data").joinpath("guide_tasks.json").read_text()
+
+
+def create_sample_repository(
+    folder: Path, tasks_json: str | None = None, base_branch: str = "main"
+) -> Path:
+    """Create `folder/remote.git` (the repository agents push to) seeded with one commit holding
+    `.taskmaster/tasks/tasks.json`; return the remote's path. Idempotent."""
+    remote = folder / "remote.git"
+    if (remote / "HEAD").exists():
+        return remote
+    folder.mkdir(parents=True, exist_ok=True)
+    seed = folder / "seed"
+    shutil.rmtree(seed, ignore_errors=True)
+    env = git_environment(Identity())
+    repo = git.Repo.init(seed, initial_branch=base_branch)
+    repo.git.update_environment(**env)
+    (seed / "README.md").write_text(SAMPLE_README, encoding="utf-8")
+    tasks = seed / ".taskmaster" / "tasks" / "tasks.json"
+    tasks.parent.mkdir(parents=True)
+    tasks.write_text(tasks_json if tasks_json is not None else guide_tasks_json(), encoding="utf-8")
+    (seed / ".gitignore").write_text("__pycache__/\n", encoding="utf-8")
+    repo.git.add("--all")
+    repo.git.commit("--quiet", "-m", "Initial commit: TaskMaster tasks")
+    staging = folder / "remote.git.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    git.Repo.clone_from(seed, staging, bare=True, env=env, multi_options=["--quiet"])
+    staging.rename(remote)
+    shutil.rmtree(seed, ignore_errors=True)
+    return remote

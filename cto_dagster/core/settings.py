@@ -1,0 +1,274 @@
+"""Projects, configured without Python: a short YAML file, or environment variables.
+
+Where the configuration comes from, in order:
+1. `CTO_DAGSTER_CONFIG`: a YAML file with a `projects:` list (paths in it are relative to it);
+2. `CTO_REPOSITORY` (+ `CTO_PROJECT`, `CTO_TAG`, `CTO_BASE_BRANCH`, `CTO_AGENT`, ...): one project;
+3. nothing: the embedded demo, a sample repository under `CTO_DAGSTER_DEMO_DIR`
+   (default `.cto-dagster/demo`) with the guide's example tasks and the demo agent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from cto_dagster.core.agents import PRESETS, AgentSpec
+from cto_dagster.core.gitops import (
+    GitError,
+    Identity,
+    git_environment,
+    is_local_path,
+    read_files_at,
+)
+from cto_dagster.core.names import InvalidName, check_base_branch, check_project_name
+from cto_dagster.core.planner import ExecutionPlan, plan_tasks_file
+from cto_dagster.core.sample import create_sample_repository
+
+DEFAULT_DEMO_DIR = ".cto-dagster/demo"
+
+
+class SettingsError(Exception):
+    """Configuration a person must fix; the message says what and where."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AgentSettings(_Strict):
+    preset: str | None = Field("demo", description=f"one of {', '.join(PRESETS)}")
+    command: list[str] | None = Field(None, description="argv list; overrides the preset")
+    env: dict[str, str] = Field(default_factory=dict)
+    timeout_seconds: float = Field(3600.0, gt=0, le=7 * 24 * 3600)
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, value: str | None) -> str | None:
+        if value is not None and value not in PRESETS:
+            raise ValueError(f"unknown preset {value!r}; choose one of {', '.join(PRESETS)}")
+        return value
+
+    def spec(self) -> AgentSpec:
+        return AgentSpec(
+            preset=self.preset,
+            command=tuple(self.command or ()),
+            env=dict(self.env),
+            timeout_seconds=self.timeout_seconds,
+        ).validate()
+
+
+class GitSettings(_Strict):
+    token_env: str | None = Field(
+        None, description="name of the environment variable holding the git/GitHub token"
+    )
+    author_name: str = "cto-dagster"
+    author_email: str = "cto-dagster@users.noreply.localhost"
+
+    @field_validator("token_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError("token_env must be the NAME of an environment variable")
+        return value
+
+
+class GitHubSettings(_Strict):
+    repository: str | None = Field(None, description="owner/name; guessed from a GitHub URL")
+    api_url: str = "https://api.github.com"
+
+
+class ProjectSettings(_Strict):
+    name: str
+    repository: str = Field(description="git URL or local path of the repository agents push to")
+    tasks_file: str = Field(
+        ".taskmaster/tasks/tasks.json", description="path inside the repository (base branch)"
+    )
+    tasks_path: str | None = Field(None, description="a local tasks.json to plan from instead")
+    tag: str | None = None
+    base_branch: str = "main"
+    include_all: bool = False
+    agent: AgentSettings = Field(default_factory=AgentSettings)
+    git: GitSettings = Field(default_factory=GitSettings)
+    github: GitHubSettings = Field(default_factory=GitHubSettings)
+    max_retries: int = Field(1, ge=0, le=10)
+    pool: str | None = Field(None, description="Dagster concurrency pool for the agent steps")
+    workspace_root: str | None = None
+    kind: Literal["local", "kubernetes"] = "local"
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        try:
+            return check_project_name(value)
+        except InvalidName as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("base_branch")
+    @classmethod
+    def _branch(cls, value: str) -> str:
+        try:
+            return check_base_branch(value)
+        except InvalidName as exc:
+            raise ValueError(str(exc)) from None
+
+    @property
+    def identity(self) -> Identity:
+        return Identity(self.git.author_name, self.git.author_email)
+
+    @property
+    def github_repository(self) -> str | None:
+        if self.github.repository:
+            return self.github.repository
+        match = re.match(
+            r"^(?:https://github\.com/|git@github\.com:)([\w.-]+/[\w.-]+?)(?:\.git)?/?$",
+            self.repository,
+        )
+        return match.group(1) if match else None
+
+
+class Settings(_Strict):
+    projects: list[ProjectSettings]
+
+    @model_validator(mode="after")
+    def _unique(self) -> Settings:
+        names = [p.name for p in self.projects]
+        if not names:
+            raise ValueError("no projects configured")
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"project names must be unique: {', '.join(duplicates)}")
+        return self
+
+
+def _format_validation(error: ValidationError, source: str) -> SettingsError:
+    lines = [f"❌ invalid configuration in {source}:"]
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        lines.append(f"  - {where}: {item['msg']}")
+    return SettingsError("\n".join(lines))
+
+
+def _resolve_relative(value: str | None, base: Path) -> str | None:
+    if value is None or not is_local_path(value) or Path(value).is_absolute():
+        return value
+    return str((base / value).resolve())
+
+
+def load_yaml_settings(path: Path) -> Settings:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SettingsError(f"❌ cannot read configuration {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"❌ {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise SettingsError(f"❌ {path} must hold a mapping with a `projects:` list")
+    projects = data.get("projects")
+    if isinstance(projects, list):
+        for project in projects:
+            if isinstance(project, dict):
+                for key in ("repository", "tasks_path", "workspace_root"):
+                    if isinstance(project.get(key), str):
+                        project[key] = _resolve_relative(project[key], path.parent)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise _format_validation(exc, str(path)) from None
+
+
+def _settings_from_env(environ: Mapping[str, str]) -> Settings:
+    repository = environ["CTO_REPOSITORY"]
+    default_name = re.sub(r"\W", "_", Path(repository.rstrip("/")).stem) or "project"
+    if not re.match(r"[A-Za-z_]", default_name):
+        default_name = f"p_{default_name}"
+    project: dict[str, object] = {
+        "name": environ.get("CTO_PROJECT", default_name),
+        "repository": _resolve_relative(repository, Path.cwd()),
+        "base_branch": environ.get("CTO_BASE_BRANCH", "main"),
+        "agent": {"preset": environ.get("CTO_AGENT", "demo")},
+    }
+    optional = {"CTO_TAG": "tag", "CTO_TASKS_FILE": "tasks_file", "CTO_TASKS_PATH": "tasks_path"}
+    for env_name, key in optional.items():
+        if environ.get(env_name):
+            project[key] = environ[env_name]
+    if environ.get("CTO_GIT_TOKEN_ENV"):
+        project["git"] = {"token_env": environ["CTO_GIT_TOKEN_ENV"]}
+    try:
+        return Settings.model_validate({"projects": [project]})
+    except ValidationError as exc:
+        raise _format_validation(exc, "the CTO_* environment variables") from None
+
+
+def demo_settings(folder: Path) -> Settings:
+    remote = create_sample_repository(folder)
+    return Settings.model_validate(
+        {
+            "projects": [
+                {
+                    "name": "demo",
+                    "repository": str(remote.resolve()),
+                    "workspace_root": str((folder / "workspaces").resolve()),
+                }
+            ]
+        }
+    )
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    environ = os.environ if environ is None else environ
+    if environ.get("CTO_DAGSTER_CONFIG"):
+        return load_yaml_settings(Path(environ["CTO_DAGSTER_CONFIG"]))
+    if environ.get("CTO_REPOSITORY"):
+        return _settings_from_env(environ)
+    return demo_settings(Path(environ.get("CTO_DAGSTER_DEMO_DIR", DEFAULT_DEMO_DIR)))
+
+
+def _cache_root(environ: Mapping[str, str]) -> Path:
+    configured = environ.get("CTO_DAGSTER_CACHE")
+    if configured:
+        return Path(configured)
+    return Path(tempfile.gettempdir()) / f"cto-dagster-cache-{os.getuid()}"
+
+
+def plan_project(
+    project: ProjectSettings,
+    git_env: Mapping[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> ExecutionPlan:
+    """Plan a project from its tasks file: a local override, or the file on the base branch."""
+    environ = os.environ if environ is None else environ
+    if project.tasks_path:
+        return plan_tasks_file(project.tasks_path, project.tag, project.include_all, environ)
+    cache = _cache_root(environ) / hashlib.sha256(project.repository.encode()).hexdigest()[:16]
+    wanted = [project.tasks_file]
+    if project.tasks_file == ".taskmaster/tasks/tasks.json":
+        wanted += [".taskmaster/state.json", ".taskmaster/config.json"]
+    env = git_environment(project.identity, git_env)
+    try:
+        files = read_files_at(
+            project.repository, project.base_branch, wanted, cache / "mirror", env
+        )
+    except GitError as exc:
+        raise SettingsError(f"❌ project {project.name}: {exc}") from None
+    if files[project.tasks_file] is None:
+        raise SettingsError(
+            f"❌ TaskMaster tasks.json not found: {project.tasks_file} on branch "
+            f"{project.base_branch} of {project.repository} (project {project.name})"
+        )
+    checkout = cache / "files" / re.sub(r"[^\w.-]", "_", project.base_branch)
+    for relative, content in files.items():
+        target = checkout / relative
+        if content is None:
+            target.unlink(missing_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
+    return plan_tasks_file(checkout / project.tasks_file, project.tag, project.include_all, environ)

@@ -1,0 +1,43 @@
+"""The code location, for `dagster dev`, `dagster job execute -m cto_dagster.definitions` and
+`dg check defs`.
+
+Projects come from `CTO_DAGSTER_CONFIG` (YAML), `CTO_REPOSITORY` (env), or the embedded demo; see
+`cto_dagster.core.settings`. A tasks file that cannot be planned stops the load with the planner's
+message.
+"""
+
+import dagster as dg
+
+from cto_dagster.core.credentials import credential_environment
+from cto_dagster.core.settings import SettingsError, load_settings, plan_project
+from cto_dagster.core.taskmaster import TasksFileError
+from cto_dagster.defs.executor import play_multiprocess_executor
+from cto_dagster.defs.project import build_project_definitions
+from cto_dagster.defs.resources import PlayParameters
+from cto_dagster.defs.wiring import project_token
+
+
+class ProjectLoadError(Exception):
+    """Raised (without a chained traceback) when the configuration or a tasks file is invalid."""
+
+
+def build_definitions() -> dg.Definitions:
+    try:
+        settings = load_settings()
+        single = len(settings.projects) == 1
+        parts = []
+        for project in settings.projects:
+            plan = plan_project(project, credential_environment(project_token(project)))
+            parts.append(build_project_definitions(project, plan, single))
+    except (SettingsError, TasksFileError) as exc:
+        raise ProjectLoadError(str(exc)) from None
+    return dg.Definitions.merge(
+        *parts,
+        dg.Definitions(
+            resources={"play": PlayParameters()},
+            executor=play_multiprocess_executor,
+        ),
+    )
+
+
+defs = build_definitions()

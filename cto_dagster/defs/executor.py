@@ -1,0 +1,114 @@
+"""`play_multiprocess`: Dagster's multiprocess executor with the guide's `parallel_execution`
+switch, a limit on agent slots, fast step start-up, and the plan written to the run's log.
+
+Steps start through a forkserver that has already imported Dagster's storage and this code
+location, so a task whose dependencies are done starts in about a second instead of 4 to 8.
+"""
+
+from collections import defaultdict
+
+import dagster as dg
+from dagster._core.definitions.executor_definition import (
+    get_retries_config,
+    multiple_process_executor_requirements,
+)
+from dagster._core.events import DagsterEvent, EngineEventData
+from dagster._core.execution.retries import RetryMode
+from dagster._core.executor.multiprocess import MultiprocessExecutor
+
+from cto_dagster.core.names import id_sort_key
+from cto_dagster.defs.translator import TAG_LEVEL, TAG_TASK_ID
+
+DEFAULT_AGENT_SLOTS = 8
+PRELOAD = [
+    "dagster._core.executor.multiprocess",
+    "dagster._core.execution.api",
+    "dagster._core.storage.event_log.sqlite.sqlite_event_log",
+    "dagster._core.storage.runs.sqlite.sqlite_run_storage",
+    "sqlalchemy",
+    "alembic",
+    "git",
+    "cto_dagster.core.task_run",
+]
+
+CONFIG_SCHEMA = {
+    "parallel_execution": dg.Field(
+        bool,
+        default_value=True,
+        description="false: one task at a time (dependencies first, the critical chain first).",
+    ),
+    "max_concurrent": dg.Field(
+        int,
+        default_value=DEFAULT_AGENT_SLOTS,
+        description="How many task steps (agents) may run at once.",
+    ),
+    "start_method": dg.Field(
+        dg.Enum("StartMethod", [dg.EnumValue("forkserver"), dg.EnumValue("spawn")]),
+        default_value="forkserver",
+        description="forkserver starts steps fast; spawn is Dagster's default.",
+    ),
+    "preload_modules": dg.Field(
+        [str], is_required=False, description="Extra modules for the forkserver to import once."
+    ),
+    "retries": get_retries_config(),
+}
+
+
+def plan_log_lines(execution_plan) -> list[str]:
+    """The run's tasks by level, in the original guide's words, read from the steps' tags."""
+    levels: dict[int, list[str]] = defaultdict(list)
+    for key in execution_plan.step_keys_to_execute:
+        tags = execution_plan.get_step_by_key(key).tags or {}
+        if TAG_TASK_ID in tags and TAG_LEVEL in tags:
+            levels[int(tags[TAG_LEVEL])].append(tags[TAG_TASK_ID])
+    lines = []
+    for level in sorted(levels):
+        lines += ["", f"📊 LEVEL {level}", "═" * 40, f"🚀 Launching tasks for level {level}:"]
+        lines += [f"  → Task {task_id}" for task_id in sorted(levels[level], key=id_sort_key)]
+    return lines
+
+
+class PlayMultiprocessExecutor(MultiprocessExecutor):
+    def __init__(self, parallel_execution: bool, extra_preload: list[str], **kwargs):
+        super().__init__(**kwargs)
+        self._parallel_execution = parallel_execution
+        self._extra_preload = extra_preload
+
+    def execute(self, plan_context, execution_plan):
+        if self._start_method == "forkserver":
+            module = plan_context.reconstructable_job.get_module()
+            self._explicit_forkserver_preload = [
+                *PRELOAD,
+                *self._extra_preload,
+                *([module] if module else []),
+            ]
+        lines = plan_log_lines(execution_plan)
+        if lines:
+            mode = (
+                f"parallel, up to {self._max_concurrent} agents at once"
+                if self._parallel_execution
+                else "sequential (parallel_execution: false)"
+            )
+            header = (
+                f"Execution plan ({mode}); each task starts as soon as its dependencies are done"
+            )
+            message = "\n".join([header, *lines])
+            yield DagsterEvent.engine_event(plan_context, message, EngineEventData())
+        yield from super().execute(plan_context, execution_plan)
+
+
+@dg.executor(
+    name="play_multiprocess",
+    config_schema=CONFIG_SCHEMA,
+    requirements=multiple_process_executor_requirements(),
+)
+def play_multiprocess_executor(init_context: dg.InitExecutorContext) -> PlayMultiprocessExecutor:
+    config = init_context.executor_config
+    parallel = bool(config["parallel_execution"])
+    return PlayMultiprocessExecutor(
+        parallel_execution=parallel,
+        extra_preload=list(config.get("preload_modules") or []),
+        retries=RetryMode.from_config(config["retries"]),
+        max_concurrent=max(1, int(config["max_concurrent"])) if parallel else 1,
+        start_method=config["start_method"],
+    )

@@ -1,0 +1,40 @@
+"""One configured project as Dagster definitions: task assets, and its `play_project` job."""
+
+import dagster as dg
+
+from cto_dagster.core.planner import ExecutionPlan
+from cto_dagster.core.settings import ProjectSettings
+from cto_dagster.defs.executor import play_multiprocess_executor
+from cto_dagster.defs.task_assets import build_task_asset, task_priorities
+from cto_dagster.defs.translator import TaskTranslator
+
+
+def job_name(project: ProjectSettings, single: bool) -> str:
+    return "play_project" if single else f"play_project_{project.name}"
+
+
+def build_project_definitions(
+    project: ProjectSettings,
+    plan: ExecutionPlan,
+    single: bool,
+    translator: TaskTranslator | None = None,
+    executor_def: dg.ExecutorDefinition = play_multiprocess_executor,
+) -> dg.Definitions:
+    translator = translator or TaskTranslator()
+    priorities = task_priorities(plan)
+    assets = [
+        build_task_asset(project, plan, task_id, translator, priorities[task_id])
+        for task_id in plan.task_ids
+    ]
+    job = dg.define_asset_job(
+        name=job_name(project, single),
+        selection=dg.AssetSelection.groups(translator.group_name(project)),
+        executor_def=executor_def,
+        description=(
+            f"Run project {project.name}'s TaskMaster tasks (tag {plan.tag}) with the "
+            f"{project.agent.preset or 'custom'} agent: {len(plan.task_ids)} tasks in "
+            f"{len(plan.levels)} levels, theoretical speedup {plan.stats['theoretical_speedup']}x."
+        ),
+        tags={"cto/project": project.name},
+    )
+    return dg.Definitions(assets=assets, jobs=[job] if assets else [])

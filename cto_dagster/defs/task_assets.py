@@ -1,0 +1,142 @@
+"""The task asset factory: one asset per task, upstream deps = the task's dependencies."""
+
+import dagster as dg
+
+from cto_dagster.core.planner import ExecutionPlan, remaining_path_lengths
+from cto_dagster.core.settings import ProjectSettings
+from cto_dagster.core.task_run import (
+    DependencyHead,
+    TaskFailed,
+    TaskRunRequest,
+    TaskRunResult,
+    iso,
+    run_task,
+)
+from cto_dagster.defs.translator import TAG_LEVEL, TAG_PROJECT, TAG_TASK_ID, TaskTranslator
+from cto_dagster.defs.wiring import repository_for
+
+HEAD_COMMIT = "head_commit"
+
+
+def recorded_head(instance: dg.DagsterInstance, key: dg.AssetKey) -> str | None:
+    """The head commit the latest materialization of a task asset recorded."""
+    event = instance.get_latest_materialization_event(key)
+    materialization = event.asset_materialization if event else None
+    if materialization is None:
+        return None
+    value = materialization.metadata.get(HEAD_COMMIT)
+    return str(value.value) if value is not None else None
+
+
+def task_priorities(plan: ExecutionPlan) -> dict[str, int]:
+    """Longest remaining path (estimated seconds when known, else task count): with fewer agent
+    slots than ready tasks, the critical chain goes first."""
+    known = all(plan.tasks[t].duration is not None for t in plan.task_ids)
+    weight = (lambda t: plan.tasks[t].duration or 0.0) if known else (lambda _t: 1.0)
+    remaining = remaining_path_lengths(plan.dependencies, plan.task_ids, weight)
+    return {task_id: round(value) for task_id, value in remaining.items()}
+
+
+def result_metadata(result: TaskRunResult, level: int) -> dict[str, object]:
+    files = result.files_changed
+    shown = "\n".join(f"- `{path}`" for path in files[:200])
+    if len(files) > 200:
+        shown += f"\n- … and {len(files) - 200} more"
+    return {
+        "task_id": result.task_id,
+        "branch": result.branch,
+        "base_branch": result.base_branch,
+        "base_commit": result.base_commit,
+        HEAD_COMMIT: result.head_commit,
+        "merged_dependencies": ", ".join(result.merged_dependencies) or "(none)",
+        "files_changed": len(files),
+        "changed_files": dg.MetadataValue.md(shown or "(no files changed)"),
+        "insertions": result.insertions,
+        "deletions": result.deletions,
+        "started_at": dg.MetadataValue.timestamp(result.started_at),
+        "finished_at": dg.MetadataValue.timestamp(result.finished_at),
+        "duration_seconds": round(result.duration_seconds, 3),
+        "agent_seconds": round(result.agent_seconds, 3),
+        "execution_level": level,
+        "agent_exit_code": result.agent_exit_code,
+        "agent_log_tail": dg.MetadataValue.md(f"```\n{result.agent_log_tail}\n```"),
+        "replaced_commit": result.replaced_commit or "(new branch)",
+    }
+
+
+def build_task_asset(
+    project: ProjectSettings,
+    plan: ExecutionPlan,
+    task_id: str,
+    translator: TaskTranslator,
+    priority: int,
+    extra_op_tags: dict[str, object] | None = None,
+) -> dg.AssetsDefinition:
+    task = plan.tasks[task_id]
+    level = plan.level_of[task_id]
+    key = translator.asset_key(project, task_id)
+    dependency_ids = plan.dependencies_to_run(task_id)
+    dependency_keys = {d: translator.asset_key(project, d) for d in dependency_ids}
+    agent = project.agent.spec()
+    op_tags = {
+        "dagster/priority": str(priority),
+        TAG_TASK_ID: task_id,
+        TAG_LEVEL: str(level),
+        TAG_PROJECT: project.name,
+        **(extra_op_tags or {}),
+    }
+
+    @dg.asset(
+        key=key,
+        deps=list(dependency_keys.values()),
+        group_name=translator.group_name(project),
+        tags=translator.tags(project, task, level),
+        description=translator.description(task),
+        metadata=translator.metadata(plan, task, level),
+        code_version=task.content_hash,
+        op_tags=op_tags,
+        kinds={"git"},
+        pool=project.pool,
+        retry_policy=dg.RetryPolicy(
+            max_retries=project.max_retries, delay=2, backoff=dg.Backoff.EXPONENTIAL
+        )
+        if project.max_retries
+        else None,
+    )
+    def _task(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        instance = context.instance
+        request = TaskRunRequest(
+            task=task,
+            level=level,
+            repository=repository_for(project),
+            agent=agent,
+            dependencies=tuple(
+                DependencyHead(dep_id, recorded_head(instance, dep_key))
+                for dep_id, dep_key in dependency_keys.items()
+            ),
+            previous_head=recorded_head(instance, key),
+        )
+        try:
+            result = run_task(request, log=context.log.info)
+        except TaskFailed as exc:
+            metadata = {k: _metadata_value(v) for k, v in exc.details.items()}
+            raise dg.Failure(
+                description=exc.message, metadata=metadata, allow_retries=exc.retryable
+            ) from None
+        return dg.MaterializeResult(
+            metadata=result_metadata(result, level),
+            data_version=dg.DataVersion(result.head_commit),
+        )
+
+    return _task
+
+
+def _metadata_value(value: object) -> object:
+    if isinstance(value, str) and "\n" in value:
+        return dg.MetadataValue.md(f"```\n{value}\n```")
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    return value
+
+
+__all__ = ["build_task_asset", "iso", "recorded_head", "task_priorities"]
