@@ -42,6 +42,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(workdir=args.workdir, fresh=args.fresh)
 
 
+def cmd_resume(args: argparse.Namespace) -> int:
+    from cto_dagster.resume import run_resume
+
+    return run_resume(run_id=args.run_id, job_name=args.job)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from cto_dagster.report import run_report
 
@@ -76,6 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--fresh", action="store_true", help="start again from a new sample repo")
     demo.set_defaults(func=cmd_demo)
+
+    resume = sub.add_parser(
+        "resume", help="re-execute a failed run from failure (needs DAGSTER_HOME)"
+    )
+    resume.add_argument("--run-id", default=None, help="run id (default: the latest failed run)")
+    resume.add_argument("--job", default="play_project", help="job name (default: play_project)")
+    resume.set_defaults(func=cmd_resume)
 
     report = sub.add_parser("report", help="print the performance telemetry of a finished run")
     report.add_argument("--project", default=None, help="project name (default: the only one)")

@@ -1,6 +1,8 @@
 """The execution plan: a validated task graph, its levels, critical path and advice.
 
-Levels are computed in one topological pass (O(V + E)), not round by round as the original did
+Levels, paths and redundancy are linear passes over plain adjacency lists; networkx (slow to
+import) analyses cycles and offers the graph to callers that want it. Levels are computed in one
+topological pass (O(V + E)), not round by round as the original did
 (O(levels x V x deps)). A task's level is one more than its deepest dependency's; levels label
 tasks for tags, integration and reports, and never hold a task back (DESIGN.md principle 2).
 """
@@ -12,11 +14,13 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from cto_dagster.core.names import InvalidName, asset_name_for, id_sort_key, sorted_ids, task_branch
 from cto_dagster.core.taskmaster import FIX_HINT, Task, TaskList, TasksFileError, read_task_list
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 REDUNDANCY_CHECK_LIMIT = 20_000
 MAX_CYCLES_SHOWN = 20
@@ -60,6 +64,8 @@ class ExecutionPlan:
     @cached_property
     def graph(self) -> nx.DiGraph:
         """The tasks to run as a networkx graph, edge dependency -> dependent."""
+        import networkx as nx  # imported on demand: it costs ~1 s of every process start
+
         graph = nx.DiGraph()
         graph.add_nodes_from(self.task_ids)
         graph.add_edges_from((d, t) for t, deps in self.dependencies.items() for d in deps)
@@ -134,6 +140,8 @@ def topological_levels(deps: Deps) -> tuple[list[list[str]], list[str]]:
 def find_cycles(deps: Deps, among: Iterable[str], limit: int = MAX_CYCLES_SHOWN) -> list[list[str]]:
     """Cycles as `[5, 16, 5]` (5 depends on 16, which depends on 5): at least one per strongly
     connected component of `among`. O(V + E) for the components, then a bounded search in each."""
+    import networkx as nx  # only invalid files pay for it
+
     graph = nx.DiGraph()
     members = set(among)
     graph.add_edges_from((t, d) for t in members for d in deps[t] if d in members)

@@ -1,0 +1,64 @@
+"""What a run did, read back from the Dagster event log (the only store: DESIGN principle 5)."""
+
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+TASK_PREFIX = "task_"
+
+
+@dataclass
+class TaskRecord:
+    asset_key: dg.AssetKey
+    step_key: str | None
+    status: str  # materialized | failed
+    metadata: dict[str, object] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def task_id(self) -> str:
+        value = self.metadata.get("task_id")
+        return str(value) if value is not None else self.asset_key.path[-1][len(TASK_PREFIX) :]
+
+    def number(self, name: str) -> float | None:
+        value = self.metadata.get(name)
+        return float(value) if isinstance(value, int | float) else None
+
+
+def _plain(value: object) -> object:
+    return getattr(value, "value", value)
+
+
+def task_records(instance: dg.DagsterInstance, run_id: str) -> list[TaskRecord]:
+    """Task materializations and task step failures of one run."""
+    records: dict[str, TaskRecord] = {}
+    materializations = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=100_000
+    ).records
+    for record in materializations:
+        event = record.event_log_entry.dagster_event
+        materialization = event.event_specific_data.materialization
+        key = materialization.asset_key
+        if not key.path[-1].startswith(TASK_PREFIX):
+            continue
+        metadata = {name: _plain(value) for name, value in materialization.metadata.items()}
+        records[key.to_user_string()] = TaskRecord(key, event.step_key, "materialized", metadata)
+    failures = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.STEP_FAILURE, limit=100_000
+    ).records
+    for record in failures:
+        event = record.event_log_entry.dagster_event
+        step_key = event.step_key or ""
+        project, _, name = step_key.partition("__")
+        if not name.startswith(TASK_PREFIX):
+            continue
+        key = dg.AssetKey([project, name])
+        if key.to_user_string() in records:
+            continue
+        error = event.event_specific_data.error
+        message = event.event_specific_data.user_failure_data
+        text = message.description if message and message.description else None
+        records[key.to_user_string()] = TaskRecord(
+            key, step_key, "failed", {}, text or (error.message.strip() if error else None)
+        )
+    return list(records.values())

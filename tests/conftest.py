@@ -1,0 +1,100 @@
+"""Fixtures for tests that need a real repository, a real Dagster instance and real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cto_dagster.core.sample import create_sample_repository
+from cto_dagster.demo import prepare_home
+
+TEST_ENV_DROP = ("CTO_DAGSTER_CONFIG", "CTO_REPOSITORY", "CTO_DEMO_FAIL_TASKS", "TASKMASTER_TAG")
+
+
+class Project:
+    """A sample repository with a bare remote, its YAML config, and a DAGSTER_HOME."""
+
+    def __init__(self, root: Path, tasks: list[dict], settings: dict | None = None):
+        self.root = root
+        self.remote = create_sample_repository(root / "repo", json.dumps({"master": {"tasks": tasks}}))
+        self.home = root / "dagster_home"
+        prepare_home(self.home)
+        project = {
+            "name": "proj",
+            "repository": str(self.remote),
+            "workspace_root": str(root / "workspaces"),
+            "max_retries": 0,
+            **(settings or {}),
+        }
+        self.config = root / "cto-dagster.yaml"
+        self.config.write_text(yaml.safe_dump({"projects": [project]}), encoding="utf-8")
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in TEST_ENV_DROP}
+        env.update(
+            DAGSTER_HOME=str(self.home),
+            CTO_DAGSTER_CONFIG=str(self.config),
+            CTO_DAGSTER_CACHE=str(self.root / "cache"),
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(extra)
+        return env
+
+    def execute(self, *args: str, run_config: dict | None = None, timeout: float = 300, **env):
+        command = [sys.executable, "-m", "dagster", "job", "execute", "-m",
+                   "cto_dagster.definitions", "-j", "play_project", *args]
+        if run_config is not None:
+            config_file = self.root / "run-config.yaml"
+            config_file.write_text(yaml.safe_dump(run_config), encoding="utf-8")
+            command += ["-c", str(config_file)]
+        return subprocess.run(command, env=self.env(**env), capture_output=True, text=True,
+                              timeout=timeout, cwd=self.root, check=False)
+
+    def cli(self, *args: str, timeout: float = 300, **env):
+        return subprocess.run([sys.executable, "-m", "cto_dagster.cli", *args], env=self.env(**env),
+                              capture_output=True, text=True, timeout=timeout, cwd=self.root,
+                              check=False)
+
+    def git(self, *args: str) -> str:
+        return subprocess.run(["git", f"--git-dir={self.remote}", *args], capture_output=True,
+                              text=True, check=True).stdout
+
+    def runs(self):
+        import dagster as dg
+
+        from cto_dagster.summary import open_instance
+
+        with open_instance(self.home) as instance:
+            return [r.dagster_run for r in instance.get_run_records(dg.RunsFilter())]
+
+    def records(self, run_id: str | None = None) -> dict:
+        from cto_dagster.defs.run_records import task_records
+        from cto_dagster.summary import open_instance
+
+        run_id = run_id or self.runs()[0].run_id
+        with open_instance(self.home) as instance:
+            return {r.task_id: r for r in task_records(instance, run_id)}
+
+
+@pytest.fixture
+def make_project(tmp_path):
+    def _make(tasks: list[dict], settings: dict | None = None, name: str = "p") -> Project:
+        return Project(tmp_path / name, tasks, settings)
+
+    return _make
+
+
+def demo_task(task_id, deps=(), duration=0.0, files=None, exit_code=0, title=None, **extra) -> dict:
+    demo = {}
+    if files:
+        demo["files"] = files
+    if exit_code:
+        demo["exit_code"] = exit_code
+    return {"id": task_id, "title": title or f"Task {task_id}", "status": "pending",
+            "dependencies": list(deps), "metadata": {"duration": duration, "demo": demo}, **extra}

@@ -1,0 +1,83 @@
+"""The engine end to end: `dagster job execute` with the multiprocess executor, a temp
+DAGSTER_HOME, a real git remote and the demo agent."""
+
+import pytest
+
+from tests.conftest import demo_task
+
+pytestmark = pytest.mark.slow
+
+
+def test_dataflow_parallel_run_and_merged_dependencies(make_project):
+    project = make_project([
+        demo_task(1, duration=1),
+        demo_task(2, duration=6),
+        demo_task(3, deps=[1], duration=1),
+        demo_task(4, deps=[2, 3]),
+    ])
+    result = project.execute()
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    log = result.stdout + result.stderr
+    assert "📊 LEVEL 0" in log and "  → Task 1" in log and "  → Task 2" in log
+    assert "🚀 Task 3 started" in log and "✅ Task 3 finished" in log
+
+    records = project.records()
+    assert set(records) == {"1", "2", "3", "4"}
+    t = {k: (r.number("started_at"), r.number("finished_at")) for k, r in records.items()}
+    # independent tasks overlap in time
+    assert t["1"][0] < t["2"][1] and t["2"][0] < t["1"][1]
+    # dataflow, not level barriers: 3 (after 1) starts before the long task 2 ends
+    assert t["3"][0] < t["2"][1]
+    # 4 waits for both of its dependencies
+    assert t["4"][0] >= max(t["2"][1], t["3"][1])
+
+    meta = records["4"].metadata
+    for key in ("branch", "base_commit", "head_commit", "files_changed", "insertions", "deletions",
+                "started_at", "finished_at", "duration_seconds", "execution_level",
+                "agent_exit_code", "agent_log_tail"):
+        assert key in meta, key
+    assert meta["branch"] == "feature/task-4-implementation"
+    assert meta["execution_level"] == 2 and meta["agent_exit_code"] == 0
+    # the branch of a task with two dependencies holds both dependencies' work (and theirs)
+    files = project.git("ls-tree", "-r", "--name-only", "feature/task-4-implementation").split()
+    assert {"tasks/task-1.md", "tasks/task-2.md", "tasks/task-3.md", "tasks/task-4.md"} <= set(files)
+    assert project.git("rev-parse", "feature/task-4-implementation").strip() == meta["head_commit"]
+
+
+def test_failure_keeps_siblings_and_resume_finishes_the_rest(make_project):
+    project = make_project([demo_task(1), demo_task(2), demo_task(3, deps=[1]),
+                            demo_task(4, deps=[2])])
+    failed = project.execute(CTO_DEMO_FAIL_TASKS="1")
+    assert failed.returncode != 0
+    first = project.runs()[0]
+    records = project.records(first.run_id)
+    assert records["1"].status == "failed"
+    assert "the agent exited with code 1" in (records["1"].error or "")
+    assert records["2"].status == "materialized" and records["4"].status == "materialized"
+    assert "3" not in records  # a dependent of a failed task does not run
+    heads_before = {k: records[k].metadata["head_commit"] for k in ("2", "4")}
+
+    resumed = project.cli("resume")
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    second = project.runs()[0]
+    assert second.run_id != first.run_id and second.parent_run_id == first.run_id
+    again = project.records(second.run_id)
+    assert set(again) == {"1", "3"}  # finished tasks are not redone
+    assert all(r.status == "materialized" for r in again.values())
+    files = project.git("ls-tree", "-r", "--name-only", "feature/task-3-implementation").split()
+    assert "tasks/task-1.md" in files
+    for task_id, head in heads_before.items():
+        assert project.git("rev-parse", f"feature/task-{task_id}-implementation").strip() == head
+
+
+def test_parallel_execution_false_runs_one_task_at_a_time(make_project):
+    project = make_project([demo_task(1, duration=1), demo_task(2, duration=1),
+                            demo_task(3, deps=[1], duration=1)])
+    result = project.execute(run_config={"execution": {"config": {"parallel_execution": False}}})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "sequential (parallel_execution: false)" in result.stdout + result.stderr
+    spans = sorted((r.number("started_at"), r.number("finished_at"))
+                   for r in project.records().values())
+    assert len(spans) == 3
+    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+        assert start >= end
