@@ -1,0 +1,181 @@
+"""A task step on real repositories, without Dagster: branches, leases, conflicts, agents."""
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import git
+import pytest
+
+from cto_dagster.core.agents import AgentSpec
+from cto_dagster.core.planner import build_plan
+from cto_dagster.core.sample import create_sample_repository
+from cto_dagster.core.task_run import (
+    DependencyHead,
+    Repository,
+    TaskFailed,
+    TaskRunRequest,
+    run_task,
+)
+from cto_dagster.core.taskmaster import parse_tasks
+
+DEMO = AgentSpec(preset="demo")
+
+
+def python_agent(code: str, timeout: float = 60) -> AgentSpec:
+    return AgentSpec(preset=None, command=(sys.executable, "-c", code), timeout_seconds=timeout)
+
+
+@pytest.fixture
+def remote(tmp_path) -> Path:
+    return create_sample_repository(tmp_path / "sample", tasks_json='{"master": {"tasks": []}}')
+
+
+def make_task(task_id, title=None, deps=(), **extra):
+    raw = [{"id": task_id, "title": title or f"Task {task_id}", "dependencies": list(deps), **extra}]
+    for dep in deps:
+        raw.append({"id": dep, "title": "dep"})
+    problems = []
+    return parse_tasks(raw, problems)[str(task_id)]
+
+
+def request(remote, tmp_path, task, agent=DEMO, deps=(), previous=None, level=0):
+    return TaskRunRequest(task=task, level=level,
+                          repository=Repository(url=str(remote), workspace_root=str(tmp_path / "ws")),
+                          agent=agent, dependencies=tuple(deps), previous_head=previous)
+
+
+def git_remote(remote, *args):
+    return subprocess.run(["git", f"--git-dir={remote}", *args], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def test_run_pushes_branch_with_metadata_and_cleans_workspace(remote, tmp_path):
+    result = run_task(request(remote, tmp_path, make_task(7)))
+    assert result.branch == "feature/task-7-implementation"
+    assert git_remote(remote, "rev-parse", result.branch) == result.head_commit
+    assert result.files_changed == ["tasks/task-7.md"] and result.insertions > 0
+    assert result.agent_exit_code == 0 and "demo agent: done" in result.agent_log_tail
+    assert list((tmp_path / "ws").iterdir()) == []  # nothing left behind
+
+
+def test_rerun_replaces_only_what_our_last_run_recorded(remote, tmp_path):
+    first = run_task(request(remote, tmp_path, make_task(1)))
+    second = run_task(request(remote, tmp_path, make_task(1), previous=first.head_commit))
+    assert second.replaced_commit == first.head_commit
+    # someone else pushes to the branch: the next run refuses and keeps their commit
+    clone = git.Repo.clone_from(str(remote), tmp_path / "someone")
+    clone.git.checkout("feature/task-1-implementation")
+    (tmp_path / "someone" / "theirs.txt").write_text("mine")
+    clone.git.add("--all")
+    clone.git.commit("-m", "their work", env={"GIT_AUTHOR_NAME": "x", "GIT_AUTHOR_EMAIL": "x@x",
+                                              "GIT_COMMITTER_NAME": "x", "GIT_COMMITTER_EMAIL": "x@x"})
+    clone.git.push("origin", "feature/task-1-implementation")
+    theirs = clone.head.commit.hexsha
+    with pytest.raises(TaskFailed) as info:
+        run_task(request(remote, tmp_path, make_task(1), previous=second.head_commit))
+    assert "someone else pushed to it" in info.value.message and not info.value.retryable
+    assert git_remote(remote, "rev-parse", "feature/task-1-implementation") == theirs
+
+
+def test_our_own_unrecorded_push_is_replaced(remote, tmp_path):
+    """A step that died after pushing but before its materialization was recorded."""
+    first = run_task(request(remote, tmp_path, make_task(1)))
+    # the recorded head is still None (never recorded), but the commit says it replaced nothing
+    again = run_task(request(remote, tmp_path, make_task(1), previous=None))
+    assert again.replaced_commit == first.head_commit
+
+
+def test_dependencies_are_merged_from_recorded_commits(remote, tmp_path):
+    one = run_task(request(remote, tmp_path, make_task(1)))
+    two = run_task(request(remote, tmp_path, make_task(2)))
+    three = run_task(request(remote, tmp_path, make_task(3, deps=[1, 2]), level=1,
+                             deps=[DependencyHead("1", one.head_commit),
+                                   DependencyHead("2", two.head_commit)]))
+    files = git_remote(remote, "ls-tree", "-r", "--name-only", three.head_commit).split()
+    assert {"tasks/task-1.md", "tasks/task-2.md", "tasks/task-3.md"} <= set(files)
+    assert three.merged_dependencies == ["feature/task-1-implementation",
+                                         "feature/task-2-implementation"]
+    log = git_remote(remote, "log", "--format=%s", three.head_commit)
+    assert "Merge feature/task-1-implementation into feature/task-3-implementation" in log
+
+
+def test_conflicting_dependencies_fail_before_the_agent_runs(remote, tmp_path):
+    one = run_task(request(remote, tmp_path, make_task(1),
+                           python_agent("open('shared.txt','w').write('one\\n')")))
+    two = run_task(request(remote, tmp_path, make_task(2),
+                           python_agent("open('shared.txt','w').write('two\\n')")))
+    marker = tmp_path / "agent-ran"
+    with pytest.raises(TaskFailed) as info:
+        run_task(request(remote, tmp_path, make_task(3, deps=[1, 2]),
+                         python_agent(f"open({str(marker)!r},'w')"),
+                         deps=[DependencyHead("1", one.head_commit),
+                               DependencyHead("2", two.head_commit)]))
+    message = info.value.message
+    assert "feature/task-1-implementation" in message and "feature/task-2-implementation" in message
+    assert "shared.txt" in message
+    assert not marker.exists()
+    assert "feature/task-3-implementation" not in git_remote(remote, "branch", "--list")
+
+
+def test_task_text_is_data_never_code(remote, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    title = '$(touch pwned) `touch pwned2` "; rm -rf x; echo \'; --upload-pack=evil'
+    details = '"; touch pwned3 #'
+    task = make_task("inj", title=title, details=details)
+    agent = AgentSpec(preset=None, timeout_seconds=60, command=(
+        "sh", "-c", 'printf %s "$CTO_TASK_TITLE" > title.txt; printf %s "$CTO_TASK_DETAILS" > d.txt'))
+    result = run_task(request(remote, tmp_path, task, agent))
+    content = git_remote(remote, "show", f"{result.head_commit}:title.txt")
+    assert content == title
+    assert git_remote(remote, "show", f"{result.head_commit}:d.txt") == details
+    assert title in git_remote(remote, "log", "-1", "--format=%B", result.head_commit)
+    for name in ("pwned", "pwned2", "pwned3", "x"):
+        assert not list(tmp_path.rglob(name)), name
+    # the {prompt} placeholder passes the whole prompt as one argument
+    echo = AgentSpec(preset=None, timeout_seconds=60, command=(
+        sys.executable, "-c", "import sys; open('argv.txt','w').write(repr(sys.argv[1:]))",
+        "{prompt}"))
+    result = run_task(request(remote, tmp_path, make_task("inj2", title=title), echo))
+    argv = eval(git_remote(remote, "show", f"{result.head_commit}:argv.txt"))  # noqa: S307
+    assert len(argv) == 1 and title in argv[0]
+
+
+def test_agent_timeout_ends_its_whole_process_group(remote, tmp_path):
+    agent = AgentSpec(preset=None, timeout_seconds=1.5,
+                      command=("sh", "-c", "sleep 300 & sleep 301 & sleep 302"))
+    started = time.monotonic()
+    with pytest.raises(TaskFailed) as info:
+        run_task(request(remote, tmp_path, make_task(9), agent))
+    assert time.monotonic() - started < 20
+    assert "exceeded its timeout of 1.5 s" in info.value.message and info.value.retryable
+    time.sleep(0.3)
+    left = subprocess.run(["pgrep", "-f", "sleep 30[012]"], capture_output=True, text=True)
+    assert left.stdout.strip() == "", "orphaned agent processes remain"
+    assert "feature/task-9-implementation" not in git_remote(remote, "branch", "--list")
+
+
+def test_failing_agent_reports_exit_code_and_log(remote, tmp_path):
+    agent = python_agent("print('something broke'); raise SystemExit(3)")
+    with pytest.raises(TaskFailed) as info:
+        run_task(request(remote, tmp_path, make_task(5), agent))
+    assert "exited with code 3" in info.value.message
+    assert "something broke" in info.value.details["agent_log_tail"]
+
+
+def test_agent_that_resets_the_branch_is_caught(remote, tmp_path):
+    one = run_task(request(remote, tmp_path, make_task(1)))
+    agent = AgentSpec(preset=None, timeout_seconds=60,
+                      command=("git", "reset", "--hard", "--quiet", "HEAD~1"))
+    with pytest.raises(TaskFailed, match="rewrote the history"):
+        run_task(request(remote, tmp_path, make_task(2, deps=[1]), agent,
+                         deps=[DependencyHead("1", one.head_commit)]))
+
+
+def test_unknown_preset_and_plan_from_tasks(remote, tmp_path):
+    with pytest.raises(ValueError, match="unknown agent preset"):
+        AgentSpec(preset="nope").validate()
+    problems = []
+    tasks = parse_tasks([{"id": 1, "title": "a"}], problems)
+    assert build_plan.__name__ and tasks["1"].title == "a"
