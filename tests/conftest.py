@@ -22,7 +22,9 @@ class Project:
 
     def __init__(self, root: Path, tasks: list[dict], settings: dict | None = None):
         self.root = root
-        self.remote = create_sample_repository(root / "repo", json.dumps({"master": {"tasks": tasks}}))
+        self.remote = create_sample_repository(
+            root / "repo", json.dumps({"master": {"tasks": tasks}})
+        )
         self.home = root / "dagster_home"
         prepare_home(self.home)
         project = {
@@ -47,23 +49,47 @@ class Project:
         return env
 
     def execute(self, *args: str, run_config: dict | None = None, timeout: float = 300, **env):
-        command = [sys.executable, "-m", "dagster", "job", "execute", "-m",
-                   "cto_dagster.definitions", "-j", "play_project", *args]
+        command = [
+            sys.executable,
+            "-m",
+            "dagster",
+            "job",
+            "execute",
+            "-m",
+            "cto_dagster.definitions",
+            "-j",
+            "play_project",
+            *args,
+        ]
         if run_config is not None:
             config_file = self.root / "run-config.yaml"
             config_file.write_text(yaml.safe_dump(run_config), encoding="utf-8")
             command += ["-c", str(config_file)]
-        return subprocess.run(command, env=self.env(**env), capture_output=True, text=True,
-                              timeout=timeout, cwd=self.root, check=False)
+        return subprocess.run(
+            command,
+            env=self.env(**env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=self.root,
+            check=False,
+        )
 
     def cli(self, *args: str, timeout: float = 300, **env):
-        return subprocess.run([sys.executable, "-m", "cto_dagster.cli", *args], env=self.env(**env),
-                              capture_output=True, text=True, timeout=timeout, cwd=self.root,
-                              check=False)
+        return subprocess.run(
+            [sys.executable, "-m", "cto_dagster.cli", *args],
+            env=self.env(**env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=self.root,
+            check=False,
+        )
 
     def git(self, *args: str) -> str:
-        return subprocess.run(["git", f"--git-dir={self.remote}", *args], capture_output=True,
-                              text=True, check=True).stdout
+        return subprocess.run(
+            ["git", f"--git-dir={self.remote}", *args], capture_output=True, text=True, check=True
+        ).stdout
 
     def runs(self):
         import dagster as dg
@@ -96,5 +122,11 @@ def demo_task(task_id, deps=(), duration=0.0, files=None, exit_code=0, title=Non
         demo["files"] = files
     if exit_code:
         demo["exit_code"] = exit_code
-    return {"id": task_id, "title": title or f"Task {task_id}", "status": "pending",
-            "dependencies": list(deps), "metadata": {"duration": duration, "demo": demo}, **extra}
+    return {
+        "id": task_id,
+        "title": title or f"Task {task_id}",
+        "status": "pending",
+        "dependencies": list(deps),
+        "metadata": {"duration": duration, "demo": demo},
+        **extra,
+    }

@@ -34,14 +34,16 @@ def spec_snapshot(defs: dg.Definitions) -> list[dict]:
     rows = []
     for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
         node = graph.get(key)
-        rows.append({
-            "key": key.to_user_string(),
-            "deps": sorted(k.to_user_string() for k in node.parent_keys),
-            "group": node.group_name,
-            "tags": dict(sorted(node.tags.items())),
-            "description": (node.description or "").splitlines()[0],
-            "code_version": node.code_version,
-        })
+        rows.append(
+            {
+                "key": key.to_user_string(),
+                "deps": sorted(k.to_user_string() for k in node.parent_keys),
+                "group": node.group_name,
+                "tags": dict(sorted(node.tags.items())),
+                "description": (node.description or "").splitlines()[0],
+                "code_version": node.code_version,
+            }
+        )
     return rows
 
 
@@ -59,9 +61,19 @@ def test_guide_example_asset_specs_match_snapshot(monkeypatch, tmp_path):
 
 
 def test_assets_mirror_dependencies_with_tags_and_job(monkeypatch, tmp_path):
-    configure(monkeypatch, tmp_path, {"shop": tagged(
-        task(1), task(2, [1]), task(3, status="done"), task(4, [2, 3]),
-        task("rust-data-models", [1], priority="high"))})
+    configure(
+        monkeypatch,
+        tmp_path,
+        {
+            "shop": tagged(
+                task(1),
+                task(2, [1]),
+                task(3, status="done"),
+                task(4, [2, 3]),
+                task("rust-data-models", [1], priority="high"),
+            )
+        },
+    )
     defs = build_definitions()
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
@@ -72,7 +84,8 @@ def test_assets_mirror_dependencies_with_tags_and_job(monkeypatch, tmp_path):
     slug = graph.get(dg.AssetKey(["shop", "task_rust_data_models"]))
     assert slug.tags["cto/priority"] == "high"
     assert [j.name for j in defs.resolve_all_job_defs() if not j.name.startswith("__")] == [
-        "play_project"]
+        "play_project"
+    ]
 
 
 def test_editing_a_task_changes_only_its_code_version(monkeypatch, tmp_path):
@@ -105,11 +118,20 @@ def test_broken_tasks_file_fails_the_load_with_the_planner_message(monkeypatch, 
 @pytest.mark.slow
 def test_dg_check_defs_passes_on_the_demo(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("CTO_")}
-    env.update(CTO_DAGSTER_DEMO_DIR=str(tmp_path / "demo"),
-               CTO_DAGSTER_CACHE=str(tmp_path / "cache"),
-               VIRTUAL_ENV=str(Path(sys.executable).parent.parent))
+    env.update(
+        CTO_DAGSTER_DEMO_DIR=str(tmp_path / "demo"),
+        CTO_DAGSTER_CACHE=str(tmp_path / "cache"),
+        VIRTUAL_ENV=str(Path(sys.executable).parent.parent),
+    )
     dg_cli = Path(sys.executable).parent / "dg"
-    result = subprocess.run([str(dg_cli), "check", "defs"], cwd=REPO_ROOT, env=env,
-                            capture_output=True, text=True, timeout=300, check=False)
+    result = subprocess.run(
+        [str(dg_cli), "check", "defs"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "All definitions loaded successfully" in result.stdout + result.stderr

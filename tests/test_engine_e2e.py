@@ -1,6 +1,8 @@
 """The engine end to end: `dagster job execute` with the multiprocess executor, a temp
 DAGSTER_HOME, a real git remote and the demo agent."""
 
+import itertools
+
 import pytest
 
 from tests.conftest import demo_task
@@ -9,12 +11,14 @@ pytestmark = pytest.mark.slow
 
 
 def test_dataflow_parallel_run_and_merged_dependencies(make_project):
-    project = make_project([
-        demo_task(1, duration=1),
-        demo_task(2, duration=6),
-        demo_task(3, deps=[1], duration=1),
-        demo_task(4, deps=[2, 3]),
-    ])
+    project = make_project(
+        [
+            demo_task(1, duration=1),
+            demo_task(2, duration=6),
+            demo_task(3, deps=[1], duration=1),
+            demo_task(4, deps=[2, 3]),
+        ]
+    )
     result = project.execute()
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     log = result.stdout + result.stderr
@@ -32,21 +36,35 @@ def test_dataflow_parallel_run_and_merged_dependencies(make_project):
     assert t["4"][0] >= max(t["2"][1], t["3"][1])
 
     meta = records["4"].metadata
-    for key in ("branch", "base_commit", "head_commit", "files_changed", "insertions", "deletions",
-                "started_at", "finished_at", "duration_seconds", "execution_level",
-                "agent_exit_code", "agent_log_tail"):
+    for key in (
+        "branch",
+        "base_commit",
+        "head_commit",
+        "files_changed",
+        "insertions",
+        "deletions",
+        "started_at",
+        "finished_at",
+        "duration_seconds",
+        "execution_level",
+        "agent_exit_code",
+        "agent_log_tail",
+    ):
         assert key in meta, key
     assert meta["branch"] == "feature/task-4-implementation"
     assert meta["execution_level"] == 2 and meta["agent_exit_code"] == 0
     # the branch of a task with two dependencies holds both dependencies' work (and theirs)
     files = project.git("ls-tree", "-r", "--name-only", "feature/task-4-implementation").split()
-    assert {"tasks/task-1.md", "tasks/task-2.md", "tasks/task-3.md", "tasks/task-4.md"} <= set(files)
+    assert {"tasks/task-1.md", "tasks/task-2.md", "tasks/task-3.md", "tasks/task-4.md"} <= set(
+        files
+    )
     assert project.git("rev-parse", "feature/task-4-implementation").strip() == meta["head_commit"]
 
 
 def test_failure_keeps_siblings_and_resume_finishes_the_rest(make_project):
-    project = make_project([demo_task(1), demo_task(2), demo_task(3, deps=[1]),
-                            demo_task(4, deps=[2])])
+    project = make_project(
+        [demo_task(1), demo_task(2), demo_task(3, deps=[1]), demo_task(4, deps=[2])]
+    )
     failed = project.execute(CTO_DEMO_FAIL_TASKS="1")
     assert failed.returncode != 0
     first = project.runs()[0]
@@ -71,13 +89,15 @@ def test_failure_keeps_siblings_and_resume_finishes_the_rest(make_project):
 
 
 def test_parallel_execution_false_runs_one_task_at_a_time(make_project):
-    project = make_project([demo_task(1, duration=1), demo_task(2, duration=1),
-                            demo_task(3, deps=[1], duration=1)])
+    project = make_project(
+        [demo_task(1, duration=1), demo_task(2, duration=1), demo_task(3, deps=[1], duration=1)]
+    )
     result = project.execute(run_config={"execution": {"config": {"parallel_execution": False}}})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "sequential (parallel_execution: false)" in result.stdout + result.stderr
-    spans = sorted((r.number("started_at"), r.number("finished_at"))
-                   for r in project.records().values())
+    spans = sorted(
+        (r.number("started_at"), r.number("finished_at")) for r in project.records().values()
+    )
     assert len(spans) == 3
-    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+    for (_, end), (start, _) in itertools.pairwise(spans):
         assert start >= end

@@ -12,31 +12,37 @@ def write(tmp_path, text):
 
 
 def test_yaml_with_relative_paths_and_agent(tmp_path):
-    env = write(tmp_path, """
+    env = write(
+        tmp_path,
+        """
 projects:
   - name: shop
     repository: ./repo.git
     tag: feature-x
     agent: {preset: claude, timeout_seconds: 600, env: {MODEL: opus}}
     git: {token_env: GITHUB_TOKEN}
-""")
+""",
+    )
     project = load_settings(env).projects[0]
     assert project.repository == str((tmp_path / "repo.git").resolve())
     assert project.agent.spec().argv_template()[0] == "claude"
     assert project.git.token_env == "GITHUB_TOKEN"
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("projects: []", "no projects configured"),
-    ("projects: [{name: 'bad name', repository: x}]", "projects.0.name"),
-    ("projects: [{name: a, repository: x, base_branch: '--evil'}]", "not a valid branch name"),
-    ("projects: [{name: a, repository: x, agent: {preset: nope}}]", "unknown preset"),
-    ("projects: [{name: a, repository: x, surprise: 1}]", "projects.0.surprise"),
-    ("projects: [{name: a, repository: x}, {name: a, repository: y}]", "must be unique"),
-    ("projects: [{name: a, repository: x, git: {token_env: 'ghp_abc-123'}}]", "NAME of an"),
-    ("[1, 2", "not valid YAML"),
-    ("just text", "must hold a mapping"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("projects: []", "no projects configured"),
+        ("projects: [{name: 'bad name', repository: x}]", "projects.0.name"),
+        ("projects: [{name: a, repository: x, base_branch: '--evil'}]", "not a valid branch name"),
+        ("projects: [{name: a, repository: x, agent: {preset: nope}}]", "unknown preset"),
+        ("projects: [{name: a, repository: x, surprise: 1}]", "projects.0.surprise"),
+        ("projects: [{name: a, repository: x}, {name: a, repository: y}]", "must be unique"),
+        ("projects: [{name: a, repository: x, git: {token_env: 'ghp_abc-123'}}]", "NAME of an"),
+        ("[1, 2", "not valid YAML"),
+        ("just text", "must hold a mapping"),
+    ],
+)
 def test_bad_configuration_is_explained(tmp_path, text, expected):
     with pytest.raises(SettingsError) as info:
         load_settings(write(tmp_path, text))
@@ -44,8 +50,9 @@ def test_bad_configuration_is_explained(tmp_path, text, expected):
 
 
 def test_environment_quick_start(tmp_path):
-    settings = load_settings({"CTO_REPOSITORY": str(tmp_path / "my-repo.git"), "CTO_TAG": "mvp",
-                              "CTO_AGENT": "codex"})
+    settings = load_settings(
+        {"CTO_REPOSITORY": str(tmp_path / "my-repo.git"), "CTO_TAG": "mvp", "CTO_AGENT": "codex"}
+    )
     project = settings.projects[0]
     assert project.name == "my_repo" and project.tag == "mvp"
     assert project.agent.preset == "codex"
@@ -62,7 +69,7 @@ def test_missing_tasks_file_on_the_branch(tmp_path):
 
     remote = create_sample_repository(tmp_path / "r", tasks_json="{}")
     project = load_settings({"CTO_REPOSITORY": str(remote), "CTO_TASKS_FILE": "nope/tasks.json"})
-    with pytest.raises(SettingsError, match="TaskMaster tasks.json not found: nope/tasks.json"):
+    with pytest.raises(SettingsError, match=r"TaskMaster tasks\.json not found: nope/tasks\.json"):
         plan_project(project.projects[0], environ={"CTO_DAGSTER_CACHE": str(tmp_path / "c")})
 
 

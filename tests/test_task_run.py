@@ -33,7 +33,9 @@ def remote(tmp_path) -> Path:
 
 
 def make_task(task_id, title=None, deps=(), **extra):
-    raw = [{"id": task_id, "title": title or f"Task {task_id}", "dependencies": list(deps), **extra}]
+    raw = [
+        {"id": task_id, "title": title or f"Task {task_id}", "dependencies": list(deps), **extra}
+    ]
     for dep in deps:
         raw.append({"id": dep, "title": "dep"})
     problems = []
@@ -41,14 +43,20 @@ def make_task(task_id, title=None, deps=(), **extra):
 
 
 def request(remote, tmp_path, task, agent=DEMO, deps=(), previous=None, level=0):
-    return TaskRunRequest(task=task, level=level,
-                          repository=Repository(url=str(remote), workspace_root=str(tmp_path / "ws")),
-                          agent=agent, dependencies=tuple(deps), previous_head=previous)
+    return TaskRunRequest(
+        task=task,
+        level=level,
+        repository=Repository(url=str(remote), workspace_root=str(tmp_path / "ws")),
+        agent=agent,
+        dependencies=tuple(deps),
+        previous_head=previous,
+    )
 
 
 def git_remote(remote, *args):
-    return subprocess.run(["git", f"--git-dir={remote}", *args], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    return subprocess.run(
+        ["git", f"--git-dir={remote}", *args], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def test_run_pushes_branch_with_metadata_and_cleans_workspace(remote, tmp_path):
@@ -69,8 +77,16 @@ def test_rerun_replaces_only_what_our_last_run_recorded(remote, tmp_path):
     clone.git.checkout("feature/task-1-implementation")
     (tmp_path / "someone" / "theirs.txt").write_text("mine")
     clone.git.add("--all")
-    clone.git.commit("-m", "their work", env={"GIT_AUTHOR_NAME": "x", "GIT_AUTHOR_EMAIL": "x@x",
-                                              "GIT_COMMITTER_NAME": "x", "GIT_COMMITTER_EMAIL": "x@x"})
+    clone.git.commit(
+        "-m",
+        "their work",
+        env={
+            "GIT_AUTHOR_NAME": "x",
+            "GIT_AUTHOR_EMAIL": "x@x",
+            "GIT_COMMITTER_NAME": "x",
+            "GIT_COMMITTER_EMAIL": "x@x",
+        },
+    )
     clone.git.push("origin", "feature/task-1-implementation")
     theirs = clone.head.commit.hexsha
     with pytest.raises(TaskFailed) as info:
@@ -90,28 +106,47 @@ def test_our_own_unrecorded_push_is_replaced(remote, tmp_path):
 def test_dependencies_are_merged_from_recorded_commits(remote, tmp_path):
     one = run_task(request(remote, tmp_path, make_task(1)))
     two = run_task(request(remote, tmp_path, make_task(2)))
-    three = run_task(request(remote, tmp_path, make_task(3, deps=[1, 2]), level=1,
-                             deps=[DependencyHead("1", one.head_commit),
-                                   DependencyHead("2", two.head_commit)]))
+    three = run_task(
+        request(
+            remote,
+            tmp_path,
+            make_task(3, deps=[1, 2]),
+            level=1,
+            deps=[DependencyHead("1", one.head_commit), DependencyHead("2", two.head_commit)],
+        )
+    )
     files = git_remote(remote, "ls-tree", "-r", "--name-only", three.head_commit).split()
     assert {"tasks/task-1.md", "tasks/task-2.md", "tasks/task-3.md"} <= set(files)
-    assert three.merged_dependencies == ["feature/task-1-implementation",
-                                         "feature/task-2-implementation"]
+    assert three.merged_dependencies == [
+        "feature/task-1-implementation",
+        "feature/task-2-implementation",
+    ]
     log = git_remote(remote, "log", "--format=%s", three.head_commit)
     assert "Merge feature/task-1-implementation into feature/task-3-implementation" in log
 
 
 def test_conflicting_dependencies_fail_before_the_agent_runs(remote, tmp_path):
-    one = run_task(request(remote, tmp_path, make_task(1),
-                           python_agent("open('shared.txt','w').write('one\\n')")))
-    two = run_task(request(remote, tmp_path, make_task(2),
-                           python_agent("open('shared.txt','w').write('two\\n')")))
+    one = run_task(
+        request(
+            remote, tmp_path, make_task(1), python_agent("open('shared.txt','w').write('one\\n')")
+        )
+    )
+    two = run_task(
+        request(
+            remote, tmp_path, make_task(2), python_agent("open('shared.txt','w').write('two\\n')")
+        )
+    )
     marker = tmp_path / "agent-ran"
     with pytest.raises(TaskFailed) as info:
-        run_task(request(remote, tmp_path, make_task(3, deps=[1, 2]),
-                         python_agent(f"open({str(marker)!r},'w')"),
-                         deps=[DependencyHead("1", one.head_commit),
-                               DependencyHead("2", two.head_commit)]))
+        run_task(
+            request(
+                remote,
+                tmp_path,
+                make_task(3, deps=[1, 2]),
+                python_agent(f"open({str(marker)!r},'w')"),
+                deps=[DependencyHead("1", one.head_commit), DependencyHead("2", two.head_commit)],
+            )
+        )
     message = info.value.message
     assert "feature/task-1-implementation" in message and "feature/task-2-implementation" in message
     assert "shared.txt" in message
@@ -121,11 +156,18 @@ def test_conflicting_dependencies_fail_before_the_agent_runs(remote, tmp_path):
 
 def test_task_text_is_data_never_code(remote, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    title = '$(touch pwned) `touch pwned2` "; rm -rf x; echo \'; --upload-pack=evil'
+    title = "$(touch pwned) `touch pwned2` \"; rm -rf x; echo '; --upload-pack=evil"
     details = '"; touch pwned3 #'
     task = make_task("inj", title=title, details=details)
-    agent = AgentSpec(preset=None, timeout_seconds=60, command=(
-        "sh", "-c", 'printf %s "$CTO_TASK_TITLE" > title.txt; printf %s "$CTO_TASK_DETAILS" > d.txt'))
+    agent = AgentSpec(
+        preset=None,
+        timeout_seconds=60,
+        command=(
+            "sh",
+            "-c",
+            'printf %s "$CTO_TASK_TITLE" > title.txt; printf %s "$CTO_TASK_DETAILS" > d.txt',
+        ),
+    )
     result = run_task(request(remote, tmp_path, task, agent))
     content = git_remote(remote, "show", f"{result.head_commit}:title.txt")
     assert content == title
@@ -134,17 +176,25 @@ def test_task_text_is_data_never_code(remote, tmp_path, monkeypatch):
     for name in ("pwned", "pwned2", "pwned3", "x"):
         assert not list(tmp_path.rglob(name)), name
     # the {prompt} placeholder passes the whole prompt as one argument
-    echo = AgentSpec(preset=None, timeout_seconds=60, command=(
-        sys.executable, "-c", "import sys; open('argv.txt','w').write(repr(sys.argv[1:]))",
-        "{prompt}"))
+    echo = AgentSpec(
+        preset=None,
+        timeout_seconds=60,
+        command=(
+            sys.executable,
+            "-c",
+            "import sys; open('argv.txt','w').write(repr(sys.argv[1:]))",
+            "{prompt}",
+        ),
+    )
     result = run_task(request(remote, tmp_path, make_task("inj2", title=title), echo))
-    argv = eval(git_remote(remote, "show", f"{result.head_commit}:argv.txt"))  # noqa: S307
+    argv = eval(git_remote(remote, "show", f"{result.head_commit}:argv.txt"))
     assert len(argv) == 1 and title in argv[0]
 
 
 def test_agent_timeout_ends_its_whole_process_group(remote, tmp_path):
-    agent = AgentSpec(preset=None, timeout_seconds=1.5,
-                      command=("sh", "-c", "sleep 300 & sleep 301 & sleep 302"))
+    agent = AgentSpec(
+        preset=None, timeout_seconds=1.5, command=("sh", "-c", "sleep 300 & sleep 301 & sleep 302")
+    )
     started = time.monotonic()
     with pytest.raises(TaskFailed) as info:
         run_task(request(remote, tmp_path, make_task(9), agent))
@@ -166,11 +216,19 @@ def test_failing_agent_reports_exit_code_and_log(remote, tmp_path):
 
 def test_agent_that_resets_the_branch_is_caught(remote, tmp_path):
     one = run_task(request(remote, tmp_path, make_task(1)))
-    agent = AgentSpec(preset=None, timeout_seconds=60,
-                      command=("git", "reset", "--hard", "--quiet", "HEAD~1"))
+    agent = AgentSpec(
+        preset=None, timeout_seconds=60, command=("git", "reset", "--hard", "--quiet", "HEAD~1")
+    )
     with pytest.raises(TaskFailed, match="rewrote the history"):
-        run_task(request(remote, tmp_path, make_task(2, deps=[1]), agent,
-                         deps=[DependencyHead("1", one.head_commit)]))
+        run_task(
+            request(
+                remote,
+                tmp_path,
+                make_task(2, deps=[1]),
+                agent,
+                deps=[DependencyHead("1", one.head_commit)],
+            )
+        )
 
 
 def test_unknown_preset_and_plan_from_tasks(remote, tmp_path):
