@@ -20,10 +20,16 @@ TEST_ENV_DROP = ("CTO_DAGSTER_CONFIG", "CTO_REPOSITORY", "CTO_DEMO_FAIL_TASKS", 
 class Project:
     """A sample repository with a bare remote, its YAML config, and a DAGSTER_HOME."""
 
-    def __init__(self, root: Path, tasks: list[dict], settings: dict | None = None):
+    def __init__(
+        self,
+        root: Path,
+        tasks: list[dict],
+        settings: dict | None = None,
+        files: dict[str, str] | None = None,
+    ):
         self.root = root
         self.remote = create_sample_repository(
-            root / "repo", json.dumps({"master": {"tasks": tasks}})
+            root / "repo", json.dumps({"master": {"tasks": tasks}}), extra_files=files
         )
         self.home = root / "dagster_home"
         prepare_home(self.home)
@@ -110,8 +116,13 @@ class Project:
 
 @pytest.fixture
 def make_project(tmp_path):
-    def _make(tasks: list[dict], settings: dict | None = None, name: str = "p") -> Project:
-        return Project(tmp_path / name, tasks, settings)
+    def _make(
+        tasks: list[dict],
+        settings: dict | None = None,
+        name: str = "p",
+        files: dict[str, str] | None = None,
+    ) -> Project:
+        return Project(tmp_path / name, tasks, settings, files)
 
     return _make
 

@@ -25,7 +25,10 @@ def guide_tasks_json() -> str:
 
 
 def create_sample_repository(
-    folder: Path, tasks_json: str | None = None, base_branch: str = "main"
+    folder: Path,
+    tasks_json: str | None = None,
+    base_branch: str = "main",
+    extra_files: dict[str, str] | None = None,
 ) -> Path:
     """Create `folder/remote.git` (the repository agents push to) seeded with one commit holding
     `.taskmaster/tasks/tasks.json`; return the remote's path. Idempotent."""
@@ -43,6 +46,9 @@ def create_sample_repository(
     tasks.parent.mkdir(parents=True)
     tasks.write_text(tasks_json if tasks_json is not None else guide_tasks_json(), encoding="utf-8")
     (seed / ".gitignore").write_text("__pycache__/\n", encoding="utf-8")
+    for relative, content in (extra_files or {}).items():
+        (seed / relative).parent.mkdir(parents=True, exist_ok=True)
+        (seed / relative).write_text(content, encoding="utf-8")
     repo.git.add("--all")
     repo.git.commit("--quiet", "-m", "Initial commit: TaskMaster tasks")
     staging = folder / "remote.git.tmp"

@@ -5,6 +5,7 @@ import dagster as dg
 from cto_dagster.core.planner import ExecutionPlan
 from cto_dagster.core.settings import ProjectSettings
 from cto_dagster.defs.executor import play_multiprocess_executor
+from cto_dagster.defs.integration_assets import build_integration_asset
 from cto_dagster.defs.task_assets import build_task_asset, task_priorities
 from cto_dagster.defs.translator import TaskTranslator
 
@@ -25,6 +26,10 @@ def build_project_definitions(
     assets = [
         build_task_asset(project, plan, task_id, translator, priorities[task_id])
         for task_id in plan.task_ids
+    ]
+    assets += [
+        build_integration_asset(project, plan, level, translator)
+        for level in range(len(plan.levels))
     ]
     job = dg.define_asset_job(
         name=job_name(project, single),

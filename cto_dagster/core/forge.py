@@ -1,0 +1,61 @@
+"""Integration pull requests on GitHub, through PyGithub. The token goes in an HTTP header only;
+errors are redacted before anyone sees them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cto_dagster.core.credentials import redact
+
+
+class ForgeError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    url: str
+    number: int
+    reused: bool
+
+
+def pr_title(level: int, run_token: str) -> str:
+    return f"Integration PR: Level {level} for {run_token}"
+
+
+def pr_body(level: int, tasks: list[tuple[str, str, str]], missing: list[str]) -> str:
+    lines = [
+        f"Integration of execution level {level}, by cto-dagster.",
+        "",
+        "| Task | Title | Branch |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {t} | {title.replace('|', '/')} | `{branch}` |" for t, title, branch in tasks]
+    if missing:
+        lines += ["", f"⚠️ Incomplete: tasks {', '.join(missing)} produced no branch."]
+    return "\n".join(lines)
+
+
+def open_or_reuse_pull_request(
+    api_url: str, token: str, repository: str, head: str, base: str, title: str, body: str
+) -> PullRequest:
+    """Reuse the open PR from `head` into `base` if there is one; otherwise open it."""
+    from github import Auth, Github, GithubException
+
+    owner = repository.split("/", 1)[0]
+    client = Github(
+        base_url=api_url.rstrip("/"), auth=Auth.Token(token), retry=None, timeout=30, lazy=True
+    )
+    try:
+        repo = client.get_repo(repository)
+        for pull in repo.get_pulls(state="open", head=f"{owner}:{head}", base=base):
+            return PullRequest(pull.html_url, pull.number, reused=True)
+        pull = repo.create_pull(title=title, body=body, head=head, base=base)
+        return PullRequest(pull.html_url, pull.number, reused=False)
+    except GithubException as exc:
+        message = exc.data.get("message") if isinstance(exc.data, dict) else str(exc.data)
+        raise ForgeError(redact(f"GitHub answered {exc.status}: {message}", [token])) from None
+    except Exception as exc:  # network errors: never let a token-bearing repr escape
+        raise ForgeError(redact(f"cannot reach GitHub at {api_url}: {exc}", [token])) from None
+    finally:
+        client.close()

@@ -1,0 +1,195 @@
+"""One integration asset per level, stacked on the previous level's, with two asset checks:
+overlapping files (WARN) and merge conflicts (ERROR, blocking the next level)."""
+
+import dagster as dg
+
+from cto_dagster.core.credentials import redact
+from cto_dagster.core.forge import ForgeError, open_or_reuse_pull_request, pr_body, pr_title
+from cto_dagster.core.gitops import GitError
+from cto_dagster.core.integration import (
+    IntegrationRequest,
+    IntegrationResult,
+    conflict_report,
+    integrate_level,
+    overlap_report,
+)
+from cto_dagster.core.names import integration_branch, task_branch
+from cto_dagster.core.planner import ExecutionPlan
+from cto_dagster.core.settings import ProjectSettings
+from cto_dagster.defs.resources import PlayParameters
+from cto_dagster.defs.task_assets import HEAD_COMMIT, recorded_head
+from cto_dagster.defs.translator import TAG_LEVEL, TAG_PROJECT, TaskTranslator
+from cto_dagster.defs.wiring import project_token, repository_for
+
+OVERLAP_CHECK = "file_overlap"
+CONFLICT_CHECK = "merge_conflicts"
+
+
+def integration_key(project: ProjectSettings, level: int) -> dg.AssetKey:
+    return dg.AssetKey([project.name, f"integration_level_{level}"])
+
+
+def run_token(context: dg.AssetExecutionContext) -> str:
+    """Short and unique per run; a re-execution keeps its root run's, so it reuses the branches."""
+    return (context.run.tags.get("dagster/root_run_id") or context.run_id)[:8]
+
+
+def _open_pr(project, play, result, level, token, plan, context_token) -> str:
+    if not result.pushed:
+        return "no PR: the integration branch was not pushed"
+    if not project.github_repository:
+        return "no PR: the repository is not on GitHub (the branch is the result)"
+    secret = project_token(project)
+    if not secret:
+        return f"no PR: no token (set {project.git.token_env or 'git.token_env'})"
+    base = (
+        integration_branch(level - 1, context_token)
+        if level
+        else (play.integration_base_branch or project.base_branch)
+    )
+    rows = [(t, plan.tasks[t].title, task_branch(t)) for t in plan.levels[level]]
+    pull = open_or_reuse_pull_request(
+        project.github.api_url,
+        secret,
+        project.github_repository,
+        head=result.branch,
+        base=base,
+        title=pr_title(level, context_token),
+        body=pr_body(level, rows, result.missing),
+    )
+    return pull.url
+
+
+def _metadata(result: IntegrationResult, pr: str) -> dict[str, object]:
+    predicted = "\n".join(
+        f"- tasks {a} and {b}: {', '.join(paths)}" for a, b, paths in result.predicted_conflicts
+    )
+    return {
+        "integration_branch": result.branch if result.pushed else f"{result.branch} (not pushed)",
+        HEAD_COMMIT: result.head_commit or "",
+        "start_commit": result.start_commit,
+        "merged_branches": ", ".join(result.merged) or "(none)",
+        "missing_tasks": ", ".join(result.missing) or "(none)",
+        "complete": result.complete,
+        "files_changed": len(result.files_changed),
+        "overlapping_files": len(result.overlaps),
+        "predicted_conflicts": dg.MetadataValue.md(predicted or "(none)"),
+        "pull_request": dg.MetadataValue.url(pr) if pr.startswith("http") else pr,
+    }
+
+
+def build_integration_asset(
+    project: ProjectSettings, plan: ExecutionPlan, level: int, translator: TaskTranslator
+) -> dg.AssetsDefinition:
+    key = integration_key(project, level)
+    task_keys = {t: translator.asset_key(project, t) for t in plan.levels[level]}
+    previous_key = integration_key(project, level - 1) if level else None
+
+    @dg.asset(
+        key=key,
+        deps=[*task_keys.values(), *([previous_key] if previous_key else [])],
+        group_name=translator.group_name(project),
+        description=(
+            f"Level {level} integration: `integration/level-{level}-<run>` stacks the branches of "
+            f"tasks {', '.join(plan.levels[level])} on "
+            + (f"level {level - 1}'s integration branch." if level else "the base branch.")
+        ),
+        tags={TAG_LEVEL: str(level)},
+        op_tags={TAG_LEVEL: str(level), TAG_PROJECT: project.name},
+        kinds={"git", "github"},
+        check_specs=[
+            dg.AssetCheckSpec(
+                OVERLAP_CHECK, asset=key, description="Files changed by two or more tasks"
+            ),
+            dg.AssetCheckSpec(
+                CONFLICT_CHECK,
+                asset=key,
+                blocking=True,
+                description="Every task branch merges without conflict",
+            ),
+        ],
+    )
+    def _integration(context: dg.AssetExecutionContext, play: PlayParameters):
+        instance = context.instance
+        token = run_token(context)
+        previous = recorded_head(instance, previous_key) if previous_key else None
+        if previous_key and play.integration_pr_enabled and not previous:
+            raise dg.Failure(
+                f"level {level - 1} has no integration branch to stack on: materialize "
+                f"{previous_key.to_user_string()} first",
+                allow_retries=False,
+            )
+        request = IntegrationRequest(
+            level=level,
+            run_token=token,
+            repository=repository_for(project),
+            base_branch=play.integration_base_branch or project.base_branch,
+            previous_commit=previous,
+            tasks={t: recorded_head(instance, k) for t, k in task_keys.items()},
+            build_branch=play.integration_pr_enabled,
+            detect_overlaps=play.conflict_detection,
+        )
+        secret = project_token(project)
+        try:
+            result = integrate_level(request)
+        except GitError as exc:
+            raise dg.Failure(redact(str(exc), [secret]), allow_retries=True) from None
+        if not play.integration_pr_enabled:
+            pr = "integration disabled: integration_pr_enabled is false, no branch was built"
+        else:
+            try:
+                pr = _open_pr(project, play, result, level, token, plan, token)
+            except ForgeError as exc:
+                pr = f"no PR: {exc}"
+                context.log.warning(pr)
+        if result.missing:
+            context.log.warning(
+                f"Level {level} is incomplete: tasks {', '.join(result.missing)} have no branch"
+            )
+        if result.overlaps:
+            context.log.warning(overlap_report(level, result.overlaps))
+        if result.conflict_branch:
+            context.log.error(conflict_report(result))
+        overlap_text = (
+            overlap_report(level, result.overlaps)
+            if result.overlaps
+            else (
+                "No file is changed by two tasks of this level."
+                if play.conflict_detection
+                else "conflict_detection is false: not checked"
+            )
+        )
+        conflict_text = (
+            conflict_report(result)
+            if result.conflict_branch
+            else (
+                "Every branch merged cleanly."
+                if play.integration_pr_enabled
+                else "integration_pr_enabled is false: nothing was merged"
+            )
+        )
+        return dg.MaterializeResult(
+            metadata=_metadata(result, pr),
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name=OVERLAP_CHECK,
+                    passed=not result.overlaps,
+                    severity=dg.AssetCheckSeverity.WARN,
+                    description=overlap_text,
+                    metadata={"files": len(result.overlaps)},
+                ),
+                dg.AssetCheckResult(
+                    check_name=CONFLICT_CHECK,
+                    passed=result.conflict_branch is None,
+                    severity=dg.AssetCheckSeverity.ERROR,
+                    description=conflict_text,
+                    metadata={
+                        "conflicting_paths": ", ".join(result.conflict_paths) or "(none)",
+                        "tasks_involved": ", ".join(result.conflict_tasks) or "(none)",
+                        "predicted_conflicts": len(result.predicted_conflicts),
+                    },
+                ),
+            ],
+        )
+
+    return _integration
