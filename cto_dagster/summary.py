@@ -19,7 +19,7 @@ def print_run_summary(
 ) -> None:
     import dagster as dg
 
-    from cto_dagster.defs.run_records import task_records
+    from cto_dagster.defs.run_records import integration_records, task_records
 
     with open_instance(home) as instance:
         if run_id:
@@ -31,6 +31,7 @@ def print_run_summary(
             print("No run was recorded.")
             return
         records = task_records(instance, run.dagster_run.run_id)
+        integrations = integration_records(instance, run.dagster_run.run_id)
     done = [r for r in records if r.status == "materialized"]
     print(f"\nRun {run.dagster_run.run_id} ({run.dagster_run.status.value})")
     for r in records:
@@ -47,6 +48,12 @@ def print_run_summary(
             f"{r.task_id:<8}{r.metadata.get('execution_level', ''):>6}{start:>8.1f}s"
             f"{r.number('duration_seconds') or 0:>9.1f}s  {r.metadata.get('branch', ''):<36}"
             f"{str(r.metadata.get('head_commit', ''))[:10]}"
+        )
+    for level, meta in sorted(integrations.items()):
+        state = "complete" if meta.get("complete") else "INCOMPLETE"
+        print(
+            f"🔗 Level {level}: {meta.get('integration_branch')} ({state}; merged "
+            f"{meta.get('merged_branches')}; PR: {meta.get('pull_request')})"
         )
     sequential = sum(r.number("duration_seconds") or 0 for r in done)
     makespan = end - t0

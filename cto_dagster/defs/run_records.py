@@ -62,3 +62,17 @@ def task_records(instance: dg.DagsterInstance, run_id: str) -> list[TaskRecord]:
             key, step_key, "failed", {}, text or (error.message.strip() if error else None)
         )
     return list(records.values())
+
+
+def integration_records(instance: dg.DagsterInstance, run_id: str) -> dict[int, dict[str, object]]:
+    """Level -> metadata of the integration materializations of one run."""
+    found: dict[int, dict[str, object]] = {}
+    for record in instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=100_000
+    ).records:
+        materialization = record.event_log_entry.dagster_event.event_specific_data.materialization
+        name = materialization.asset_key.path[-1]
+        if name.startswith("integration_level_"):
+            level = int(name.rsplit("_", 1)[1])
+            found[level] = {k: _plain(v) for k, v in materialization.metadata.items()}
+    return found
