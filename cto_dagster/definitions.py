@@ -12,6 +12,7 @@ from cto_dagster.core.credentials import credential_environment
 from cto_dagster.core.settings import SettingsError, load_settings, plan_project
 from cto_dagster.core.taskmaster import TasksFileError
 from cto_dagster.defs.executor import play_multiprocess_executor
+from cto_dagster.defs.kubernetes import play_k8s_executor
 from cto_dagster.defs.project import build_project_definitions
 from cto_dagster.defs.resources import PlayParameters
 from cto_dagster.defs.wiring import project_token
@@ -31,11 +32,13 @@ def build_definitions() -> dg.Definitions:
             parts.append(build_project_definitions(project, plan, single))
     except (SettingsError, TasksFileError) as exc:
         raise ProjectLoadError(str(exc)) from None
+    on_kubernetes = all(project.kind == "kubernetes" for project in settings.projects)
     return dg.Definitions.merge(
         *parts,
         dg.Definitions(
             resources={"play": PlayParameters()},
-            executor=play_multiprocess_executor,
+            # also the executor of materializations started from the asset graph
+            executor=play_k8s_executor if on_kubernetes else play_multiprocess_executor,
         ),
     )
 

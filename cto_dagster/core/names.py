@@ -145,3 +145,9 @@ def check_project_name(name: str) -> str:
             "letters, digits and `_` (at most 64 characters)"
         )
     return name
+
+
+def label_value(text: str) -> str:
+    """A valid Kubernetes label value: at most 63 of [A-Za-z0-9_.-], alphanumeric at both ends."""
+    clean = re.sub(r"[^A-Za-z0-9_.-]+", "-", text)[:63].strip("-_.")
+    return clean or "none"

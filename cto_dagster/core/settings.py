@@ -85,6 +85,24 @@ class GitHubSettings(_Strict):
     api_url: str = "https://api.github.com"
 
 
+class KubernetesSettings(_Strict):
+    """How task step pods look on Kubernetes (k8s_job_executor: one pod per task step)."""
+
+    resources: dict[str, dict[str, str]] = Field(
+        default_factory=lambda: {
+            "requests": {"cpu": "500m", "memory": "1Gi"},
+            "limits": {"memory": "4Gi"},
+        },
+        description="container resources of every task step",
+    )
+    task_resources: dict[str, dict[str, dict[str, str]]] = Field(
+        default_factory=dict, description="per task id: resources that replace the default"
+    )
+    deadline_margin_seconds: int = Field(
+        600, ge=0, description="added to the agent timeout for clone, merge and push"
+    )
+
+
 class ProjectSettings(_Strict):
     name: str
     repository: str = Field(description="git URL or local path of the repository agents push to")
@@ -102,6 +120,7 @@ class ProjectSettings(_Strict):
     pool: str | None = Field(None, description="Dagster concurrency pool for the agent steps")
     workspace_root: str | None = None
     kind: Literal["local", "kubernetes"] = "local"
+    kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
 
     @field_validator("name")
     @classmethod
@@ -223,12 +242,22 @@ def demo_settings(folder: Path) -> Settings:
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """`CTO_DAGSTER_KIND=kubernetes` (set by the Helm values) switches every project to pods."""
     environ = os.environ if environ is None else environ
     if environ.get("CTO_DAGSTER_CONFIG"):
-        return load_yaml_settings(Path(environ["CTO_DAGSTER_CONFIG"]))
-    if environ.get("CTO_REPOSITORY"):
-        return _settings_from_env(environ)
-    return demo_settings(Path(environ.get("CTO_DAGSTER_DEMO_DIR", DEFAULT_DEMO_DIR)))
+        settings = load_yaml_settings(Path(environ["CTO_DAGSTER_CONFIG"]))
+    elif environ.get("CTO_REPOSITORY"):
+        settings = _settings_from_env(environ)
+    else:
+        settings = demo_settings(Path(environ.get("CTO_DAGSTER_DEMO_DIR", DEFAULT_DEMO_DIR)))
+    kind = environ.get("CTO_DAGSTER_KIND")
+    if kind:
+        if kind not in ("local", "kubernetes"):
+            raise SettingsError(f"❌ CTO_DAGSTER_KIND must be local or kubernetes, not {kind!r}")
+        settings = Settings(
+            projects=[p.model_copy(update={"kind": kind}) for p in settings.projects]
+        )
+    return settings
 
 
 def _cache_root(environ: Mapping[str, str]) -> Path:

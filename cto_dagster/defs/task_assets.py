@@ -12,6 +12,7 @@ from cto_dagster.core.task_run import (
     iso,
     run_task,
 )
+from cto_dagster.defs.kubernetes import K8S_CONFIG_TAG, task_k8s_config
 from cto_dagster.defs.translator import TAG_LEVEL, TAG_PROJECT, TAG_TASK_ID, TaskTranslator
 from cto_dagster.defs.wiring import repository_for
 
@@ -83,6 +84,7 @@ def build_task_asset(
         TAG_TASK_ID: task_id,
         TAG_LEVEL: str(level),
         TAG_PROJECT: project.name,
+        K8S_CONFIG_TAG: task_k8s_config(project, task, level),  # read only by k8s_job_executor
         **(extra_op_tags or {}),
     }
 
