@@ -8,14 +8,13 @@ message.
 
 import dagster as dg
 
-from cto_dagster.core.credentials import credential_environment
 from cto_dagster.core.settings import SettingsError, load_settings, plan_project
 from cto_dagster.core.taskmaster import TasksFileError
 from cto_dagster.defs.executor import play_multiprocess_executor
 from cto_dagster.defs.kubernetes import play_k8s_executor
 from cto_dagster.defs.project import build_project_definitions
 from cto_dagster.defs.resources import PlayParameters
-from cto_dagster.defs.wiring import project_token
+from cto_dagster.defs.wiring import git_env_for
 
 
 class ProjectLoadError(Exception):
@@ -28,7 +27,7 @@ def build_definitions() -> dg.Definitions:
         single = len(settings.projects) == 1
         parts = []
         for project in settings.projects:
-            plan = plan_project(project, credential_environment(project_token(project)))
+            plan = plan_project(project, git_env_for(project))
             parts.append(build_project_definitions(project, plan, single))
     except (SettingsError, TasksFileError) as exc:
         raise ProjectLoadError(str(exc)) from None

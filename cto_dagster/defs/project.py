@@ -7,6 +7,7 @@ from cto_dagster.core.settings import ProjectSettings
 from cto_dagster.defs.executor import play_multiprocess_executor
 from cto_dagster.defs.integration_assets import build_integration_asset
 from cto_dagster.defs.kubernetes import play_k8s_executor
+from cto_dagster.defs.metrics_assets import build_metrics_asset
 from cto_dagster.defs.task_assets import build_task_asset, task_priorities
 from cto_dagster.defs.translator import TaskTranslator
 
@@ -36,6 +37,8 @@ def build_project_definitions(
         build_integration_asset(project, plan, level, translator)
         for level in range(len(plan.levels))
     ]
+    if plan.task_ids:
+        assets.append(build_metrics_asset(project, plan, translator))
     job = dg.define_asset_job(
         name=job_name(project, single),
         selection=dg.AssetSelection.groups(translator.group_name(project)),

@@ -21,3 +21,7 @@ def repository_for(project: ProjectSettings) -> Repository:
         secret_env_names=secret_names,
         workspace_root=project.workspace_root,
     )
+
+
+def git_env_for(project: ProjectSettings) -> dict[str, str]:
+    return credential_environment(project_token(project))

@@ -1,0 +1,218 @@
+"""Actual against theoretical speedup, from what a run recorded (pandas; no Dagster here).
+
+Inputs are plain records (task id, level, start, finish) and the plan's dependencies; outputs are
+three frames (tasks, levels, run) and the picture of the run.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from cto_dagster.core.names import id_sort_key, sorted_ids
+from cto_dagster.core.planner import longest_path
+
+
+@dataclass(frozen=True)
+class TaskTiming:
+    task_id: str
+    level: int
+    started_at: float
+    finished_at: float
+
+
+@dataclass
+class RunMetrics:
+    run_id: str
+    tasks: pd.DataFrame  # one row a task that finished
+    levels: pd.DataFrame  # one row a level
+    summary: dict[str, float | int | str]
+    critical_path: list[str]
+    missing: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing and not self.failed
+
+
+def compute_metrics(
+    run_id: str,
+    timings: Sequence[TaskTiming],
+    dependencies: Mapping[str, Sequence[str]],
+    planned: Sequence[str],
+    planned_levels: int,
+    run_started_at: float | None = None,
+    agent_slots: int | None = None,
+    failed: Sequence[str] = (),
+) -> RunMetrics:
+    """Everything the metrics asset and `cto-dagster report` show, for one run."""
+    done = {t.task_id: t for t in timings}
+    rows = []
+    origin = min(
+        [t.started_at for t in timings] + ([run_started_at] if run_started_at else []), default=0.0
+    )
+    for timing in sorted(timings, key=lambda t: (t.started_at, id_sort_key(t.task_id))):
+        deps_here = [done[d] for d in dependencies.get(timing.task_id, ()) if d in done]
+        ready_at = max((d.finished_at for d in deps_here), default=run_started_at or origin)
+        rows.append(
+            {
+                "task": timing.task_id,
+                "level": timing.level,
+                "start_s": round(timing.started_at - origin, 3),
+                "finish_s": round(timing.finished_at - origin, 3),
+                "duration_s": round(timing.finished_at - timing.started_at, 3),
+                "queue_wait_s": round(max(0.0, timing.started_at - ready_at), 3),
+                "dependencies": ", ".join(sorted_ids(dependencies.get(timing.task_id, ()))),
+            }
+        )
+    tasks = pd.DataFrame(
+        rows,
+        columns=[
+            "task",
+            "level",
+            "start_s",
+            "finish_s",
+            "duration_s",
+            "queue_wait_s",
+            "dependencies",
+        ],
+    )
+    if tasks.empty:
+        levels = pd.DataFrame(
+            columns=["level", "tasks", "first_start_s", "last_finish_s", "wall_s", "longest_task_s"]
+        )
+    else:
+        levels = (
+            tasks.groupby("level")
+            .agg(
+                tasks=("task", "count"),
+                first_start_s=("start_s", "min"),
+                last_finish_s=("finish_s", "max"),
+                longest_task_s=("duration_s", "max"),
+            )
+            .reset_index()
+        )
+        levels["wall_s"] = (levels["last_finish_s"] - levels["first_start_s"]).round(3)
+        levels = levels[
+            ["level", "tasks", "first_start_s", "last_finish_s", "wall_s", "longest_task_s"]
+        ]
+
+    durations = {row["task"]: row["duration_s"] for row in rows}
+    order = [r["task"] for r in sorted(rows, key=lambda r: (r["level"], id_sort_key(r["task"])))]
+    run_deps = {t: [d for d in dependencies.get(t, ()) if d in durations] for t in order}
+    path, path_seconds = longest_path(run_deps, order, lambda t: durations[t])
+    sequential = float(tasks["duration_s"].sum()) if not tasks.empty else 0.0
+    makespan = float(tasks["finish_s"].max() - tasks["start_s"].min()) if not tasks.empty else 0.0
+    barrier = float(levels["longest_task_s"].sum()) if not levels.empty else 0.0
+    n_done = len(rows)
+    slots = agent_slots or max((int(x) for x in levels["tasks"]), default=1)
+    summary: dict[str, float | int | str] = {
+        "tasks_planned": len(planned),
+        "tasks_finished": n_done,
+        "tasks_failed": len(failed),
+        "tasks_missing": len([t for t in planned if t not in done]),
+        "levels": planned_levels,
+        "sequential_time_s": round(sequential, 3),
+        "parallel_time_s": round(makespan, 3),
+        "actual_speedup": round(sequential / makespan, 3) if makespan > 0 else 0.0,
+        "theoretical_speedup": round(len(planned) / planned_levels, 3) if planned_levels else 0.0,
+        "critical_path_s": round(path_seconds, 3),
+        "best_speedup": round(sequential / path_seconds, 3) if path_seconds > 0 else 0.0,
+        "level_barrier_time_s": round(barrier, 3),
+        "dataflow_gain": round(barrier / makespan, 3) if makespan > 0 else 0.0,
+        "agent_slots": slots,
+        "agent_utilization": round(sequential / (slots * makespan), 3) if makespan > 0 else 0.0,
+        "scheduling_overhead_s": round(max(0.0, makespan - path_seconds), 3),
+        "mean_queue_wait_s": round(float(tasks["queue_wait_s"].mean()), 3) if n_done else 0.0,
+        "median_queue_wait_s": round(float(tasks["queue_wait_s"].median()), 3) if n_done else 0.0,
+    }
+    return RunMetrics(
+        run_id=run_id,
+        tasks=tasks,
+        levels=levels,
+        summary=summary,
+        critical_path=path,
+        missing=[t for t in planned if t not in done and t not in failed],
+        failed=sorted_ids(failed),
+    )
+
+
+def gantt_png(metrics: RunMetrics, title: str = "") -> bytes:
+    """A Gantt chart of the run, by level, with the critical path marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frame = metrics.tasks.sort_values(["level", "start_s"], key=None).reset_index(drop=True)
+    height = max(2.0, 0.45 * len(frame) + 1.2)
+    fig, ax = plt.subplots(figsize=(9, height), dpi=100)
+    colors = plt.get_cmap("tab10")
+    critical = set(metrics.critical_path)
+    for index, row in frame.iterrows():
+        on_path = row["task"] in critical
+        ax.barh(
+            index,
+            row["duration_s"],
+            left=row["start_s"],
+            color=colors(int(row["level"]) % 10),
+            edgecolor="black" if on_path else "none",
+            linewidth=2.0 if on_path else 0,
+            hatch="//" if on_path else None,
+        )
+    ax.set_yticks(range(len(frame)))
+    ax.set_yticklabels([f"L{r.level} · task {r.task}" for r in frame.itertuples()])
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds since the run's first task started")
+    summary = metrics.summary
+    ax.set_title(
+        title
+        or f"Run {metrics.run_id[:8]}: {summary['actual_speedup']}x actual, "
+        f"{summary['theoretical_speedup']}x theoretical (hatched: critical path)"
+    )
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def telemetry_lines(metrics: RunMetrics) -> list[str]:
+    """The original's telemetry words, with the numbers it never had."""
+    s = metrics.summary
+    lines = [
+        "📊 PERFORMANCE TELEMETRY",
+        "═" * 40,
+        f"Run: {metrics.run_id}",
+        f"⏱️  Total duration (first start to last finish): {s['parallel_time_s']:.1f} s",
+        f"📊 Sequential time (sum of task durations): {s['sequential_time_s']:.1f} s",
+        f"📊 Actual speedup: {s['actual_speedup']:.2f}x",
+        f"📊 Theoretical speedup: {s['theoretical_speedup']:.2f}x (tasks / levels)",
+        f"🧭 Critical path: {' -> '.join(metrics.critical_path) or '(none)'} "
+        f"({s['critical_path_s']:.1f} s; best possible speedup {s['best_speedup']:.2f}x)",
+        f"🚧 With level barriers (the original's strategy): {s['level_barrier_time_s']:.1f} s; "
+        f"dataflow gain {s['dataflow_gain']:.2f}x",
+        f"🤖 Agent slots: {s['agent_slots']}, utilization {s['agent_utilization']:.0%}",
+        f"⏳ Queue wait: median {s['median_queue_wait_s']:.2f} s, "
+        f"mean {s['mean_queue_wait_s']:.2f} s; "
+        f"scheduling overhead {s['scheduling_overhead_s']:.1f} s",
+    ]
+    if metrics.failed:
+        lines.append(f"❌ Failed: tasks {', '.join(metrics.failed)}")
+    if metrics.missing:
+        lines.append(f"⚠️ Missing (did not run): tasks {', '.join(metrics.missing)}")
+    if not metrics.tasks.empty:
+        lines += [
+            "",
+            "Per level:",
+            metrics.levels.to_string(index=False),
+            "",
+            "Per task:",
+            metrics.tasks.drop(columns=["dependencies"]).to_string(index=False),
+        ]
+    return lines

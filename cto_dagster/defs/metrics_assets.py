@@ -1,0 +1,153 @@
+"""The metrics asset: actual against theoretical speedup, read from the event log."""
+
+import base64
+
+import dagster as dg
+
+from cto_dagster.core.metrics import RunMetrics, TaskTiming, compute_metrics, gantt_png
+from cto_dagster.core.planner import ExecutionPlan
+from cto_dagster.core.settings import ProjectSettings
+from cto_dagster.defs.executor import DEFAULT_AGENT_SLOTS
+from cto_dagster.defs.run_records import task_records
+from cto_dagster.defs.translator import TAG_PROJECT, TaskTranslator
+
+HISTORY_RUNS = 30
+
+
+def metrics_key(project: ProjectSettings) -> dg.AssetKey:
+    return dg.AssetKey([project.name, "run_metrics"])
+
+
+def _agent_slots(run: dg.DagsterRun, plan: ExecutionPlan) -> int:
+    config = ((run.run_config or {}).get("execution") or {}).get("config") or {}
+    width = max((len(level) for level in plan.levels), default=1)
+    if config.get("parallel_execution") is False:
+        return 1
+    return max(1, min(int(config.get("max_concurrent") or DEFAULT_AGENT_SLOTS), width))
+
+
+def metrics_for_run(
+    instance: dg.DagsterInstance, run_id: str, plan: ExecutionPlan
+) -> RunMetrics | None:
+    record = instance.get_run_record_by_id(run_id)
+    if record is None:
+        return None
+    records = task_records(instance, run_id)
+    timings = []
+    for r in records:
+        start, finish = r.number("started_at"), r.number("finished_at")
+        if r.status == "materialized" and start is not None and finish is not None:
+            level = r.metadata.get("execution_level")
+            timings.append(
+                TaskTiming(r.task_id, int(level) if level is not None else 0, start, finish)
+            )
+    return compute_metrics(
+        run_id=run_id,
+        timings=timings,
+        dependencies=plan.dependencies,
+        planned=plan.task_ids,
+        planned_levels=len(plan.levels),
+        run_started_at=record.start_time,
+        agent_slots=_agent_slots(record.dagster_run, plan),
+        failed=[r.task_id for r in records if r.status == "failed"],
+    )
+
+
+def play_runs(instance: dg.DagsterInstance, project: ProjectSettings, limit: int):
+    return instance.get_run_records(dg.RunsFilter(tags={TAG_PROJECT: project.name}), limit=limit)
+
+
+def _table(frame) -> dg.TableMetadataValue:
+    columns = [
+        dg.TableColumn(
+            name,
+            "float"
+            if frame[name].dtype.kind == "f"
+            else "int"
+            if frame[name].dtype.kind in "iu"
+            else "string",
+        )
+        for name in frame.columns
+    ]
+    records = [
+        dg.TableRecord({k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()})
+        for row in frame.to_dict(orient="records")
+    ]
+    return dg.MetadataValue.table(records, dg.TableSchema(columns))
+
+
+def build_metrics_asset(
+    project: ProjectSettings, plan: ExecutionPlan, translator: TaskTranslator
+) -> dg.AssetsDefinition:
+    task_keys = [translator.asset_key(project, t) for t in plan.task_ids]
+
+    @dg.asset(
+        key=metrics_key(project),
+        deps=task_keys,
+        group_name=translator.group_name(project),
+        description=(
+            "Actual against theoretical speedup of the latest run of the project's tasks, with "
+            "per-task and per-level timing, the critical path with real durations, what level "
+            "barriers would have cost, and a Gantt chart. Materialize it alone after a failed run "
+            "to see that run, and what is missing."
+        ),
+        kinds={"pandas"},
+        op_tags={TAG_PROJECT: project.name},
+    )
+    def _metrics(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        instance = context.instance
+        run_id = context.run_id
+        if not task_records(instance, run_id):
+            earlier = [
+                r
+                for r in play_runs(instance, project, 20)
+                if r.dagster_run.run_id != run_id and task_records(instance, r.dagster_run.run_id)
+            ]
+            if not earlier:
+                return dg.MaterializeResult(metadata={"status": "no run of the tasks yet"})
+            run_id = earlier[0].dagster_run.run_id
+        metrics = metrics_for_run(instance, run_id, plan)
+        assert metrics is not None
+        history = []
+        for record in play_runs(instance, project, HISTORY_RUNS):
+            earlier_metrics = metrics_for_run(instance, record.dagster_run.run_id, plan)
+            if earlier_metrics is None or earlier_metrics.tasks.empty:
+                continue
+            s = earlier_metrics.summary
+            history.append(
+                {
+                    "run": record.dagster_run.run_id[:8],
+                    "status": record.dagster_run.status.value,
+                    "tasks_finished": int(s["tasks_finished"]),
+                    "parallel_time_s": float(s["parallel_time_s"]),
+                    "actual_speedup": float(s["actual_speedup"]),
+                    "theoretical_speedup": float(s["theoretical_speedup"]),
+                    "dataflow_gain": float(s["dataflow_gain"]),
+                }
+            )
+        import pandas as pd
+
+        chart = base64.b64encode(gantt_png(metrics)).decode()
+        metadata: dict[str, object] = {
+            "run_id": metrics.run_id,
+            "complete": metrics.complete,
+            "missing_tasks": ", ".join(metrics.missing) or "(none)",
+            "failed_tasks": ", ".join(metrics.failed) or "(none)",
+            "critical_path": " -> ".join(metrics.critical_path) or "(none)",
+            **{k: v for k, v in metrics.summary.items()},
+            "gantt_chart": dg.MetadataValue.md(
+                f"![Gantt chart of the run](data:image/png;base64,{chart})"
+            ),
+            "tasks": _table(metrics.tasks),
+            "levels": _table(metrics.levels),
+        }
+        if history:
+            metadata["history"] = _table(pd.DataFrame(history))
+        if not metrics.complete:
+            context.log.warning(
+                f"Run {run_id[:8]} is incomplete: failed {metrics.failed or 'none'}, "
+                f"missing {metrics.missing or 'none'}"
+            )
+        return dg.MaterializeResult(metadata=metadata)
+
+    return _metrics
