@@ -60,8 +60,30 @@ def test_dataflow_parallel_run_and_merged_dependencies(make_project):
     )
     assert project.git("rev-parse", "feature/task-4-implementation").strip() == meta["head_commit"]
 
+    # the metrics asset of the same run, and the same numbers in the terminal
+    import dagster as dg
 
-def test_failure_keeps_siblings_and_resume_finishes_the_rest(make_project):
+    from cto_dagster.summary import open_instance
+
+    with open_instance(project.home) as instance:
+        event = instance.get_latest_materialization_event(dg.AssetKey(["proj", "run_metrics"]))
+    metrics = event.asset_materialization.metadata
+    assert metrics["run_id"].value == project.runs()[0].run_id
+    assert metrics["tasks_finished"].value == 4 and metrics["complete"].value is True
+    assert metrics["theoretical_speedup"].value == pytest.approx(4 / 3, abs=1e-3)
+    assert metrics["actual_speedup"].value > 1.0
+    assert metrics["critical_path"].value == "2 -> 4"
+    assert metrics["gantt_chart"].value.startswith(
+        "![Gantt chart of the run](data:image/png;base64,"
+    )
+    assert len(metrics["tasks"].value.records) == 4
+    report = project.cli("report")
+    assert report.returncode == 0, report.stderr
+    assert "📊 PERFORMANCE TELEMETRY" in report.stdout
+    assert "Theoretical speedup: 1.33x" in report.stdout
+
+
+def test_failure_keeps_siblings_and_resume_finishes_the_rest(make_project, monkeypatch):
     project = make_project(
         [demo_task(1), demo_task(2), demo_task(3, deps=[1]), demo_task(4, deps=[2])]
     )
@@ -74,6 +96,28 @@ def test_failure_keeps_siblings_and_resume_finishes_the_rest(make_project):
     assert records["2"].status == "materialized" and records["4"].status == "materialized"
     assert "3" not in records  # a dependent of a failed task does not run
     heads_before = {k: records[k].metadata["head_commit"] for k in ("2", "4")}
+
+    # metrics work for a failed run, saying what is missing: materialize them alone
+    report = project.cli("report")
+    assert report.returncode == 0, report.stderr
+    assert "❌ Failed: tasks 1" in report.stdout
+    assert "⚠️ Missing (did not run): tasks 3" in report.stdout
+    import dagster as dg
+
+    from cto_dagster.definitions import build_definitions
+    from cto_dagster.summary import open_instance
+
+    for name, value in project.env().items():
+        if name.startswith(("CTO_", "DAGSTER_HOME")):
+            monkeypatch.setenv(name, value)
+    key = dg.AssetKey(["proj", "run_metrics"])
+    metrics_asset = build_definitions().resolve_assets_def(key)
+    with open_instance(project.home) as instance:
+        assert dg.materialize([metrics_asset], instance=instance).success
+        meta = instance.get_latest_materialization_event(key).asset_materialization.metadata
+    assert meta["run_id"].value == first.run_id
+    assert meta["complete"].value is False
+    assert meta["failed_tasks"].value == "1" and meta["missing_tasks"].value == "3"
 
     resumed = project.cli("resume")
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]

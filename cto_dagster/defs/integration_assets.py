@@ -31,7 +31,7 @@ def integration_key(project: ProjectSettings, level: int) -> dg.AssetKey:
 
 def run_token(context: dg.AssetExecutionContext) -> str:
     """Short and unique per run; a re-execution keeps its root run's, so it reuses the branches."""
-    return (context.run.tags.get("dagster/root_run_id") or context.run_id)[:8]
+    return (context.run.tags.get("dagster/root_run_id") or context.run.run_id)[:8]
 
 
 def _open_pr(project, play, result, level, token, plan, context_token) -> str:

@@ -96,7 +96,7 @@ def build_metrics_asset(
     )
     def _metrics(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         instance = context.instance
-        run_id = context.run_id
+        run_id = context.run.run_id
         if not task_records(instance, run_id):
             earlier = [
                 r

@@ -1,5 +1,7 @@
 """The task asset factory: one asset per task, upstream deps = the task's dependencies."""
 
+import os
+
 import dagster as dg
 
 from cto_dagster.core.planner import ExecutionPlan, remaining_path_lengths
@@ -31,7 +33,10 @@ def recorded_head(instance: dg.DagsterInstance, key: dg.AssetKey) -> str | None:
 
 def task_priorities(plan: ExecutionPlan) -> dict[str, int]:
     """Longest remaining path (estimated seconds when known, else task count): with fewer agent
-    slots than ready tasks, the critical chain goes first."""
+    slots than ready tasks, the critical chain goes first. `CTO_DAGSTER_PRIORITIES=off` gives
+    every task the same priority (for comparisons; see benchmarks/schedule.py)."""
+    if os.environ.get("CTO_DAGSTER_PRIORITIES", "on").lower() in ("off", "0", "false"):
+        return dict.fromkeys(plan.task_ids, 0)
     known = all(plan.tasks[t].duration is not None for t in plan.task_ids)
     weight = (lambda t: plan.tasks[t].duration or 0.0) if known else (lambda _t: 1.0)
     remaining = remaining_path_lengths(plan.dependencies, plan.task_ids, weight)
