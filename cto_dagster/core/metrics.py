@@ -167,7 +167,7 @@ def gantt_png(metrics: RunMetrics, title: str = "") -> bytes:
     ax.set_yticks(range(len(frame)))
     ax.set_yticklabels([f"L{r.level} · task {r.task}" for r in frame.itertuples()])
     ax.invert_yaxis()
-    ax.set_xlabel("seconds since the run's first task started")
+    ax.set_xlabel("seconds since the run started")
     summary = metrics.summary
     ax.set_title(
         title
