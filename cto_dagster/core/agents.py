@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cto_dagster.core.taskmaster import Task
+from cto_dagster.core.workspaces import AGENT_PGID_FILE
 
 LOG_TAIL_BYTES = 4000
 ENV_VALUE_LIMIT = 32_000  # Linux refuses a single environment string over 128 KiB
@@ -195,6 +196,8 @@ def run_agent(
         except OSError as exc:
             log.write(f"cannot start agent {argv[0]!r}: {exc.strerror or exc}\n".encode())
             return AgentRun(127, False, 0.0, *_read_tail_after_close(log, log_path))
+        # recorded so that a step killed with SIGKILL does not leave its agent running
+        (log_path.parent / AGENT_PGID_FILE).write_text(str(process.pid))
         try:
             exit_code = process.wait(timeout=spec.timeout_seconds)
         except subprocess.TimeoutExpired:

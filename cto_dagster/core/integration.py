@@ -10,13 +10,12 @@ is pushed, so the levels before keep their branches.
 from __future__ import annotations
 
 import shutil
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from cto_dagster.core.gitops import GitError, MergeConflict, Workspace, git_environment
 from cto_dagster.core.names import check_base_branch, id_sort_key, integration_branch, task_branch
 from cto_dagster.core.task_run import Repository
+from cto_dagster.core.workspaces import new_workspace
 
 
 @dataclass(frozen=True)
@@ -71,12 +70,7 @@ def integrate_level(request: IntegrationRequest) -> IntegrationResult:
     repo = request.repository
     check_base_branch(request.base_branch)
     branch = integration_branch(request.level, request.run_token)
-    folder = Path(
-        tempfile.mkdtemp(
-            prefix=f"cto-integration-{request.level}-",
-            dir=repo.workspace_root if repo.workspace_root else None,
-        )
-    )
+    folder = new_workspace("integration", str(request.level), repo.workspace_root)
     try:
         ws = Workspace(folder / "repo", repo.url, git_environment(repo.identity, repo.git_env))
         ws.clone(request.base_branch)

@@ -11,11 +11,9 @@ import datetime as dt
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from cto_dagster.core.agents import AgentSpec, render_prompt, run_agent, task_environment
 from cto_dagster.core.gitops import (
@@ -28,6 +26,7 @@ from cto_dagster.core.gitops import (
 )
 from cto_dagster.core.names import task_branch
 from cto_dagster.core.taskmaster import Task
+from cto_dagster.core.workspaces import new_workspace
 
 
 @dataclass(frozen=True)
@@ -200,10 +199,7 @@ def run_task(request: TaskRunRequest, log=print) -> TaskRunResult:
     task, repo = request.task, request.repository
     branch = task_branch(task.id)
     started = time.time()
-    root = Path(repo.workspace_root) if repo.workspace_root else None
-    if root:
-        root.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix=f"cto-task-{task.id}-", dir=root))
+    folder = new_workspace("task", task.id, repo.workspace_root)
     env = git_environment(repo.identity, repo.git_env)
     try:
         ws = Workspace(folder / "repo", repo.url, env)
