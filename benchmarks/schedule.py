@@ -28,7 +28,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cto_dagster.core.sample import create_sample_repository
-from cto_dagster.demo import prepare_home
+from cto_dagster.demo import job_execute_command, prepare_home
 
 
 def task(task_id: int, deps: list[int], seconds: float) -> dict:
@@ -125,19 +125,7 @@ def run(name: str, tasks: list[dict], speed: float, slots: int | None, prioritie
     }
     started = time.monotonic()
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dagster",
-            "job",
-            "execute",
-            "-m",
-            "cto_dagster.definitions",
-            "-j",
-            "play_project",
-            "-c",
-            str(run_config),
-        ],
+        job_execute_command("-c", str(run_config)),
         env=env,
         capture_output=True,
         text=True,

@@ -30,8 +30,20 @@ def prepare_home(home: Path) -> None:
         config.write_text(template, encoding="utf-8")
 
 
-def dagster_command() -> list[str]:
-    return [sys.executable, "-m", "dagster"]
+def job_execute_command(*extra: str, job: str = "play_project") -> list[str]:
+    """`dagster job execute` of a job of this code location, with this interpreter."""
+    return [
+        sys.executable,
+        "-m",
+        "dagster",
+        "job",
+        "execute",
+        "-m",
+        "cto_dagster.definitions",
+        "-j",
+        job,
+        *extra,
+    ]
 
 
 def _progress_line(line: str) -> str | None:
@@ -50,16 +62,7 @@ def _progress_line(line: str) -> str | None:
 
 
 def run_job(env: dict[str, str], log_path: Path, extra_args: list[str] | None = None) -> int:
-    command = [
-        *dagster_command(),
-        "job",
-        "execute",
-        "-m",
-        "cto_dagster.definitions",
-        "-j",
-        "play_project",
-        *(extra_args or []),
-    ]
+    command = job_execute_command(*(extra_args or []))
     with log_path.open("w", encoding="utf-8") as log:
         process = subprocess.Popen(
             command,

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from cto_dagster.core.sample import create_sample_repository
-from cto_dagster.demo import prepare_home
+from cto_dagster.demo import job_execute_command, prepare_home
 
 TEST_ENV_DROP = ("CTO_DAGSTER_CONFIG", "CTO_REPOSITORY", "CTO_DEMO_FAIL_TASKS", "TASKMASTER_TAG")
 
@@ -55,18 +55,7 @@ class Project:
         return env
 
     def execute(self, *args: str, run_config: dict | None = None, timeout: float = 300, **env):
-        command = [
-            sys.executable,
-            "-m",
-            "dagster",
-            "job",
-            "execute",
-            "-m",
-            "cto_dagster.definitions",
-            "-j",
-            "play_project",
-            *args,
-        ]
+        command = job_execute_command(*args)
         if run_config is not None:
             config_file = self.root / "run-config.yaml"
             config_file.write_text(yaml.safe_dump(run_config), encoding="utf-8")

@@ -136,7 +136,12 @@ def test_parallel_execution_false_runs_one_task_at_a_time(make_project):
     project = make_project(
         [demo_task(1, duration=1), demo_task(2, duration=1), demo_task(3, deps=[1], duration=1)]
     )
-    result = project.execute(run_config={"execution": {"config": {"parallel_execution": False}}})
+    result = project.execute(
+        run_config={
+            "execution": {"config": {"parallel_execution": False}},
+            "resources": {"play": {"config": {"integration_pr_enabled": False}}},
+        }
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "sequential (parallel_execution: false)" in result.stdout + result.stderr
     spans = sorted(
@@ -145,3 +150,15 @@ def test_parallel_execution_false_runs_one_task_at_a_time(make_project):
     assert len(spans) == 3
     for (_, end), (start, _) in itertools.pairwise(spans):
         assert start >= end
+    # integration_pr_enabled: false builds no integration branch, and the UI says why
+    import dagster as dg
+
+    from cto_dagster.summary import open_instance
+
+    with open_instance(project.home) as instance:
+        event = instance.get_latest_materialization_event(
+            dg.AssetKey(["proj", "integration_level_0"])
+        )
+    why = event.asset_materialization.metadata["pull_request"].value
+    assert why == "integration disabled: integration_pr_enabled is false, no branch was built"
+    assert "integration/" not in project.git("branch", "--list")

@@ -14,6 +14,7 @@ from cto_dagster.core.agents import AgentSpec
 from cto_dagster.core.sample import create_sample_repository
 from cto_dagster.core.task_run import Repository, TaskFailed, TaskRunRequest, run_task
 from cto_dagster.core.taskmaster import parse_tasks
+from cto_dagster.demo import job_execute_command
 from tests.conftest import demo_task
 
 
@@ -59,17 +60,7 @@ def alive(pid: int) -> bool:
 def test_step_killed_mid_agent_resumes_cleanly(make_project):
     project = make_project([demo_task(1, duration=60), demo_task(2), demo_task(3, deps=[1])])
     workspaces = project.root / "workspaces"
-    command = [
-        sys.executable,
-        "-m",
-        "dagster",
-        "job",
-        "execute",
-        "-m",
-        "cto_dagster.definitions",
-        "-j",
-        "play_project",
-    ]
+    command = job_execute_command()
     run = subprocess.Popen(
         command,
         env=project.env(),

@@ -180,3 +180,22 @@ def test_one_hundred_thousand_tasks_plan_in_bounded_time(tmp_path):
     data = json.loads(result.stdout)
     assert data["stats"]["total_tasks"] == 100_000 and data["stats"]["total_levels"] == 50
     print(f"100,000 tasks planned in {elapsed:.1f} s (subprocess, start-up included)")
+
+
+def test_hostile_tag_names_are_only_looked_up(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "tasks.json"
+    evil = "$(touch pwned); `touch pwned2` --upload-pack=x ../../etc"
+    path.write_text(
+        json.dumps(
+            {
+                "master": {"tasks": [{"id": 1, "title": "t"}]},
+                evil: {"tasks": [{"id": 2, "title": "u"}]},
+            }
+        )
+    )
+    assert main(["plan", str(path), "--json", "--tag", evil]) == 0
+    assert json.loads(capsys.readouterr().out)["levels"] == [["2"]]
+    assert main(["plan", str(path), "--tag", evil + "x"]) == 1
+    assert "tags present: master, $(touch pwned)" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tasks.json"]
