@@ -77,7 +77,22 @@ def test_assets_mirror_dependencies_with_tags_and_job(monkeypatch, tmp_path):
     defs = build_definitions()
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert keys == {"shop/task_1", "shop/task_2", "shop/task_4", "shop/task_rust_data_models"}
+    assert keys == {
+        "shop/task_1",
+        "shop/task_2",
+        "shop/task_4",
+        "shop/task_rust_data_models",
+        "shop/integration_level_0",
+        "shop/integration_level_1",
+        "shop/integration_level_2",
+        "shop/run_metrics",
+    }
+    level1 = graph.get(dg.AssetKey(["shop", "integration_level_1"]))
+    assert {k.to_user_string() for k in level1.parent_keys} == {
+        "shop/task_2",
+        "shop/task_rust_data_models",
+        "shop/integration_level_0",
+    }
     node = graph.get(dg.AssetKey(["shop", "task_4"]))
     assert {k.to_user_string() for k in node.parent_keys} == {"shop/task_2"}  # 3 is done
     assert node.tags["cto/level"] == "2" and node.tags["cto/task_id"] == "4"
