@@ -109,11 +109,15 @@ def run_demo(workdir: str, fresh: bool = False) -> int:
         f"(full log: {folder / 'last-run.log'})"
     )
     print_run_summary(home, "play_project", plan.stats["theoretical_speedup"])
+    default_dir = Path(".cto-dagster/demo").resolve() == folder
+    ui = (
+        "./scripts/ui"
+        if default_dir
+        else (f"DAGSTER_HOME={home} CTO_DAGSTER_DEMO_DIR={folder} ./scripts/ui")
+    )
     print(
         "\n🔎 See it in the Dagster UI (asset graph, lineage, each task's timing history):\n"
-        f"   DAGSTER_HOME={home} CTO_DAGSTER_DEMO_DIR={folder} \\\n"
-        "     uv run dagster dev -m cto_dagster.definitions\n"
-        "   then open http://127.0.0.1:3000\n"
-        f"🌿 Branches: git --git-dir={project.repository} branch --list 'feature/*'"
+        f"   {ui}    then open http://127.0.0.1:3000\n"
+        f"🌿 Branches: git --git-dir={project.repository} branch --list 'feature/*' 'integration/*'"
     )
     return code

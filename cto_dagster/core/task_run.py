@@ -106,7 +106,15 @@ def _agent_environment(request: TaskRunRequest, task_env: Mapping[str, str]) -> 
             env.pop(name)
     env.update(request.agent.env)
     env.update(task_env)
-    env["GIT_TERMINAL_PROMPT"] = "0"
+    # agents may commit on their own: they get an identity, never credentials
+    identity = request.repository.identity
+    env.update(
+        GIT_TERMINAL_PROMPT="0",
+        GIT_AUTHOR_NAME=identity.name,
+        GIT_AUTHOR_EMAIL=identity.email,
+        GIT_COMMITTER_NAME=identity.name,
+        GIT_COMMITTER_EMAIL=identity.email,
+    )
     return env
 
 
