@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from cto_dagster.core.sample import create_sample_repository
-from cto_dagster.definitions import ProjectLoadError, build_definitions
+from cto_dagster.defs.loader import ProjectLoadError, build_definitions
 from tests.helpers import REPO_ROOT, tagged, task
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "guide_asset_specs.json"

@@ -104,7 +104,7 @@ def test_failure_keeps_siblings_and_resume_finishes_the_rest(make_project, monke
     assert "⚠️ Missing (did not run): tasks 3" in report.stdout
     import dagster as dg
 
-    from cto_dagster.definitions import build_definitions
+    from cto_dagster.defs.loader import build_definitions
     from cto_dagster.summary import open_instance
 
     for name, value in project.env().items():

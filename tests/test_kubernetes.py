@@ -18,7 +18,7 @@ from dagster_k8s.job import (
 from kubernetes.client import ApiClient
 
 from cto_dagster.core.sample import create_sample_repository, guide_tasks_json
-from cto_dagster.definitions import build_definitions
+from cto_dagster.defs.loader import build_definitions
 from tests.helpers import REPO_ROOT, SHARED
 
 VALUES = REPO_ROOT / "helm-values" / "values.yaml"

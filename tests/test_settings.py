@@ -76,3 +76,26 @@ def test_missing_tasks_file_on_the_branch(tmp_path):
 def test_github_repository_is_read_from_the_url():
     env = {"CTO_REPOSITORY": "https://github.com/acme/shop.git"}
     assert load_settings(env).projects[0].github_repository == "acme/shop"
+
+
+def test_sample_repository_created_by_many_processes_at_once(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, pathlib; from cto_dagster.core.sample import create_sample_repository; "
+        "print(create_sample_repository(pathlib.Path(sys.argv[1])))"
+    )
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(tmp_path / "demo")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
+    ]
+    results = [w.communicate(timeout=120) for w in workers]
+    assert all(w.returncode == 0 for w in workers), [err for _, err in results]
+    assert {out.strip() for out, _ in results} == {str(tmp_path / "demo" / "remote.git")}
+    assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == ["remote.git"]

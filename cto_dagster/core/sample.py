@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import shutil
+import tempfile
 from importlib import resources
 from pathlib import Path
 
@@ -35,6 +36,37 @@ def create_sample_repository(
     remote = folder / "remote.git"
     if (remote / "HEAD").exists():
         return remote
+    folder.mkdir(parents=True, exist_ok=True)
+    # Built in private folders and renamed into place in one step, so that processes creating
+    # the same sample at once (parallel test workers, several `dagster` processes) never collide.
+    work = Path(tempfile.mkdtemp(prefix=".sample-", dir=folder))
+    try:
+        seed = work / "seed"
+        env = git_environment(Identity())
+        repo = git.Repo.init(seed, initial_branch=base_branch)
+        repo.git.update_environment(**env)
+        (seed / "README.md").write_text(SAMPLE_README, encoding="utf-8")
+        tasks = seed / ".taskmaster" / "tasks" / "tasks.json"
+        tasks.parent.mkdir(parents=True)
+        tasks.write_text(
+            tasks_json if tasks_json is not None else guide_tasks_json(), encoding="utf-8"
+        )
+        (seed / ".gitignore").write_text("__pycache__/\n", encoding="utf-8")
+        for relative, content in (extra_files or {}).items():
+            (seed / relative).parent.mkdir(parents=True, exist_ok=True)
+            (seed / relative).write_text(content, encoding="utf-8")
+        repo.git.add("--all")
+        repo.git.commit("--quiet", "-m", "Initial commit: TaskMaster tasks")
+        staging = work / "remote.git"
+        git.Repo.clone_from(seed, staging, bare=True, env=env, multi_options=["--quiet"])
+        try:
+            staging.rename(remote)
+        except OSError:
+            if not (remote / "HEAD").exists():  # not another process's sample: a real error
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return remote
     folder.mkdir(parents=True, exist_ok=True)
     seed = folder / "seed"
     shutil.rmtree(seed, ignore_errors=True)

@@ -1,0 +1,42 @@
+"""Building the code location's definitions from the configured projects (no side effects on
+import: `cto_dagster.definitions` calls `build_definitions()` once).
+
+Projects come from `CTO_DAGSTER_CONFIG` (YAML), `CTO_REPOSITORY` (env), or the embedded demo; see
+`cto_dagster.core.settings`. A tasks file that cannot be planned stops the load with the planner's
+message.
+"""
+
+import dagster as dg
+
+from cto_dagster.core.settings import SettingsError, load_settings, plan_project
+from cto_dagster.core.taskmaster import TasksFileError
+from cto_dagster.defs.executor import play_multiprocess_executor
+from cto_dagster.defs.kubernetes import play_k8s_executor
+from cto_dagster.defs.project import build_project_definitions
+from cto_dagster.defs.resources import PlayParameters
+from cto_dagster.defs.wiring import git_env_for
+
+
+class ProjectLoadError(Exception):
+    """Raised (without a chained traceback) when the configuration or a tasks file is invalid."""
+
+
+def build_definitions() -> dg.Definitions:
+    try:
+        settings = load_settings()
+        single = len(settings.projects) == 1
+        parts = []
+        for project in settings.projects:
+            plan = plan_project(project, git_env_for(project))
+            parts.append(build_project_definitions(project, plan, single))
+    except (SettingsError, TasksFileError) as exc:
+        raise ProjectLoadError(str(exc)) from None
+    on_kubernetes = all(project.kind == "kubernetes" for project in settings.projects)
+    return dg.Definitions.merge(
+        *parts,
+        dg.Definitions(
+            resources={"play": PlayParameters()},
+            # also the executor of materializations started from the asset graph
+            executor=play_k8s_executor if on_kubernetes else play_multiprocess_executor,
+        ),
+    )
