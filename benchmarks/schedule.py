@@ -28,6 +28,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cto_dagster.core.sample import create_sample_repository
+from cto_dagster.defs.executor import DEFAULT_AGENT_SLOTS
 from cto_dagster.demo import job_execute_command, prepare_home
 
 
@@ -113,7 +114,7 @@ def run(name: str, tasks: list[dict], speed: float, slots: int | None, prioritie
     )
     run_config = root / "run.yaml"
     run_config.write_text(
-        yaml.safe_dump({"execution": {"config": {"max_concurrent": slots or 16}}})
+        yaml.safe_dump({"execution": {"config": {"max_concurrent": slots or DEFAULT_AGENT_SLOTS}}})
     )
     env = {
         **os.environ,
@@ -150,7 +151,7 @@ def run(name: str, tasks: list[dict], speed: float, slots: int | None, prioritie
         "name": name,
         "tasks": len(tasks),
         "levels": s["levels"],
-        "slots": slots or "-",
+        "slots": slots or DEFAULT_AGENT_SLOTS,
         "makespan": s["parallel_time_s"],
         "critical": s["critical_path_s"],
         "barrier": s["level_barrier_time_s"],
