@@ -11,7 +11,6 @@ import dagster as dg
 from cto_dagster.core.settings import SettingsError, load_settings, plan_project
 from cto_dagster.core.taskmaster import TasksFileError
 from cto_dagster.defs.executor import play_multiprocess_executor
-from cto_dagster.defs.kubernetes import play_k8s_executor
 from cto_dagster.defs.project import build_project_definitions
 from cto_dagster.defs.resources import PlayParameters
 from cto_dagster.defs.wiring import git_env_for
@@ -31,12 +30,16 @@ def build_definitions() -> dg.Definitions:
             parts.append(build_project_definitions(project, plan, single))
     except (SettingsError, TasksFileError) as exc:
         raise ProjectLoadError(str(exc)) from None
-    on_kubernetes = all(project.kind == "kubernetes" for project in settings.projects)
+    executor = play_multiprocess_executor
+    if all(project.kind == "kubernetes" for project in settings.projects):
+        from cto_dagster.defs.kubernetes import play_k8s_executor
+
+        executor = play_k8s_executor
     return dg.Definitions.merge(
         *parts,
         dg.Definitions(
             resources={"play": PlayParameters()},
             # also the executor of materializations started from the asset graph
-            executor=play_k8s_executor if on_kubernetes else play_multiprocess_executor,
+            executor=executor,
         ),
     )

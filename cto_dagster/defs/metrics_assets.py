@@ -4,7 +4,6 @@ import base64
 
 import dagster as dg
 
-from cto_dagster.core.metrics import RunMetrics, TaskTiming, compute_metrics, gantt_png
 from cto_dagster.core.planner import ExecutionPlan
 from cto_dagster.core.settings import ProjectSettings
 from cto_dagster.defs.executor import DEFAULT_AGENT_SLOTS
@@ -26,9 +25,11 @@ def _agent_slots(run: dg.DagsterRun, plan: ExecutionPlan) -> int:
     return max(1, min(int(config.get("max_concurrent") or DEFAULT_AGENT_SLOTS), width))
 
 
-def metrics_for_run(
-    instance: dg.DagsterInstance, run_id: str, plan: ExecutionPlan
-) -> RunMetrics | None:
+def metrics_for_run(instance: dg.DagsterInstance, run_id: str, plan: ExecutionPlan):
+    """The run's `RunMetrics`, or None for an unknown run. (pandas is imported here, not when the
+    code location loads: it costs 2 s of every start-up.)"""
+    from cto_dagster.core.metrics import TaskTiming, compute_metrics
+
     record = instance.get_run_record_by_id(run_id)
     if record is None:
         return None
@@ -126,6 +127,8 @@ def build_metrics_asset(
                 }
             )
         import pandas as pd
+
+        from cto_dagster.core.metrics import gantt_png
 
         chart = base64.b64encode(gantt_png(metrics)).decode()
         metadata: dict[str, object] = {

@@ -6,7 +6,6 @@ from cto_dagster.core.planner import ExecutionPlan
 from cto_dagster.core.settings import ProjectSettings
 from cto_dagster.defs.executor import play_multiprocess_executor
 from cto_dagster.defs.integration_assets import build_integration_asset
-from cto_dagster.defs.kubernetes import play_k8s_executor
 from cto_dagster.defs.metrics_assets import build_metrics_asset
 from cto_dagster.defs.task_assets import build_task_asset, task_priorities
 from cto_dagster.defs.translator import TaskTranslator
@@ -25,9 +24,11 @@ def build_project_definitions(
 ) -> dg.Definitions:
     translator = translator or TaskTranslator()
     if executor_def is None:
-        executor_def = (
-            play_k8s_executor if project.kind == "kubernetes" else play_multiprocess_executor
-        )
+        executor_def = play_multiprocess_executor
+        if project.kind == "kubernetes":
+            from cto_dagster.defs.kubernetes import play_k8s_executor
+
+            executor_def = play_k8s_executor
     priorities = task_priorities(plan)
     assets = [
         build_task_asset(project, plan, task_id, translator, priorities[task_id])

@@ -14,7 +14,7 @@ from cto_dagster.core.task_run import (
     iso,
     run_task,
 )
-from cto_dagster.defs.kubernetes import K8S_CONFIG_TAG, task_k8s_config
+from cto_dagster.defs.k8s_tags import K8S_CONFIG_TAG, task_k8s_config
 from cto_dagster.defs.translator import TAG_LEVEL, TAG_PROJECT, TAG_TASK_ID, TaskTranslator
 from cto_dagster.defs.wiring import repository_for
 
