@@ -9,7 +9,6 @@ import git
 import pytest
 
 from cto_dagster.core.agents import AgentSpec
-from cto_dagster.core.planner import build_plan
 from cto_dagster.core.sample import create_sample_repository
 from cto_dagster.core.task_run import (
     DependencyHead,
@@ -231,9 +230,11 @@ def test_agent_that_resets_the_branch_is_caught(remote, tmp_path):
         )
 
 
-def test_unknown_preset_and_plan_from_tasks(remote, tmp_path):
+def test_unknown_preset_and_missing_agent_binary(remote, tmp_path):
     with pytest.raises(ValueError, match="unknown agent preset"):
         AgentSpec(preset="nope").validate()
-    problems = []
-    tasks = parse_tasks([{"id": 1, "title": "a"}], problems)
-    assert build_plan.__name__ and tasks["1"].title == "a"
+    missing = AgentSpec(preset=None, command=("no-such-agent-cli", "{prompt}"), timeout_seconds=9)
+    with pytest.raises(TaskFailed) as info:
+        run_task(request(remote, tmp_path, make_task(6), missing))
+    assert "exited with code 127" in info.value.message
+    assert "cannot start agent 'no-such-agent-cli'" in info.value.details["agent_log_tail"]

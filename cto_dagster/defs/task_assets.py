@@ -11,7 +11,6 @@ from cto_dagster.core.task_run import (
     TaskFailed,
     TaskRunRequest,
     TaskRunResult,
-    iso,
     run_task,
 )
 from cto_dagster.defs.k8s_tags import K8S_CONFIG_TAG, task_k8s_config
@@ -144,6 +143,3 @@ def _metadata_value(value: object) -> object:
     if isinstance(value, list):
         return ", ".join(map(str, value))
     return value
-
-
-__all__ = ["build_task_asset", "iso", "recorded_head", "task_priorities"]
