@@ -67,25 +67,3 @@ def create_sample_repository(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return remote
-    folder.mkdir(parents=True, exist_ok=True)
-    seed = folder / "seed"
-    shutil.rmtree(seed, ignore_errors=True)
-    env = git_environment(Identity())
-    repo = git.Repo.init(seed, initial_branch=base_branch)
-    repo.git.update_environment(**env)
-    (seed / "README.md").write_text(SAMPLE_README, encoding="utf-8")
-    tasks = seed / ".taskmaster" / "tasks" / "tasks.json"
-    tasks.parent.mkdir(parents=True)
-    tasks.write_text(tasks_json if tasks_json is not None else guide_tasks_json(), encoding="utf-8")
-    (seed / ".gitignore").write_text("__pycache__/\n", encoding="utf-8")
-    for relative, content in (extra_files or {}).items():
-        (seed / relative).parent.mkdir(parents=True, exist_ok=True)
-        (seed / relative).write_text(content, encoding="utf-8")
-    repo.git.add("--all")
-    repo.git.commit("--quiet", "-m", "Initial commit: TaskMaster tasks")
-    staging = folder / "remote.git.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    git.Repo.clone_from(seed, staging, bare=True, env=env, multi_options=["--quiet"])
-    staging.rename(remote)
-    shutil.rmtree(seed, ignore_errors=True)
-    return remote
