@@ -149,13 +149,13 @@ class Workspace:
         except git.GitCommandError:
             return False
 
-    def fetch_commits(self, branches: Iterable[str]) -> None:
-        refspecs = [f"+refs/heads/{check_branch_name(b)}:refs/remotes/origin/{b}" for b in branches]
-        if refspecs:
-            try:
-                retrying(lambda: self.git.fetch("--quiet", "--no-tags", "origin", *refspecs))
-            except git.GitCommandError as exc:
-                raise GitError(f"cannot fetch {', '.join(branches)}: {_stderr(exc)}") from None
+    def cloned_head(self, branch: str) -> str | None:
+        """The branch's commit as the clone saw it (the clone fetched every branch)."""
+        check_branch_name(branch)
+        try:
+            return self.rev(f"refs/remotes/origin/{branch}")
+        except git.GitCommandError:
+            return None
 
     def start_branch(self, branch: str, start: str) -> None:
         check_branch_name(branch)
@@ -207,9 +207,6 @@ class Workspace:
         finally:
             message_file.unlink(missing_ok=True)
         return self.rev("HEAD")
-
-    def is_dirty(self) -> bool:
-        return bool(self.git.status("--porcelain", "--untracked-files=all").strip())
 
     def push(self, branch: str, expected_remote: str | None) -> None:
         """Push `branch`, replacing the remote branch only if it is still at `expected_remote`

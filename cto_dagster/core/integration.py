@@ -86,13 +86,6 @@ def integrate_level(request: IntegrationRequest) -> IntegrationResult:
         result = IntegrationResult(level=request.level, branch=branch, start_commit=start)
         ordered = sorted(request.tasks, key=id_sort_key)
         present: dict[str, str] = {}
-        ws.fetch_commits(
-            [
-                task_branch(t)
-                for t in ordered
-                if request.tasks[t] and not ws.has_commit(request.tasks[t] or "")
-            ]
-        )
         for task_id in ordered:
             commit = request.tasks[task_id]
             if commit and ws.has_commit(commit):
@@ -133,7 +126,7 @@ def integrate_level(request: IntegrationRequest) -> IntegrationResult:
                 return result  # nothing half-merged is pushed
             result.merged.append(task_branch(task_id))
         head = ws.rev("HEAD")
-        remote_now = ws.remote_head(branch)
+        remote_now = ws.cloned_head(branch)
         ws.push(branch, remote_now)  # the branch belongs to this run (and its re-executions)
         result.head_commit = head
         result.pushed = True

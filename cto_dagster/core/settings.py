@@ -122,19 +122,12 @@ class ProjectSettings(_Strict):
     kind: Literal["local", "kubernetes"] = "local"
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
 
-    @field_validator("name")
+    @field_validator("name", "base_branch")
     @classmethod
-    def _name(cls, value: str) -> str:
+    def _safe_name(cls, value: str, info) -> str:
+        check = check_project_name if info.field_name == "name" else check_base_branch
         try:
-            return check_project_name(value)
-        except InvalidName as exc:
-            raise ValueError(str(exc)) from None
-
-    @field_validator("base_branch")
-    @classmethod
-    def _branch(cls, value: str) -> str:
-        try:
-            return check_base_branch(value)
+            return check(value)
         except InvalidName as exc:
             raise ValueError(str(exc)) from None
 

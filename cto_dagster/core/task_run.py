@@ -7,13 +7,14 @@ lease so that nothing anyone else pushed is overwritten. The workspace is remove
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import shutil
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+import git
 
 from cto_dagster.core.agents import AgentSpec, render_prompt, run_agent, task_environment
 from cto_dagster.core.gitops import (
@@ -95,10 +96,6 @@ class TaskFailed(Exception):
         self.details = dict(details or {})
 
 
-def iso(timestamp: float) -> str:
-    return dt.datetime.fromtimestamp(timestamp, dt.UTC).isoformat(timespec="milliseconds")
-
-
 def _agent_environment(request: TaskRunRequest, task_env: Mapping[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in request.repository.secret_env_names}
     for name in list(env):
@@ -120,20 +117,15 @@ def _agent_environment(request: TaskRunRequest, task_env: Mapping[str, str]) -> 
 
 def _merge_dependencies(ws: Workspace, request: TaskRunRequest, branch: str) -> list[str]:
     heads: list[tuple[str, str]] = []
-    missing = [d for d in request.dependencies if not d.commit or not ws.has_commit(d.commit)]
-    ws.fetch_commits([d.branch for d in missing])
     for dep in request.dependencies:
-        commit = dep.commit
+        commit = dep.commit or ws.cloned_head(dep.branch)
         if commit is None:
-            try:
-                commit = ws.rev(f"refs/remotes/origin/{dep.branch}")
-            except Exception:
-                raise TaskFailed(
-                    f"dependency task {dep.task_id} has no branch {dep.branch} and no recorded "
-                    "materialization: materialize it first",
-                    retryable=False,
-                ) from None
-        elif not ws.has_commit(commit):
+            raise TaskFailed(
+                f"dependency task {dep.task_id} has no branch {dep.branch} and no recorded "
+                "materialization: materialize it first",
+                retryable=False,
+            )
+        if not ws.has_commit(commit):
             raise TaskFailed(
                 f"dependency task {dep.task_id}: its recorded commit {commit[:12]} is no longer on "
                 f"{dep.branch}; re-materialize task {dep.task_id}",
@@ -168,7 +160,7 @@ def _check_agent_left_branch_intact(ws: Workspace, branch: str, start: str) -> N
         raise TaskFailed("the agent removed or replaced the repository's .git", retryable=False)
     try:
         current = ws.git.symbolic_ref("--quiet", "HEAD")
-    except Exception:
+    except git.GitCommandError:
         current = "(detached HEAD)"
     if current != f"refs/heads/{branch}":
         raise TaskFailed(
@@ -188,9 +180,8 @@ def _our_unrecorded_push(ws: Workspace, task_id: str, remote: str, recorded: str
     """True when the remote head is a commit a run of ours pushed on top of the recorded head but
     never recorded (the step died between push and materialization): safe to replace."""
     try:
-        ws.fetch_commits([task_branch(task_id)])
-        message = ws.git.log("-1", "--format=%B", remote)
-    except Exception:
+        message = ws.git.log("-1", "--format=%B", remote)  # the clone has the remote's branches
+    except git.GitCommandError:
         return False
     trailers = dict(
         line.split(": ", 1)
@@ -214,7 +205,7 @@ def run_task(request: TaskRunRequest, log=print) -> TaskRunResult:
         try:
             ws.clone(repo.base_branch)
             base_commit = ws.rev(f"refs/remotes/origin/{repo.base_branch}")
-            remote_now = ws.remote_head(branch)
+            remote_now = ws.cloned_head(branch)
         except GitError as exc:
             raise TaskFailed(str(exc), retryable=True) from None
         if (
