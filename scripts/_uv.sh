@@ -13,4 +13,6 @@ else
   UV="$ROOT/.tools/uv/bin/uv"
 fi
 # The lock file makes the install exact; --frozen refuses to drift from it.
-"$UV" sync --frozen --quiet
+# --compile-bytecode writes .pyc files at install: where PYTHONDONTWRITEBYTECODE is set, every
+# process (the forkserver, each task step, each CLI call) would compile every module from source.
+"$UV" sync --frozen --quiet --compile-bytecode

@@ -2,10 +2,12 @@
 switch, a limit on agent slots, fast step start-up, and the plan written to the run's log.
 
 Steps start through a forkserver that has already imported Dagster's storage and this code
-location, so a task whose dependencies are done starts in about a second instead of 4 to 8.
+location and done the start-up work every step would repeat (`step_warmup`), so a task whose
+dependencies are done starts in well under a second instead of 4 to 8.
 """
 
 from collections import defaultdict
+from contextlib import contextmanager
 
 import dagster as dg
 from dagster._core.definitions.executor_definition import (
@@ -14,6 +16,7 @@ from dagster._core.definitions.executor_definition import (
 )
 from dagster._core.events import DagsterEvent, EngineEventData
 from dagster._core.execution.retries import RetryMode
+from dagster._core.executor import child_process_executor
 from dagster._core.executor.multiprocess import MultiprocessExecutor
 
 from cto_dagster.core.names import id_sort_key
@@ -29,6 +32,7 @@ PRELOAD = [
     "alembic",
     "git",
     "cto_dagster.core.task_run",
+    "cto_dagster.defs.step_warmup",
 ]
 
 CONFIG_SCHEMA = {
@@ -52,6 +56,36 @@ CONFIG_SCHEMA = {
     ),
     "retries": get_retries_config(),
 }
+
+
+# Dagster's parent loop polls each running step's queue in turn, waiting up to `TICK` (20 ms) on
+# each: with 8 steps running, a finished step is noticed ~0.16 s late and its dependents launch
+# ~0.3 s later. 5 ms cut the median start latency of a 30-task DAG from 1.6 s to 1.1 s on 2
+# cores, at no measurable cost to the makespan (benchmarks/schedule.py).
+STEP_POLL_SECONDS = 0.005
+
+
+@contextmanager
+def quick_polling():
+    """Shorter queue polls in the parent loop while this executor runs (restored after)."""
+    previous = child_process_executor.TICK
+    child_process_executor.TICK = STEP_POLL_SECONDS
+    try:
+        yield
+    finally:
+        child_process_executor.TICK = previous
+
+
+def instance_modules(instance: dg.DagsterInstance) -> list[str]:
+    """The modules of the storages, log manager, launcher... each step process will open."""
+    ref = instance.get_ref()
+    found = []
+    for field in ref._fields:
+        data = getattr(ref, field)
+        module = getattr(data, "module_name", None)
+        if field.endswith("_data") and isinstance(module, str) and module not in found:
+            found.append(module)
+    return found
 
 
 def plan_log_lines(execution_plan) -> list[str]:
@@ -79,6 +113,7 @@ class PlayMultiprocessExecutor(MultiprocessExecutor):
             module = plan_context.reconstructable_job.get_module()
             self._explicit_forkserver_preload = [
                 *PRELOAD,
+                *instance_modules(plan_context.instance),
                 *self._extra_preload,
                 *([module] if module else []),
             ]
@@ -94,7 +129,8 @@ class PlayMultiprocessExecutor(MultiprocessExecutor):
             )
             message = "\n".join([header, *lines])
             yield DagsterEvent.engine_event(plan_context, message, EngineEventData())
-        yield from super().execute(plan_context, execution_plan)
+        with quick_polling():
+            yield from super().execute(plan_context, execution_plan)
 
 
 @dg.executor(

@@ -16,8 +16,9 @@ from cto_dagster.core.integration import (
 from cto_dagster.core.names import integration_branch, task_branch
 from cto_dagster.core.planner import ExecutionPlan
 from cto_dagster.core.settings import ProjectSettings
+from cto_dagster.defs.background import run_in_background
 from cto_dagster.defs.resources import PlayParameters
-from cto_dagster.defs.task_assets import HEAD_COMMIT, recorded_head
+from cto_dagster.defs.task_assets import HEAD_COMMIT, recorded_heads
 from cto_dagster.defs.translator import TAG_LEVEL, TAG_PROJECT, TaskTranslator
 from cto_dagster.defs.wiring import project_token, repository_for
 
@@ -110,9 +111,12 @@ def build_integration_asset(
         ],
     )
     def _integration(context: dg.AssetExecutionContext, play: PlayParameters):
-        instance = context.instance
+        run_in_background()
         token = run_token(context)
-        previous = recorded_head(instance, previous_key) if previous_key else None
+        heads = recorded_heads(
+            context.instance, [*task_keys.values(), *([previous_key] if previous_key else [])]
+        )
+        previous = heads[previous_key] if previous_key else None
         if previous_key and play.integration_pr_enabled and not previous:
             raise dg.Failure(
                 f"level {level - 1} has no integration branch to stack on: materialize "
@@ -125,7 +129,7 @@ def build_integration_asset(
             repository=repository_for(project),
             base_branch=play.integration_base_branch or project.base_branch,
             previous_commit=previous,
-            tasks={t: recorded_head(instance, k) for t, k in task_keys.items()},
+            tasks={t: heads[k] for t, k in task_keys.items()},
             build_branch=play.integration_pr_enabled,
             detect_overlaps=play.conflict_detection,
         )

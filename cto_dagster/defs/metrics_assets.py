@@ -6,6 +6,7 @@ import dagster as dg
 
 from cto_dagster.core.planner import ExecutionPlan
 from cto_dagster.core.settings import ProjectSettings
+from cto_dagster.defs.background import run_in_background
 from cto_dagster.defs.executor import DEFAULT_AGENT_SLOTS
 from cto_dagster.defs.run_records import task_records
 from cto_dagster.defs.translator import TAG_PROJECT, TaskTranslator
@@ -96,6 +97,7 @@ def build_metrics_asset(
         op_tags={TAG_PROJECT: project.name},
     )
     def _metrics(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        run_in_background()
         instance = context.instance
         run_id = context.run.run_id
         if not task_records(instance, run_id):

@@ -20,14 +20,18 @@ from cto_dagster.defs.wiring import repository_for
 HEAD_COMMIT = "head_commit"
 
 
-def recorded_head(instance: dg.DagsterInstance, key: dg.AssetKey) -> str | None:
-    """The head commit the latest materialization of a task asset recorded."""
-    event = instance.get_latest_materialization_event(key)
-    materialization = event.asset_materialization if event else None
-    if materialization is None:
-        return None
-    value = materialization.metadata.get(HEAD_COMMIT)
-    return str(value.value) if value is not None else None
+def recorded_heads(
+    instance: dg.DagsterInstance, keys: list[dg.AssetKey]
+) -> dict[dg.AssetKey, str | None]:
+    """The head commit each task asset's latest materialization recorded, in one query."""
+    heads: dict[dg.AssetKey, str | None] = dict.fromkeys(keys)
+    for record in instance.get_asset_records(keys) if keys else ():
+        entry = record.asset_entry.last_materialization
+        materialization = entry.asset_materialization if entry else None
+        value = materialization.metadata.get(HEAD_COMMIT) if materialization else None
+        if value is not None and record.asset_entry.asset_key in heads:
+            heads[record.asset_entry.asset_key] = str(value.value)
+    return heads
 
 
 def task_priorities(plan: ExecutionPlan) -> dict[str, int]:
@@ -110,17 +114,17 @@ def build_task_asset(
         else None,
     )
     def _task(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        instance = context.instance
+        heads = recorded_heads(context.instance, [key, *dependency_keys.values()])
         request = TaskRunRequest(
             task=task,
             level=level,
             repository=repository_for(project),
             agent=agent,
             dependencies=tuple(
-                DependencyHead(dep_id, recorded_head(instance, dep_key))
+                DependencyHead(dep_id, heads[dep_key])
                 for dep_id, dep_key in dependency_keys.items()
             ),
-            previous_head=recorded_head(instance, key),
+            previous_head=heads[key],
         )
         try:
             result = run_task(request, log=context.log.info)

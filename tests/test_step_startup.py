@@ -1,0 +1,90 @@
+"""Step start-up: the forkserver's warm-up, background priority for bookkeeping steps, and the
+parent loop's polling. Their effect on latency is measured by benchmarks/schedule.py."""
+
+import importlib
+import multiprocessing
+import os
+import subprocess
+import sys
+import textwrap
+
+import dagster as dg
+from dagster._core.executor import child_process_executor
+
+from cto_dagster.defs.background import BACKGROUND_NICENESS, run_in_background
+from cto_dagster.defs.executor import STEP_POLL_SECONDS, instance_modules, quick_polling
+
+WARM_UP_THEN_OPEN_INSTANCES = textwrap.dedent(
+    """
+    import sys
+    from alembic.script import ScriptDirectory
+    from dagster._core.storage.runs.sqlite import sqlite_run_storage
+    from dagster._core.storage.sql import get_alembic_config
+
+    from cto_dagster.defs import step_warmup
+
+    assert step_warmup.warm_up(step_warmup.STEP_MODULES) == [], "warm-up missed something"
+    config = get_alembic_config(sqlite_run_storage.__file__)
+    assert ScriptDirectory.from_config(config) is ScriptDirectory.from_config(config)
+
+    import dagster as dg
+    # a new home (tables created and stamped) and the same home again (revision checked)
+    with dg.DagsterInstance.from_config(sys.argv[1]) as instance:
+        run = instance.create_run_for_job(dg.JobDefinition(graph_def=dg.GraphDefinition("g")))
+    with dg.DagsterInstance.from_config(sys.argv[1]) as instance:
+        assert instance.get_run_by_id(run.run_id) is not None
+        instance.report_engine_event("still writable", run)
+    print("ok")
+    """
+)
+
+
+def test_warm_up_imports_what_steps_need_and_instances_still_open(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-c", WARM_UP_THEN_OPEN_INSTANCES, str(home)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "DAGSTER_HOME": str(home)},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("ok")
+
+
+def test_instance_modules_are_the_storages_steps_open(tmp_path):
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        modules = instance_modules(instance)
+        for storage in (instance.run_storage, instance.event_log_storage):
+            assert any(type(storage).__module__.startswith(m) for m in modules), modules
+    assert len(modules) == len(set(modules))
+    for module in modules:
+        importlib.import_module(module)
+
+
+def _niceness_after_background(queue) -> None:
+    before = os.nice(0)
+    run_in_background()
+    queue.put((before, os.nice(0)))
+
+
+def test_bookkeeping_steps_yield_the_cpu_only_in_their_own_process():
+    before = os.nice(0)
+    run_in_background()  # a caller materializing in-process keeps its priority
+    assert os.nice(0) == before
+
+    context = multiprocessing.get_context("forkserver")
+    queue = context.Queue()
+    child = context.Process(target=_niceness_after_background, args=(queue,))
+    child.start()
+    child_before, child_after = queue.get(timeout=60)
+    child.join(timeout=60)
+    assert child_after == min(19, child_before + BACKGROUND_NICENESS)
+
+
+def test_quick_polling_is_restored_after_the_run():
+    original = child_process_executor.TICK
+    with quick_polling():
+        assert child_process_executor.TICK == STEP_POLL_SECONDS
+    assert child_process_executor.TICK == original
