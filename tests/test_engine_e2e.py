@@ -77,6 +77,10 @@ def test_dataflow_parallel_run_and_merged_dependencies(make_project):
         "![Gantt chart of the run](data:image/png;base64,"
     )
     assert len(metrics["tasks"].value.records) == 4
+    # queue wait split in two from the steps' launch events: slot wait + start-up
+    for row in metrics["tasks"].value.records:
+        assert 0 < row.data["start_up_s"] < 60 and row.data["slot_wait_s"] >= 0
+    assert 0 < metrics["median_start_up_s"].value < 60
     report = project.cli("report")
     assert report.returncode == 0, report.stderr
     assert "📊 PERFORMANCE TELEMETRY" in report.stdout

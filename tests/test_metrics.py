@@ -39,6 +39,25 @@ def test_summary_numbers():
     assert m.complete
 
 
+def test_queue_wait_splits_into_slot_wait_and_start_up():
+    # 3 became ready at 101.0 (1 finished); its step was launched at 101.2, ran at 101.5
+    launched = {"1": 99.5, "2": 99.6, "3": 101.2, "4": 106.1}
+    with_launches = [
+        TaskTiming(t.task_id, t.level, t.started_at, t.finished_at, launched[t.task_id])
+        for t in timings()
+    ]
+    m = compute_metrics("run1", with_launches, DEPS, list(DEPS), 3, run_started_at=99.0)
+    row = m.tasks.set_index("task").loc["3"]
+    assert row["slot_wait_s"] == pytest.approx(0.2) and row["start_up_s"] == pytest.approx(0.3)
+    assert row["slot_wait_s"] + row["start_up_s"] == pytest.approx(row["queue_wait_s"])
+    assert m.summary["median_start_up_s"] == pytest.approx(0.4)  # 0.5, 0.4, 0.3, 0.4
+    assert any("starting the step 0.40 s" in line for line in telemetry_lines(m))
+
+    unknown = compute_metrics("run2", timings(), DEPS, list(DEPS), 3, run_started_at=99.0)
+    assert unknown.tasks["start_up_s"].isna().all()
+    assert any("waiting for an agent slot n/a" in line for line in telemetry_lines(unknown))
+
+
 def test_partial_run_says_what_is_missing():
     partial = [t for t in timings() if t.task_id in ("1", "2")]
     m = compute_metrics("run2", partial, DEPS, ["1", "2", "3", "4"], 3, failed=["3"])

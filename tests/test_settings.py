@@ -99,3 +99,36 @@ def test_sample_repository_created_by_many_processes_at_once(tmp_path):
     assert all(w.returncode == 0 for w in workers), [err for _, err in results]
     assert {out.strip() for out, _ in results} == {str(tmp_path / "demo" / "remote.git")}
     assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == ["remote.git"]
+
+
+def test_steps_plan_from_the_commit_their_run_planned_from(tmp_path):
+    """A run's step processes get the commits the run planned from (PINNED_COMMITS_ENV): they
+    plan the same tasks, without fetching, even after the branch moved."""
+    import json
+    import subprocess
+
+    from cto_dagster.core.sample import create_sample_repository
+    from cto_dagster.core.settings import PINNED_COMMITS_ENV, planned_commits
+
+    def tasks_json(n):
+        tasks = [{"id": i, "title": f"T{i}", "status": "pending"} for i in range(1, n + 1)]
+        return json.dumps({"master": {"tasks": tasks}})
+
+    remote = create_sample_repository(tmp_path / "r", tasks_json=tasks_json(1))
+    project = load_settings({"CTO_REPOSITORY": str(remote)}).projects[0]
+    env = {"CTO_DAGSTER_CACHE": str(tmp_path / "c")}
+    assert plan_project(project, environ=env).task_ids == ["1"]
+    pins = {PINNED_COMMITS_ENV: json.dumps(planned_commits())}
+
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(remote), str(clone)], check=True)
+    (clone / ".taskmaster/tasks/tasks.json").write_text(tasks_json(2))
+    ident = ["-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run(["git", *ident, "-C", str(clone), "commit", "-qam", "two"], check=True)
+    subprocess.run(["git", "-C", str(clone), "push", "-q", "origin", "HEAD:main"], check=True)
+
+    assert plan_project(project, environ=env).task_ids == ["1", "2"]  # a new load follows main
+    remote.rename(tmp_path / "gone")  # a fetch would now fail
+    assert plan_project(project, environ={**env, **pins}).task_ids == ["1"]
+    with pytest.raises(SettingsError, match="cannot read branch main"):
+        plan_project(project, environ={**env, PINNED_COMMITS_ENV: '{"x": "y"}'})

@@ -253,30 +253,54 @@ class Workspace:
 
 
 def read_files_at(
-    remote: str, branch: str, paths: Iterable[str], cache: Path, env: Mapping[str, str]
-) -> dict[str, bytes | None]:
+    remote: str,
+    branch: str,
+    paths: Iterable[str],
+    cache: Path,
+    env: Mapping[str, str],
+    commit: str | None = None,
+) -> tuple[str, dict[str, bytes | None]]:
     """Files of a branch of a (possibly remote) repository, through one shallow fetch into a bare
-    cache; a path that is not on the branch maps to None."""
+    cache, and the commit they were read at; a path that is not on the branch maps to None.
+
+    Given a `commit` the cache already holds (the one an earlier read returned), nothing is
+    fetched: a run's step processes read exactly the plan their run was made from."""
     check_base_branch(branch)
     paths = list(paths)
     for path in paths:
         if path.startswith(("/", "-")) or ".." in Path(path).parts:
             raise GitError(f"refusing path {path!r}: it must be relative to the repository")
+    if commit is not None and not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", commit):
+        commit = None
     try:
         if not (cache / "HEAD").exists():
             cache.mkdir(parents=True, exist_ok=True)
             git.Git().execute(["git", "init", "--quiet", "--bare", str(cache)], env=dict(env))
         bare = git.Git(str(cache))
         bare.update_environment(**env)
-        retrying(
-            lambda: bare.fetch("--quiet", "--no-tags", "--depth=1", remote, f"refs/heads/{branch}")
-        )
+        if commit is None or not _holds_commit(bare, commit):
+            # a ref per branch, not FETCH_HEAD, which a concurrent read of another branch rewrites
+            ref = f"refs/cto/heads/{branch}"
+            retrying(
+                lambda: bare.fetch(
+                    "--quiet", "--no-tags", "--depth=1", remote, f"+refs/heads/{branch}:{ref}"
+                )
+            )
+            commit = bare.rev_parse(f"{ref}^{{commit}}").strip()
     except git.GitCommandError as exc:
         raise GitError(f"cannot read branch {branch} of the repository: {_stderr(exc)}") from None
     found: dict[str, bytes | None] = {}
     for path in paths:
         try:
-            found[path] = bare.show(f"FETCH_HEAD:{path}", stdout_as_string=False)
+            found[path] = bare.show(f"{commit}:{path}", stdout_as_string=False)
         except git.GitCommandError:
             found[path] = None
-    return found
+    return commit, found
+
+
+def _holds_commit(bare: git.Git, commit: str) -> bool:
+    try:
+        bare.cat_file("-e", f"{commit}^{{commit}}")
+    except git.GitCommandError:
+        return False
+    return True

@@ -7,6 +7,7 @@ three frames (tasks, levels, run) and the picture of the run.
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -22,6 +23,7 @@ class TaskTiming:
     level: int
     started_at: float
     finished_at: float
+    launched_at: float | None = None  # when its step's process (or pod) was launched
 
 
 @dataclass
@@ -66,6 +68,9 @@ def compute_metrics(
                 "finish_s": round(timing.finished_at - origin, 3),
                 "duration_s": round(timing.finished_at - timing.started_at, 3),
                 "queue_wait_s": round(max(0.0, timing.started_at - ready_at), 3),
+                # queue wait = waiting for a free agent slot + starting the step
+                "slot_wait_s": _seconds_between(ready_at, timing.launched_at),
+                "start_up_s": _seconds_between(timing.launched_at, timing.started_at),
                 "dependencies": ", ".join(sorted_ids(dependencies.get(timing.task_id, ()))),
             }
         )
@@ -78,6 +83,8 @@ def compute_metrics(
             "finish_s",
             "duration_s",
             "queue_wait_s",
+            "slot_wait_s",
+            "start_up_s",
             "dependencies",
         ],
     )
@@ -129,6 +136,8 @@ def compute_metrics(
         "scheduling_overhead_s": round(max(0.0, makespan - path_seconds), 3),
         "mean_queue_wait_s": round(float(tasks["queue_wait_s"].mean()), 3) if n_done else 0.0,
         "median_queue_wait_s": round(float(tasks["queue_wait_s"].median()), 3) if n_done else 0.0,
+        "median_slot_wait_s": _median(tasks["slot_wait_s"]),
+        "median_start_up_s": _median(tasks["start_up_s"]),
     }
     return RunMetrics(
         run_id=run_id,
@@ -139,6 +148,18 @@ def compute_metrics(
         missing=[t for t in planned if t not in done and t not in failed],
         failed=sorted_ids(failed),
     )
+
+
+def _seconds_between(earlier: float | None, later: float | None) -> float:
+    if earlier is None or later is None:
+        return float("nan")
+    return round(max(0.0, later - earlier), 3)
+
+
+def _median(column: pd.Series) -> float:
+    """Median of the known values; NaN (shown as "n/a") when no step's launch was recorded."""
+    known = column.dropna()
+    return round(float(known.median()), 3) if len(known) else float("nan")
 
 
 def gantt_png(metrics: RunMetrics, title: str = "") -> bytes:
@@ -182,6 +203,10 @@ def gantt_png(metrics: RunMetrics, title: str = "") -> bytes:
     return buffer.getvalue()
 
 
+def _shown(seconds: float | int | str) -> str:
+    return "n/a" if isinstance(seconds, float) and math.isnan(seconds) else f"{seconds:.2f} s"
+
+
 def telemetry_lines(metrics: RunMetrics) -> list[str]:
     """The original's telemetry words, with the numbers it never had."""
     s = metrics.summary
@@ -199,7 +224,8 @@ def telemetry_lines(metrics: RunMetrics) -> list[str]:
         f"dataflow gain {s['dataflow_gain']:.2f}x",
         f"🤖 Agent slots: {s['agent_slots']}, utilization {s['agent_utilization']:.0%}",
         f"⏳ Queue wait: median {s['median_queue_wait_s']:.2f} s, "
-        f"mean {s['mean_queue_wait_s']:.2f} s; "
+        f"mean {s['mean_queue_wait_s']:.2f} s (median waiting for an agent slot "
+        f"{_shown(s['median_slot_wait_s'])}, starting the step {_shown(s['median_start_up_s'])}); "
         f"scheduling overhead {s['scheduling_overhead_s']:.1f} s",
     ]
     if metrics.failed:

@@ -10,8 +10,10 @@ Where the configuration comes from, in order:
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -260,6 +262,48 @@ def _cache_root(environ: Mapping[str, str]) -> Path:
     return Path(tempfile.gettempdir()) / f"cto-dagster-cache-{os.getuid()}"
 
 
+# The step processes of a run re-load the code location: the run's process exports the commits it
+# planned from in this variable (JSON: "<repository> <branch>" -> commit), so that steps plan from
+# the same tasks file without fetching it again, even if the branch moved meanwhile.
+PINNED_COMMITS_ENV = "CTO_DAGSTER_TASKS_COMMITS"
+_planned_from: dict[str, str] = {}
+
+
+def planned_commits() -> dict[str, str]:
+    """The commits this process planned its projects from, by "<repository> <branch>"."""
+    return dict(_planned_from)
+
+
+def _pinned_commits(environ: Mapping[str, str]) -> dict[str, str]:
+    try:
+        pins = json.loads(environ.get(PINNED_COMMITS_ENV) or "{}")
+    except ValueError:
+        return {}
+    if not isinstance(pins, dict):
+        return {}
+    return {k: v for k, v in pins.items() if isinstance(k, str) and isinstance(v, str)}
+
+
+def _files_at_commit(root: Path, commit: str, files: Mapping[str, bytes | None]) -> Path:
+    """The files read at a commit, in a folder of their own: written once, renamed into place,
+    never rewritten, so concurrent loads never read each other's half-written files."""
+    checkout = root / commit
+    if checkout.is_dir():
+        return checkout
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".files-", dir=root))
+    for relative, content in files.items():
+        if content is not None:
+            target = staging / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+    try:
+        staging.rename(checkout)
+    except OSError:  # another process put the same files there first
+        shutil.rmtree(staging, ignore_errors=True)
+    return checkout
+
+
 def plan_project(
     project: ProjectSettings,
     git_env: Mapping[str, str] | None = None,
@@ -274,23 +318,23 @@ def plan_project(
     if project.tasks_file == ".taskmaster/tasks/tasks.json":
         wanted += [".taskmaster/state.json", ".taskmaster/config.json"]
     env = git_environment(project.identity, git_env)
+    source = f"{project.repository} {project.base_branch}"
     try:
-        files = read_files_at(
-            project.repository, project.base_branch, wanted, cache / "mirror", env
+        commit, files = read_files_at(
+            project.repository,
+            project.base_branch,
+            wanted,
+            cache / "mirror",
+            env,
+            commit=_pinned_commits(environ).get(source),
         )
     except GitError as exc:
         raise SettingsError(f"❌ project {project.name}: {exc}") from None
+    _planned_from[source] = commit
     if files[project.tasks_file] is None:
         raise SettingsError(
             f"❌ TaskMaster tasks.json not found: {project.tasks_file} on branch "
             f"{project.base_branch} of {project.repository} (project {project.name})"
         )
-    checkout = cache / "files" / re.sub(r"[^\w.-]", "_", project.base_branch)
-    for relative, content in files.items():
-        target = checkout / relative
-        if content is None:
-            target.unlink(missing_ok=True)
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(content)
+    checkout = _files_at_commit(cache / "files", commit, files)
     return plan_tasks_file(checkout / project.tasks_file, project.tag, project.include_all, environ)

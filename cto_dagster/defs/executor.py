@@ -6,6 +6,8 @@ location and done the start-up work every step would repeat (`step_warmup`), so 
 dependencies are done starts in well under a second instead of 4 to 8.
 """
 
+import json
+import os
 from collections import defaultdict
 from contextlib import contextmanager
 
@@ -20,6 +22,7 @@ from dagster._core.executor import child_process_executor
 from dagster._core.executor.multiprocess import MultiprocessExecutor
 
 from cto_dagster.core.names import id_sort_key
+from cto_dagster.core.settings import PINNED_COMMITS_ENV, planned_commits
 from cto_dagster.defs.translator import TAG_LEVEL, TAG_TASK_ID
 
 DEFAULT_AGENT_SLOTS = 8
@@ -76,6 +79,14 @@ def quick_polling():
         child_process_executor.TICK = previous
 
 
+def pin_planned_commits() -> None:
+    """Steps (forked by a forkserver this process starts) plan from the commits this process
+    planned from: no fetch per run, and the same tasks even if the branch moved meanwhile."""
+    commits = planned_commits()
+    if commits:
+        os.environ[PINNED_COMMITS_ENV] = json.dumps(commits, sort_keys=True)
+
+
 def instance_modules(instance: dg.DagsterInstance) -> list[str]:
     """The modules of the storages, log manager, launcher... each step process will open."""
     ref = instance.get_ref()
@@ -117,6 +128,7 @@ class PlayMultiprocessExecutor(MultiprocessExecutor):
                 *self._extra_preload,
                 *([module] if module else []),
             ]
+            pin_planned_commits()
         lines = plan_log_lines(execution_plan)
         if lines:
             mode = (

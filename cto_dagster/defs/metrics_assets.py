@@ -1,6 +1,7 @@
 """The metrics asset: actual against theoretical speedup, read from the event log."""
 
 import base64
+import math
 
 import dagster as dg
 
@@ -8,7 +9,7 @@ from cto_dagster.core.planner import ExecutionPlan
 from cto_dagster.core.settings import ProjectSettings
 from cto_dagster.defs.background import run_in_background
 from cto_dagster.defs.executor import DEFAULT_AGENT_SLOTS
-from cto_dagster.defs.run_records import task_records
+from cto_dagster.defs.run_records import step_launches, task_records
 from cto_dagster.defs.translator import TAG_PROJECT, TaskTranslator
 
 HISTORY_RUNS = 30
@@ -35,13 +36,19 @@ def metrics_for_run(instance: dg.DagsterInstance, run_id: str, plan: ExecutionPl
     if record is None:
         return None
     records = task_records(instance, run_id)
+    launches = step_launches(instance, run_id)
     timings = []
     for r in records:
         start, finish = r.number("started_at"), r.number("finished_at")
         if r.status == "materialized" and start is not None and finish is not None:
             level = r.metadata.get("execution_level")
+            # the attempt that materialized: its last launch before the task started
+            attempts = launches.get(r.step_key or "", ())
+            launched = max((t for t in attempts if t <= start), default=None)
             timings.append(
-                TaskTiming(r.task_id, int(level) if level is not None else 0, start, finish)
+                TaskTiming(
+                    r.task_id, int(level) if level is not None else 0, start, finish, launched
+                )
             )
     return compute_metrics(
         run_id=run_id,
@@ -59,6 +66,16 @@ def play_runs(instance: dg.DagsterInstance, project: ProjectSettings, limit: int
     return instance.get_run_records(dg.RunsFilter(tags={TAG_PROJECT: project.name}), limit=limit)
 
 
+def _is_nan(value: object) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _cell(value: object) -> object:
+    if _is_nan(value):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
 def _table(frame) -> dg.TableMetadataValue:
     columns = [
         dg.TableColumn(
@@ -72,7 +89,7 @@ def _table(frame) -> dg.TableMetadataValue:
         for name in frame.columns
     ]
     records = [
-        dg.TableRecord({k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()})
+        dg.TableRecord({k: _cell(v) for k, v in row.items()})
         for row in frame.to_dict(orient="records")
     ]
     return dg.MetadataValue.table(records, dg.TableSchema(columns))
@@ -139,7 +156,8 @@ def build_metrics_asset(
             "missing_tasks": ", ".join(metrics.missing) or "(none)",
             "failed_tasks": ", ".join(metrics.failed) or "(none)",
             "critical_path": " -> ".join(metrics.critical_path) or "(none)",
-            **{k: v for k, v in metrics.summary.items()},
+            # NaN (a figure no step recorded) is left out: JSON, and so the UI, has no NaN
+            **{k: v for k, v in metrics.summary.items() if not _is_nan(v)},
             "gantt_chart": dg.MetadataValue.md(
                 f"![Gantt chart of the run](data:image/png;base64,{chart})"
             ),

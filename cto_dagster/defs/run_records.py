@@ -76,3 +76,16 @@ def integration_records(instance: dg.DagsterInstance, run_id: str) -> dict[int, 
             level = int(name.rsplit("_", 1)[1])
             found[level] = {k: _plain(v) for k, v in materialization.metadata.items()}
     return found
+
+
+def step_launches(instance: dg.DagsterInstance, run_id: str) -> dict[str, list[float]]:
+    """When the executor launched each step's process or pod (once per attempt)."""
+    launches: dict[str, list[float]] = {}
+    records = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.STEP_WORKER_STARTING, limit=100_000
+    ).records
+    for record in records:
+        step_key = record.event_log_entry.dagster_event.step_key
+        if step_key:
+            launches.setdefault(step_key, []).append(record.event_log_entry.timestamp)
+    return launches
