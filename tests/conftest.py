@@ -54,8 +54,15 @@ class Project:
         env.update(extra)
         return env
 
-    def execute(self, *args: str, run_config: dict | None = None, timeout: float = 300, **env):
-        command = job_execute_command(*args)
+    def execute(
+        self,
+        *args: str,
+        run_config: dict | None = None,
+        timeout: float = 300,
+        job: str = "play_project",
+        **env,
+    ):
+        command = job_execute_command(*args, job=job)
         if run_config is not None:
             config_file = self.root / "run-config.yaml"
             config_file.write_text(yaml.safe_dump(run_config), encoding="utf-8")

@@ -99,8 +99,12 @@ def test_assets_mirror_dependencies_with_tags_and_job(monkeypatch, tmp_path):
     slug = graph.get(dg.AssetKey(["shop", "task_rust_data_models"]))
     assert slug.tags["cto/priority"] == "high"
     assert [j.name for j in defs.resolve_all_job_defs() if not j.name.startswith("__")] == [
-        "play_project"
+        "play_project",
+        "run_metrics_job",
     ]
+    sensor = defs.resolve_sensor_def("run_metrics_after_failure_shop")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    assert sensor.job_name == "run_metrics_job"
 
 
 def test_editing_a_task_changes_only_its_code_version(monkeypatch, tmp_path):
@@ -120,7 +124,14 @@ def test_several_projects_in_one_code_location(monkeypatch, tmp_path):
     configure(monkeypatch, tmp_path, {"alpha": tagged(task(1)), "beta": tagged(task(1), task(2))})
     defs = build_definitions()
     jobs = sorted(j.name for j in defs.resolve_all_job_defs() if not j.name.startswith("__"))
-    assert jobs == ["play_project_alpha", "play_project_beta"]
+    assert jobs == [
+        "play_project_alpha",
+        "play_project_beta",
+        "run_metrics_job_alpha",
+        "run_metrics_job_beta",
+    ]
+    sensors = sorted(s.name for s in defs.sensors or [])
+    assert sensors == ["run_metrics_after_failure_alpha", "run_metrics_after_failure_beta"]
 
 
 def test_broken_tasks_file_fails_the_load_with_the_planner_message(monkeypatch, tmp_path):

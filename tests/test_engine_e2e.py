@@ -2,6 +2,7 @@
 DAGSTER_HOME, a real git remote and the demo agent."""
 
 import itertools
+import json
 
 import pytest
 
@@ -122,6 +123,32 @@ def test_failure_keeps_siblings_and_resume_finishes_the_rest(make_project, monke
     assert meta["run_id"].value == first.run_id
     assert meta["complete"].value is False
     assert meta["failed_tasks"].value == "1" and meta["missing_tasks"].value == "3"
+
+    # with the daemon, the failure sensor asks for the metrics of exactly that run
+    defs = build_definitions()
+    sensor = defs.resolve_sensor_def("run_metrics_after_failure_proj")
+    with open_instance(project.home) as instance:
+        failure = instance.get_records_for_run(
+            first.run_id, of_type=dg.DagsterEventType.RUN_FAILURE
+        ).records[0]
+        context = dg.build_run_status_sensor_context(
+            sensor_name=sensor.name,
+            dagster_event=failure.event_log_entry.dagster_event,
+            dagster_instance=instance,
+            dagster_run=instance.get_run_by_id(first.run_id),
+        ).for_run_failure()
+        request = sensor(context)
+    assert isinstance(request, dg.RunRequest) and request.run_key == first.run_id
+    tags = request.tags
+    assert tags == {"cto/metrics_for_run": first.run_id}
+    launched = project.execute("--tags", json.dumps(tags), job="run_metrics_job")
+    assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-3000:]
+    with open_instance(project.home) as instance:
+        meta = instance.get_latest_materialization_event(key).asset_materialization.metadata
+    assert meta["run_id"].value == first.run_id and meta["missing_tasks"].value == "3"
+    unknown = project.execute("--tags", '{"cto/metrics_for_run": "nope"}', job="run_metrics_job")
+    assert unknown.returncode != 0
+    assert "no run nope in this instance" in unknown.stdout + unknown.stderr
 
     resumed = project.cli("resume")
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]

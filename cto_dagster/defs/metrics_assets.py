@@ -2,6 +2,7 @@
 
 import base64
 import math
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
@@ -12,7 +13,14 @@ from cto_dagster.defs.executor import DEFAULT_AGENT_SLOTS
 from cto_dagster.defs.run_records import step_launches, task_records
 from cto_dagster.defs.translator import TAG_PROJECT, TaskTranslator
 
+if TYPE_CHECKING:
+    from dagster._core.definitions.unresolved_asset_job_definition import (
+        UnresolvedAssetJobDefinition as AssetJob,
+    )
+
 HISTORY_RUNS = 30
+# On a metrics run: the play run to report (set by the failure sensor, or by hand with --tags).
+METRICS_FOR_RUN_TAG = "cto/metrics_for_run"
 
 
 def metrics_key(project: ProjectSettings) -> dg.AssetKey:
@@ -107,8 +115,8 @@ def build_metrics_asset(
         description=(
             "Actual against theoretical speedup of the latest run of the project's tasks, with "
             "per-task and per-level timing, the critical path with real durations, what level "
-            "barriers would have cost, and a Gantt chart. Materialize it alone after a failed run "
-            "to see that run, and what is missing."
+            "barriers would have cost, and a Gantt chart. After a failed run, a sensor "
+            "materializes it for that run, saying what is missing (or materialize it alone)."
         ),
         kinds={"pandas"},
         op_tags={TAG_PROJECT: project.name},
@@ -116,8 +124,11 @@ def build_metrics_asset(
     def _metrics(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         run_in_background()
         instance = context.instance
-        run_id = context.run.run_id
-        if not task_records(instance, run_id):
+        run_id = context.run.tags.get(METRICS_FOR_RUN_TAG) or context.run.run_id
+        if run_id != context.run.run_id:
+            if instance.get_run_record_by_id(run_id) is None:
+                raise dg.Failure(f"no run {run_id} in this instance", allow_retries=False)
+        elif not task_records(instance, run_id):
             earlier = [
                 r
                 for r in play_runs(instance, project, 20)
@@ -174,3 +185,39 @@ def build_metrics_asset(
         return dg.MaterializeResult(metadata=metadata)
 
     return _metrics
+
+
+def build_metrics_job(project: ProjectSettings, single: bool) -> "AssetJob":
+    return dg.define_asset_job(
+        name="run_metrics_job" if single else f"run_metrics_job_{project.name}",
+        selection=dg.AssetSelection.assets(metrics_key(project)),
+        description=f"The metrics of one run of project {project.name} ({METRICS_FOR_RUN_TAG}).",
+    )
+
+
+def build_failure_sensor(
+    project: ProjectSettings,
+    play_job: "AssetJob",
+    metrics_job: "AssetJob",
+) -> dg.SensorDefinition:
+    """In a failed run Dagster skips everything downstream of the failed task, the metrics
+    included: this sensor (needs the daemon: `dagster dev` runs it) reports that run anyway."""
+    key = metrics_key(project)
+
+    @dg.run_failure_sensor(
+        name=f"run_metrics_after_failure_{project.name}",
+        monitored_jobs=[play_job],
+        request_job=metrics_job,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Materializes {key.to_user_string()} for each failed run of {play_job.name}.",
+    )
+    def _after_failure(context: dg.RunFailureSensorContext):
+        run_id = context.dagster_run.run_id
+        materialized = context.instance.get_records_for_run(
+            run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=100_000
+        ).records
+        if any(r.asset_key == key for r in materialized):
+            return dg.SkipReason(f"run {run_id[:8]} already has its metrics")
+        return dg.RunRequest(run_key=run_id, tags={METRICS_FOR_RUN_TAG: run_id})
+
+    return _after_failure

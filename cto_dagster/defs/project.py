@@ -6,7 +6,11 @@ from cto_dagster.core.planner import ExecutionPlan
 from cto_dagster.core.settings import ProjectSettings
 from cto_dagster.defs.executor import play_multiprocess_executor
 from cto_dagster.defs.integration_assets import build_integration_asset
-from cto_dagster.defs.metrics_assets import build_metrics_asset
+from cto_dagster.defs.metrics_assets import (
+    build_failure_sensor,
+    build_metrics_asset,
+    build_metrics_job,
+)
 from cto_dagster.defs.task_assets import build_task_asset, task_priorities
 from cto_dagster.defs.translator import TaskTranslator
 
@@ -51,4 +55,11 @@ def build_project_definitions(
         ),
         tags={"cto/project": project.name},
     )
-    return dg.Definitions(assets=assets, jobs=[job] if assets else [])
+    if not plan.task_ids:
+        return dg.Definitions(assets=assets, jobs=[job] if assets else [])
+    metrics_job = build_metrics_job(project, single)
+    return dg.Definitions(
+        assets=assets,
+        jobs=[job, metrics_job],
+        sensors=[build_failure_sensor(project, job, metrics_job)],
+    )
