@@ -167,10 +167,11 @@ def run(name: str, tasks: list[dict], speed: float, slots: int | None, prioritie
 
 
 def print_row(row: dict) -> None:
-    # the physical limit: the critical path, or with fewer slots than the graph's width, the
-    # work divided among the slots; plus one start latency per level transition
-    bound = max(row["critical"], row["sequential"] / row["slots"])
-    limit = bound + row["latency"] * max(1, row["levels"] - 1)
+    # the limit: the critical path plus one start latency per level transition, or, with fewer
+    # slots than the graph's width, the work (each task plus its start-up) divided among the slots
+    dataflow = row["critical"] + row["latency"] * max(1, row["levels"] - 1)
+    slot_bound = (row["sequential"] + row["start_up"] * row["tasks"]) / row["slots"]
+    limit = max(dataflow, slot_bound)
     within = (row["makespan"] - limit) / limit * 100 if limit else 0.0
     print(
         f"{row['name']:<20}{row['tasks']:>6}{row['levels']:>7}{row['slots']!s:>6}"
@@ -195,8 +196,8 @@ def main() -> None:
         f"{'wall':>8}"
     )
     print(
-        "(seconds; limit = max(critical path, work / slots) + median step latency per level"
-        " transition;"
+        "(seconds; limit = critical path + median step latency per level transition, or"
+        " (work + start-up of each task) / slots if larger;"
         " latency = median of 'dependencies done' to 'task running', slot waits included;"
         " startup = median of 'step launched' to 'task running')"
     )

@@ -7,12 +7,17 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import dagster as dg
 from dagster._core.executor import child_process_executor
 
+from cto_dagster.defs import step_polling
 from cto_dagster.defs.background import BACKGROUND_NICENESS, run_in_background
-from cto_dagster.defs.executor import STEP_POLL_SECONDS, instance_modules, quick_polling
+from cto_dagster.defs.executor import instance_modules
+from cto_dagster.defs.step_polling import collective_polling
+
+original_poll = child_process_executor._poll_for_event
 
 WARM_UP_THEN_OPEN_INSTANCES = textwrap.dedent(
     """
@@ -83,8 +88,41 @@ def test_bookkeeping_steps_yield_the_cpu_only_in_their_own_process():
     assert child_after == min(19, child_before + BACKGROUND_NICENESS)
 
 
-def test_quick_polling_is_restored_after_the_run():
-    original = child_process_executor.TICK
-    with quick_polling():
-        assert child_process_executor.TICK == STEP_POLL_SECONDS
-    assert child_process_executor.TICK == original
+def _send_after(event_queue, release, events) -> None:
+    release.wait(60)
+    for event in events:
+        event_queue.put(event)
+
+
+def test_collective_poll_keeps_dagsters_contract_and_wakes_on_any_step(monkeypatch):
+    context = multiprocessing.get_context("forkserver")
+    steps = []
+    for name in ("a", "b"):
+        event_queue, release = context.Queue(), context.Event()
+        process = context.Process(target=_send_after, args=(event_queue, release, [name, "done"]))
+        process.start()
+        steps.append((process, event_queue, release))
+    (a, a_queue, a_release), (b, b_queue, b_release) = steps
+    with collective_polling():
+        poll = child_process_executor._poll_for_event
+        assert poll is not original_poll
+        assert poll(a, a_queue) is None and poll(b, b_queue) is None  # nothing yet
+        # a's poll waits on every running step: b's news ends the wait long before its timeout
+        monkeypatch.setattr(step_polling, "IDLE_WAIT_SECONDS", 60.0)
+        b_release.set()
+        started = time.monotonic()
+        assert poll(a, a_queue) is None
+        assert time.monotonic() - started < 30
+        assert poll(b, b_queue) == "b" and poll(b, b_queue) == "done"
+        monkeypatch.setattr(step_polling, "IDLE_WAIT_SECONDS", 0.05)
+        a_release.set()
+        received, deadline = [], time.monotonic() + 30
+        while len(received) < 2 and time.monotonic() < deadline:
+            event = poll(a, a_queue)
+            if event is not None:
+                received.append(event)
+        assert received == ["a", "done"]
+        for process, event_queue, _ in steps:
+            process.join(30)
+            assert poll(process, event_queue) == child_process_executor.PROCESS_DEAD_AND_QUEUE_EMPTY
+    assert child_process_executor._poll_for_event is original_poll
