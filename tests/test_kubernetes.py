@@ -197,3 +197,49 @@ def test_dockerfile_serves_the_code_location():
     text = (REPO_ROOT / "Dockerfile").read_text()
     assert "git" in text and '-m", "cto_dagster.definitions"' in text
     assert shutil.which("git")
+
+
+def test_step_pods_plan_from_the_commit_the_run_planned_from(k8s_defs, tmp_path):
+    """A run lasts hours: its step pods get the commit of the tasks file it planned from."""
+    from dagster._config import process_config
+    from dagster._core.definitions.job_base import InMemoryJob
+
+    from cto_dagster.core.settings import PINNED_COMMITS_ENV, planned_commits
+
+    job = k8s_defs.resolve_job_def("play_project")
+    schema = job.executor_def.config_schema.config_type
+    kubeconfig = tmp_path / "kubeconfig"  # read at start-up; no cluster is contacted
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "x",
+            }
+        )
+    )
+    raw = {
+        "env_vars": ["EXTRA=1"],
+        "parallel_execution": False,
+        "load_incluster_config": False,
+        "kubeconfig_file": str(kubeconfig),
+    }
+    config = process_config(schema, raw).value
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        executor = job.executor_def.executor_creation_fn(
+            dg.InitExecutorContext(
+                job=InMemoryJob(job),
+                executor_def=job.executor_def,
+                executor_config=config,
+                instance=instance,
+            )
+        )
+    context = executor._step_handler._executor_container_context
+    env = {e["name"]: e.get("value") for e in context.run_k8s_config.container_config["env"]}
+    commits = planned_commits()
+    assert commits and all(len(sha) == 40 for sha in commits.values())
+    assert env == {"EXTRA": "1", PINNED_COMMITS_ENV: json.dumps(commits, sort_keys=True)}
+    assert executor._max_concurrent == 1  # parallel_execution: false
