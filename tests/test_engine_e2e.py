@@ -149,6 +149,22 @@ def test_failure_keeps_siblings_and_resume_finishes_the_rest(make_project, monke
     unknown = project.execute("--tags", '{"cto/metrics_for_run": "nope"}', job="run_metrics_job")
     assert unknown.returncode != 0
     assert "no run nope in this instance" in unknown.stdout + unknown.stderr
+    # a failed metrics run is not a play run: no metrics of metrics, no loop
+    with open_instance(project.home) as instance:
+        metrics_run = instance.get_run_records(dg.RunsFilter(job_name="run_metrics_job"))[0]
+        failure = instance.get_records_for_run(
+            metrics_run.dagster_run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE
+        ).records[0]
+        skipped = sensor(
+            dg.build_run_status_sensor_context(
+                sensor_name=sensor.name,
+                dagster_event=failure.event_log_entry.dagster_event,
+                dagster_instance=instance,
+                dagster_run=metrics_run.dagster_run,
+            ).for_run_failure()
+        )
+    assert isinstance(skipped, dg.SkipReason)
+    assert "not a run of play_project" in skipped.skip_message
 
     resumed = project.cli("resume")
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]

@@ -206,13 +206,18 @@ def build_failure_sensor(
 
     @dg.run_failure_sensor(
         name=f"run_metrics_after_failure_{project.name}",
-        monitored_jobs=[play_job],
+        # runs started by `dagster job execute` carry no code location, and Dagster matches
+        # them to no sensor of a location: watch every run, keep this project's play runs
+        monitor_all_code_locations=True,
         request_job=metrics_job,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Materializes {key.to_user_string()} for each failed run of {play_job.name}.",
     )
     def _after_failure(context: dg.RunFailureSensorContext):
-        run_id = context.dagster_run.run_id
+        run = context.dagster_run
+        if run.job_name != play_job.name or run.tags.get(TAG_PROJECT) != project.name:
+            return dg.SkipReason(f"run {run.run_id[:8]} is not a run of {play_job.name}")
+        run_id = run.run_id
         materialized = context.instance.get_records_for_run(
             run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=100_000
         ).records
