@@ -109,7 +109,7 @@ class PlayMultiprocessExecutor(MultiprocessExecutor):
                 *self._extra_preload,
                 *([module] if module else []),
             ]
-            pin_planned_commits()
+        pin_planned_commits()
         lines = plan_log_lines(execution_plan)
         if lines:
             mode = (

@@ -66,11 +66,11 @@ def warm_up(modules: list[str]) -> list[str]:
     for name in modules:
         try:
             importlib.import_module(name)
-        except ImportError:
+        except Exception:  # anything raised here would stop the forkserver
             missed.append(name)
     try:
         share_migration_scripts()
-    except Exception as exc:
+    except Exception as exc:  # the steps then parse the scripts themselves
         missed.append(f"alembic: {exc}")
     return missed
 
