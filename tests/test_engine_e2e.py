@@ -209,3 +209,40 @@ def test_parallel_execution_false_runs_one_task_at_a_time(make_project):
     why = event.asset_materialization.metadata["pull_request"].value
     assert why == "integration disabled: integration_pr_enabled is false, no branch was built"
     assert "integration/" not in project.git("branch", "--list")
+
+
+def test_steps_keep_the_plan_their_run_started_with(make_project, tmp_path):
+    """Spawned steps re-load the code location; a tasks file pushed during the run (task 2
+    removed) must not change the run: they plan from the commit the run planned from."""
+    import subprocess
+
+    from cto_dagster.demo import job_execute_command
+
+    project = make_project([demo_task(1, duration=4), demo_task(2, deps=[1], duration=0.5)])
+    config_file = project.root / "spawn.yaml"
+    config_file.write_text('{"execution": {"config": {"start_method": "spawn"}}}')
+    run = subprocess.Popen(
+        job_execute_command("-c", str(config_file)),
+        env=project.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    seen = []
+    for line in run.stdout:
+        seen.append(line)
+        if "🚀 Task 1 started" in line:
+            break
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(project.remote), str(clone)], check=True)
+    tasks_file = clone / ".taskmaster/tasks/tasks.json"
+    data = json.loads(tasks_file.read_text())
+    data["master"]["tasks"] = [t for t in data["master"]["tasks"] if t["id"] == 1]
+    tasks_file.write_text(json.dumps(data))
+    ident = ["-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run(["git", *ident, "-C", str(clone), "commit", "-qam", "drop 2"], check=True)
+    subprocess.run(["git", "-C", str(clone), "push", "-q", "origin", "HEAD:main"], check=True)
+    rest, _ = run.communicate(timeout=300)
+    assert run.returncode == 0, ("".join(seen) + rest)[-4000:]
+    records = project.records()
+    assert set(records) == {"1", "2"} and records["2"].status == "materialized"
