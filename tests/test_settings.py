@@ -39,6 +39,7 @@ projects:
         ("projects: [{name: a, repository: x, surprise: 1}]", "projects.0.surprise"),
         ("projects: [{name: a, repository: x}, {name: a, repository: y}]", "must be unique"),
         ("projects: [{name: a, repository: x, git: {token_env: 'ghp_abc-123'}}]", "NAME of an"),
+        ('projects: [{name: a, repository: x, commit_exclude: ["a\\nb"]}]', "one-line gitignore"),
         ("[1, 2", "not valid YAML"),
         ("just text", "must hold a mapping"),
     ],
@@ -132,3 +133,13 @@ def test_steps_plan_from_the_commit_their_run_planned_from(tmp_path):
     assert plan_project(project, environ={**env, **pins}).task_ids == ["1"]
     with pytest.raises(SettingsError, match="cannot read branch main"):
         plan_project(project, environ={**env, PINNED_COMMITS_ENV: '{"x": "y"}'})
+
+
+def test_the_example_configuration_is_valid_and_matches_the_defaults():
+    from cto_dagster.core.settings import AGENT_SCAFFOLDING
+    from tests.helpers import REPO_ROOT
+
+    example = load_settings({"CTO_DAGSTER_CONFIG": str(REPO_ROOT / "examples/cto-dagster.yaml")})
+    project = example.projects[0]
+    assert project.name == "shop" and project.agent.preset == "claude"
+    assert project.commit_exclude == list(AGENT_SCAFFOLDING)

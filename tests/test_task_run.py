@@ -238,3 +238,35 @@ def test_unknown_preset_and_missing_agent_binary(remote, tmp_path):
         run_task(request(remote, tmp_path, make_task(6), missing))
     assert "exited with code 127" in info.value.message
     assert "cannot start agent 'no-such-agent-cli'" in info.value.details["agent_log_tail"]
+
+
+def test_agent_scaffolding_is_not_committed_but_tracked_files_are(tmp_path):
+    from cto_dagster.core.settings import AGENT_SCAFFOLDING
+
+    remote = create_sample_repository(
+        tmp_path / "sample",
+        tasks_json='{"master": {"tasks": []}}',
+        extra_files={".aider.input.history": "tracked on purpose\n"},
+    )
+    agent = python_agent(
+        "from pathlib import Path\n"
+        "Path('.aider.chat.history.md').write_text('chat')\n"
+        "Path('.aider.tags.cache.v4').mkdir()\n"
+        "Path('.aider.tags.cache.v4/cache.db').write_text('db')\n"
+        "Path('.claude').mkdir()\n"
+        "Path('.claude/settings.local.json').write_text('{}')\n"
+        "Path('.aider.input.history').write_text('changed by the agent')\n"
+        "Path('src').mkdir()\n"
+        "Path('src/app.py').write_text('print(1)')\n"
+    )
+    base = request(remote, tmp_path, make_task(3), agent=agent)
+    repository = Repository(
+        url=str(remote), workspace_root=str(tmp_path / "ws"), commit_exclude=AGENT_SCAFFOLDING
+    )
+    result = run_task(TaskRunRequest(**{**base.__dict__, "repository": repository}))
+    assert sorted(result.files_changed) == [".aider.input.history", "src/app.py"]
+    files = git_remote(remote, "ls-tree", "-r", "--name-only", result.branch).split()
+    assert ".aider.chat.history.md" not in files and ".claude/settings.local.json" not in files
+    assert git_remote(remote, "show", f"{result.branch}:.aider.input.history") == (
+        "changed by the agent"
+    )

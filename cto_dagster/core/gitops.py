@@ -126,6 +126,17 @@ class Workspace:
         except git.GitCommandError:
             raise GitError(f"base branch {base_branch} does not exist in the repository") from None
 
+    def exclude_untracked(self, patterns: Iterable[str]) -> None:
+        """gitignore patterns for this clone only (`.git/info/exclude`): files the agent leaves
+        that match are not committed. Tracked files are never affected."""
+        lines = [p for p in patterns if p.strip()]
+        if lines:
+            exclude = Path(self.git.rev_parse("--git-path", "info/exclude"))
+            exclude = exclude if exclude.is_absolute() else self.path / exclude
+            exclude.parent.mkdir(parents=True, exist_ok=True)
+            with exclude.open("a", encoding="utf-8") as out:
+                out.write("\n# cto-dagster: commit_exclude\n" + "\n".join(lines) + "\n")
+
     def remote_head(self, branch: str) -> str | None:
         """The branch's commit on the remote right now (None when it does not exist)."""
         check_branch_name(branch)

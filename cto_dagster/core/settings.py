@@ -105,6 +105,16 @@ class KubernetesSettings(_Strict):
     )
 
 
+# What coding agents leave in a work tree for themselves: committed into task branches, these
+# files conflict at every integration (the original's test repository: its most merged files).
+AGENT_SCAFFOLDING = (
+    ".aider.chat.history.md",
+    ".aider.input.history",
+    ".aider.tags.cache.v*/",
+    ".claude/settings.local.json",
+)
+
+
 class ProjectSettings(_Strict):
     name: str
     repository: str = Field(description="git URL or local path of the repository agents push to")
@@ -123,6 +133,19 @@ class ProjectSettings(_Strict):
     workspace_root: str | None = None
     kind: Literal["local", "kubernetes"] = "local"
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
+    commit_exclude: list[str] = Field(
+        default_factory=lambda: list(AGENT_SCAFFOLDING),
+        description="gitignore patterns: files agents leave that are not committed to task "
+        "branches (tracked files are never affected)",
+    )
+
+    @field_validator("commit_exclude")
+    @classmethod
+    def _one_line_patterns(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            if not pattern.strip() or "\n" in pattern or "\r" in pattern:
+                raise ValueError(f"commit_exclude: {pattern!r} is not a one-line gitignore pattern")
+        return value
 
     @field_validator("name", "base_branch")
     @classmethod

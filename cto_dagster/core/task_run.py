@@ -40,6 +40,7 @@ class Repository:
     git_env: Mapping[str, str] = field(default_factory=dict)  # credentials, from credentials.py
     secret_env_names: tuple[str, ...] = ()  # kept from the agent's environment
     workspace_root: str | None = None
+    commit_exclude: tuple[str, ...] = ()  # gitignore patterns the agent's leftovers are held to
 
 
 @dataclass(frozen=True)
@@ -221,6 +222,7 @@ def run_task(request: TaskRunRequest, log=print) -> TaskRunResult:
                 retryable=False,
             )
         ws.start_branch(branch, base_commit)
+        ws.exclude_untracked(repo.commit_exclude)
         merged = _merge_dependencies(ws, request, branch)
         start_commit = ws.rev("HEAD")
         log(f"🚀 Task {task.id} started on {branch} (level {request.level})")

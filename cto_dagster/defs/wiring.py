@@ -20,6 +20,7 @@ def repository_for(project: ProjectSettings) -> Repository:
         git_env=credential_environment(project_token(project)),
         secret_env_names=secret_names,
         workspace_root=project.workspace_root,
+        commit_exclude=tuple(project.commit_exclude),
     )
 
 
