@@ -239,6 +239,6 @@ def telemetry_lines(metrics: RunMetrics) -> list[str]:
             metrics.levels.to_string(index=False),
             "",
             "Per task:",
-            metrics.tasks.drop(columns=["dependencies"]).to_string(index=False),
+            metrics.tasks.drop(columns=["dependencies"]).to_string(index=False, na_rep="n/a"),
         ]
     return lines
