@@ -270,3 +270,14 @@ def test_agent_scaffolding_is_not_committed_but_tracked_files_are(tmp_path):
     assert git_remote(remote, "show", f"{result.branch}:.aider.input.history") == (
         "changed by the agent"
     )
+
+
+def test_clone_never_copies_the_remotes_object_files(remote, tmp_path):
+    """A local-path clone used to copy the remote's objects folder file by file, including the
+    quarantine folder of a push arriving meanwhile, and failed when that push removed it. A
+    dangling link in such a folder makes the old way fail every time."""
+    quarantine = remote / "objects" / "tmp_objdir-incoming-test" / "d6"
+    quarantine.mkdir(parents=True)
+    (quarantine / "7880c8375cdc7494503e7f77584fa424108fc6").symlink_to(tmp_path / "gone")
+    result = run_task(request(remote, tmp_path, make_task(4)))
+    assert git_remote(remote, "rev-parse", result.branch) == result.head_commit

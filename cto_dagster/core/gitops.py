@@ -111,11 +111,14 @@ class Workspace:
         check_base_branch(base_branch)
         self.path.mkdir(parents=True, exist_ok=True)
         try:
+            # --no-local: a clone of a local path otherwise copies the remote's objects folder file
+            # by file, including the quarantine folder of a push arriving meanwhile, and fails
+            # when that push completes and removes it (seen with 40 tasks pushing to one remote)
             self.repo = git.Repo.clone_from(
                 self.remote,
                 self.path,
                 env=self.env,
-                multi_options=["--no-tags", "--quiet"],
+                multi_options=["--no-tags", "--quiet", "--no-local"],
             )
         except git.GitCommandError as exc:
             raise GitError(f"cannot clone the repository: {_stderr(exc)}") from None
