@@ -8,6 +8,7 @@ at once: whichever step has news wakes the loop at once, and with no news the lo
 50 ms waits (1-2% of a core).
 """
 
+import multiprocessing
 import queue
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -54,9 +55,21 @@ def _wake_ups() -> list:
     return handles
 
 
+def _queues_expose_readers() -> bool:
+    probe = multiprocessing.get_context("spawn").Queue()
+    try:
+        return hasattr(probe, "_reader") and hasattr(probe._reader, "fileno")
+    finally:
+        probe.close()
+
+
 @contextmanager
 def collective_polling() -> Iterator[None]:
-    """Install the collective poll for the duration of one executor run (restored after)."""
+    """Install the collective poll for the duration of one executor run (restored after).
+    Where queues do not expose their reader (another Python), Dagster's own poll stays."""
+    if not _queues_expose_readers():
+        yield
+        return
     original = child_process_executor._poll_for_event
     child_process_executor._poll_for_event = _poll_for_event
     try:
