@@ -67,19 +67,14 @@ class Project:
             config_file = self.root / "run-config.yaml"
             config_file.write_text(yaml.safe_dump(run_config), encoding="utf-8")
             command += ["-c", str(config_file)]
-        return subprocess.run(
-            command,
-            env=self.env(**env),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            cwd=self.root,
-            check=False,
-        )
+        return self._run(command, timeout, env)
 
     def cli(self, *args: str, timeout: float = 300, **env):
+        return self._run([sys.executable, "-m", "cto_dagster.cli", *args], timeout, env)
+
+    def _run(self, command: list[str], timeout: float, env: dict[str, str]):
         return subprocess.run(
-            [sys.executable, "-m", "cto_dagster.cli", *args],
+            command,
             env=self.env(**env),
             capture_output=True,
             text=True,

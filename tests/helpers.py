@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -30,3 +31,13 @@ def write_tasks(folder: Path, data, name: str = ".taskmaster/tasks/tasks.json") 
 
 def tagged(*tasks: dict, tag: str = "master") -> dict:
     return {tag: {"tasks": list(tasks), "metadata": {}}}
+
+
+def push_to_main(remote: Path, workdir: Path, files: dict[str, str], message: str) -> None:
+    """Someone else's commit on the remote's main branch (a clone, a commit, a push)."""
+    subprocess.run(["git", "clone", "-q", str(remote), str(workdir)], check=True)
+    for relative, content in files.items():
+        (workdir / relative).write_text(content, encoding="utf-8")
+    ident = ["-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run(["git", *ident, "-C", str(workdir), "commit", "-qam", message], check=True)
+    subprocess.run(["git", "-C", str(workdir), "push", "-q", "origin", "HEAD:main"], check=True)

@@ -138,7 +138,7 @@ def test_disabled_integration_builds_no_branch(repo):
 def test_pull_request_is_created_then_reused_and_token_stays_in_headers():
     token = "ghp_s3cr3tTOKENvalue123"
     with FakeGitHub() as github:
-        first = open_or_reuse_pull_request(
+        pull_request = (
             github.url,
             token,
             "acme/shop",
@@ -147,15 +147,8 @@ def test_pull_request_is_created_then_reused_and_token_stays_in_headers():
             "Integration PR: Level 0 for r",
             "body",
         )
-        again = open_or_reuse_pull_request(
-            github.url,
-            token,
-            "acme/shop",
-            "integration/level-0-r",
-            "main",
-            "Integration PR: Level 0 for r",
-            "body",
-        )
+        first = open_or_reuse_pull_request(*pull_request)
+        again = open_or_reuse_pull_request(*pull_request)
         assert (first.number, first.reused) == (1, False)
         assert (again.number, again.reused) == (1, True)
         assert len(github.pulls) == 1

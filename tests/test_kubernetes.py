@@ -79,21 +79,16 @@ def test_validator_cli_exit_codes(tmp_path):
     import subprocess
 
     script = REPO_ROOT / "scripts" / "validate_helm_values.py"
-    ok = subprocess.run(
-        [sys.executable, str(script), str(VALUES), "--chart", str(CHART)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+
+    def validate(values):
+        command = [sys.executable, str(script), str(values), "--chart", str(CHART)]
+        return subprocess.run(command, capture_output=True, text=True, check=False)
+
+    ok = validate(VALUES)
     assert ok.returncode == 0 and "✅" in ok.stdout
     bad = tmp_path / "v.yaml"
     bad.write_text("dagsterWebserver:\n  replicaCount: many\n")
-    failed = subprocess.run(
-        [sys.executable, str(script), str(bad), "--chart", str(CHART)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    failed = validate(bad)
     assert failed.returncode == 1 and "dagsterWebserver.replicaCount" in failed.stderr
 
 

@@ -106,10 +106,10 @@ def test_steps_plan_from_the_commit_their_run_planned_from(tmp_path):
     """A run's step processes get the commits the run planned from (PINNED_COMMITS_ENV): they
     plan the same tasks, without fetching, even after the branch moved."""
     import json
-    import subprocess
 
     from cto_dagster.core.sample import create_sample_repository
     from cto_dagster.core.settings import PINNED_COMMITS_ENV, planned_commits
+    from tests.helpers import push_to_main
 
     def tasks_json(n):
         tasks = [{"id": i, "title": f"T{i}", "status": "pending"} for i in range(1, n + 1)]
@@ -121,12 +121,7 @@ def test_steps_plan_from_the_commit_their_run_planned_from(tmp_path):
     assert plan_project(project, environ=env).task_ids == ["1"]
     pins = {PINNED_COMMITS_ENV: json.dumps(planned_commits())}
 
-    clone = tmp_path / "clone"
-    subprocess.run(["git", "clone", "-q", str(remote), str(clone)], check=True)
-    (clone / ".taskmaster/tasks/tasks.json").write_text(tasks_json(2))
-    ident = ["-c", "user.name=t", "-c", "user.email=t@example.com"]
-    subprocess.run(["git", *ident, "-C", str(clone), "commit", "-qam", "two"], check=True)
-    subprocess.run(["git", "-C", str(clone), "push", "-q", "origin", "HEAD:main"], check=True)
+    push_to_main(remote, tmp_path / "clone", {".taskmaster/tasks/tasks.json": tasks_json(2)}, "two")
 
     assert plan_project(project, environ=env).task_ids == ["1", "2"]  # a new load follows main
     remote.rename(tmp_path / "gone")  # a fetch would now fail

@@ -203,8 +203,13 @@ def gantt_png(metrics: RunMetrics, title: str = "") -> bytes:
     return buffer.getvalue()
 
 
+def is_nan(value: object) -> bool:
+    """A figure no step recorded (NaN): shown as n/a, and left out of JSON (it has no NaN)."""
+    return isinstance(value, float) and math.isnan(value)
+
+
 def _shown(seconds: float | int | str) -> str:
-    return "n/a" if isinstance(seconds, float) and math.isnan(seconds) else f"{seconds:.2f} s"
+    return "n/a" if is_nan(seconds) else f"{seconds:.2f} s"
 
 
 def telemetry_lines(metrics: RunMetrics) -> list[str]:

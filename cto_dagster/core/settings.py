@@ -297,6 +297,12 @@ def planned_commits() -> dict[str, str]:
     return dict(_planned_from)
 
 
+def planned_commits_pin() -> str | None:
+    """The value of PINNED_COMMITS_ENV for this process's step processes (None: nothing planned
+    from a repository)."""
+    return json.dumps(_planned_from, sort_keys=True) if _planned_from else None
+
+
 def _pinned_commits(environ: Mapping[str, str]) -> dict[str, str]:
     try:
         pins = json.loads(environ.get(PINNED_COMMITS_ENV) or "{}")

@@ -6,7 +6,6 @@ location and done the start-up work every step would repeat (`step_warmup`), so 
 dependencies are done starts in well under a second instead of 4 to 8.
 """
 
-import json
 import os
 from collections import defaultdict
 
@@ -20,7 +19,7 @@ from dagster._core.execution.retries import RetryMode
 from dagster._core.executor.multiprocess import MultiprocessExecutor
 
 from cto_dagster.core.names import id_sort_key
-from cto_dagster.core.settings import PINNED_COMMITS_ENV, planned_commits
+from cto_dagster.core.settings import PINNED_COMMITS_ENV, planned_commits_pin
 from cto_dagster.defs.step_polling import collective_polling
 from cto_dagster.defs.translator import TAG_LEVEL, TAG_TASK_ID
 
@@ -63,9 +62,9 @@ CONFIG_SCHEMA = {
 def pin_planned_commits() -> None:
     """Steps (forked by a forkserver this process starts) plan from the commits this process
     planned from: no fetch per run, and the same tasks even if the branch moved meanwhile."""
-    commits = planned_commits()
-    if commits:
-        os.environ[PINNED_COMMITS_ENV] = json.dumps(commits, sort_keys=True)
+    pin = planned_commits_pin()
+    if pin:
+        os.environ[PINNED_COMMITS_ENV] = pin
 
 
 def instance_modules(instance: dg.DagsterInstance) -> list[str]:

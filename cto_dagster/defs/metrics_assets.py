@@ -1,7 +1,6 @@
 """The metrics asset: actual against theoretical speedup, read from the event log."""
 
 import base64
-import math
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -74,17 +73,9 @@ def play_runs(instance: dg.DagsterInstance, project: ProjectSettings, limit: int
     return instance.get_run_records(dg.RunsFilter(tags={TAG_PROJECT: project.name}), limit=limit)
 
 
-def _is_nan(value: object) -> bool:
-    return isinstance(value, float) and math.isnan(value)
-
-
-def _cell(value: object) -> object:
-    if _is_nan(value):
-        return None
-    return value.item() if hasattr(value, "item") else value
-
-
 def _table(frame) -> dg.TableMetadataValue:
+    from cto_dagster.core.metrics import is_nan  # with pandas: not at code-location load
+
     columns = [
         dg.TableColumn(
             name,
@@ -97,7 +88,12 @@ def _table(frame) -> dg.TableMetadataValue:
         for name in frame.columns
     ]
     records = [
-        dg.TableRecord({k: _cell(v) for k, v in row.items()})
+        dg.TableRecord(
+            {
+                k: None if is_nan(v) else (v.item() if hasattr(v, "item") else v)
+                for k, v in row.items()
+            }
+        )
         for row in frame.to_dict(orient="records")
     ]
     return dg.MetadataValue.table(records, dg.TableSchema(columns))
@@ -158,7 +154,7 @@ def build_metrics_asset(
             )
         import pandas as pd
 
-        from cto_dagster.core.metrics import gantt_png
+        from cto_dagster.core.metrics import gantt_png, is_nan
 
         chart = base64.b64encode(gantt_png(metrics)).decode()
         metadata: dict[str, object] = {
@@ -168,7 +164,7 @@ def build_metrics_asset(
             "failed_tasks": ", ".join(metrics.failed) or "(none)",
             "critical_path": " -> ".join(metrics.critical_path) or "(none)",
             # NaN (a figure no step recorded) is left out: JSON, and so the UI, has no NaN
-            **{k: v for k, v in metrics.summary.items() if not _is_nan(v)},
+            **{k: v for k, v in metrics.summary.items() if not is_nan(v)},
             "gantt_chart": dg.MetadataValue.md(
                 f"![Gantt chart of the run](data:image/png;base64,{chart})"
             ),
