@@ -42,6 +42,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(workdir=args.workdir, fresh=args.fresh)
 
 
+def cmd_launch(args: argparse.Namespace) -> int:
+    from cto_dagster.launch_command import run_launch
+
+    return run_launch(job_name=args.job, config_files=args.config, tags_json=args.tags)
+
+
 def cmd_resume(args: argparse.Namespace) -> int:
     from cto_dagster.resume import run_resume
 
@@ -83,8 +89,25 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--fresh", action="store_true", help="start again from a new sample repo")
     demo.set_defaults(func=cmd_demo)
 
+    launch = sub.add_parser(
+        "launch",
+        help="launch a job as a run of the code location (listed in the UI, re-executable there) "
+        "and follow it",
+    )
+    launch.add_argument("--job", default="play_project", help="job name (default: play_project)")
+    launch.add_argument(
+        "-c",
+        "--config",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="run config YAML (the launchpad's), may repeat",
+    )
+    launch.add_argument("--tags", default=None, help='run tags as JSON, e.g. \'{"team": "a"}\'')
+    launch.set_defaults(func=cmd_launch)
+
     resume = sub.add_parser(
-        "resume", help="re-execute a failed run from failure (needs DAGSTER_HOME)"
+        "resume", help="re-execute a failed run from failure (DAGSTER_HOME, or the demo's)"
     )
     resume.add_argument("--run-id", default=None, help="run id (default: the latest failed run)")
     resume.add_argument("--job", default="play_project", help="job name (default: play_project)")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 
@@ -11,10 +10,13 @@ def run_report(project: str | None, run_id: str | None) -> int:
     from cto_dagster.core.settings import SettingsError, load_settings, plan_project
     from cto_dagster.defs.metrics_assets import metrics_for_run, play_runs
     from cto_dagster.defs.wiring import git_env_for
+    from cto_dagster.instance_home import NoInstance, resolve_home
     from cto_dagster.summary import open_instance
 
-    if not os.environ.get("DAGSTER_HOME"):
-        print("❌ DAGSTER_HOME is not set: point it at the instance the run used.", file=sys.stderr)
+    try:
+        home = resolve_home()
+    except NoInstance as exc:
+        print(str(exc), file=sys.stderr)
         return 1
     try:
         settings = load_settings()
@@ -30,7 +32,7 @@ def run_report(project: str | None, run_id: str | None) -> int:
         print(f"❌ no project {project!r}; projects: {', '.join(names)}", file=sys.stderr)
         return 1
     plan = plan_project(chosen, git_env_for(chosen))
-    with open_instance() as instance:
+    with open_instance(home) as instance:
         if run_id is None:
             runs = play_runs(instance, chosen, 1)
             if not runs:

@@ -1,25 +1,25 @@
-"""`cto-dagster resume`: re-execute a failed run from failure, the CLI twin of the UI's
-"Re-execute from failure" button: finished tasks are not redone, their branches are reused."""
+"""`cto-dagster resume`: re-execute a failed run from failure, the command-line twin of the UI's
+"Re-execute from failure": finished tasks are not redone, their branches are reused, and the new
+run is a run of the code location like the UI's."""
 
 from __future__ import annotations
 
-import os
 import sys
 
 
 def run_resume(run_id: str | None, job_name: str) -> int:
     import dagster as dg
-    from dagster._core.definitions.reconstruct import ReconstructableRepository
 
+    from cto_dagster.instance_home import NoInstance, resolve_home
+    from cto_dagster.launch import LaunchError, create_reexecution_from_failure, start_and_follow
     from cto_dagster.summary import open_instance, print_run_summary
 
-    if not os.environ.get("DAGSTER_HOME"):
-        print(
-            "❌ DAGSTER_HOME is not set: point it at the instance the failed run used.",
-            file=sys.stderr,
-        )
+    try:
+        home = resolve_home()
+    except NoInstance as exc:
+        print(str(exc), file=sys.stderr)
         return 1
-    with open_instance() as instance:
+    with open_instance(home) as instance:
         if run_id is None:
             failed = instance.get_run_records(
                 dg.RunsFilter(job_name=job_name, statuses=[dg.DagsterRunStatus.FAILURE]), limit=1
@@ -35,15 +35,14 @@ def run_resume(run_id: str | None, job_name: str) -> int:
         if parent.status != dg.DagsterRunStatus.FAILURE:
             print(f"❌ run {run_id} is {parent.status.value}, not failed", file=sys.stderr)
             return 1
-        print(f"▶️  Re-executing {parent.job_name} run {run_id} from failure...", flush=True)
-        job = ReconstructableRepository.for_module(
-            "cto_dagster.definitions", "defs", os.getcwd()
-        ).get_reconstructable_job(parent.job_name)
-        result = dg.execute_job(
-            job,
-            instance,
-            run_config=parent.run_config,
-            reexecution_options=dg.ReexecutionOptions.from_failure(run_id, instance),
-        )
-    print_run_summary(None, parent.job_name, None, run_id=result.run_id)
-    return 0 if result.success else 1
+        print(f"↩️  Re-executing {parent.job_name} run {run_id} from failure...", flush=True)
+        try:
+            outcome = start_and_follow(
+                instance,
+                lambda workspace: create_reexecution_from_failure(instance, workspace, parent),
+            )
+        except LaunchError as exc:
+            print(str(exc), file=sys.stderr)
+            return 1
+    print_run_summary(home, parent.job_name, None, run_id=outcome.run_id)
+    return 0 if outcome.success else 1

@@ -1,4 +1,8 @@
-"""A finished run in the terminal: each task's level, start, duration and branch, and speedup."""
+"""A finished run in the terminal: each task's level, start, duration and branch, and speedup.
+
+A re-executed run is shown with what the runs it re-executed finished (marked with their run), on
+the same timeline as the metrics asset: idle time between runs is left out.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +23,9 @@ def print_run_summary(
 ) -> None:
     import dagster as dg
 
-    from cto_dagster.defs.run_records import integration_records, task_records
+    from cto_dagster.core.metrics import join_runs, speedup_figures
+    from cto_dagster.defs.metrics_assets import run_parts
+    from cto_dagster.defs.run_records import integration_records, run_chain, task_records
 
     with open_instance(home) as instance:
         if run_id:
@@ -30,24 +36,30 @@ def print_run_summary(
         if run is None:
             print("No run was recorded.")
             return
-        records = task_records(instance, run.dagster_run.run_id)
-        integrations = integration_records(instance, run.dagster_run.run_id)
-    done = [r for r in records if r.status == "materialized"]
-    print(f"\nRun {run.dagster_run.run_id} ({run.dagster_run.status.value})")
-    for r in records:
-        if r.status == "failed":
-            print(f"❌ Task {r.task_id} failed: {r.error}")
-    if not done:
+        run_id = run.dagster_run.run_id
+        timings, _ = join_runs(run_parts(instance, run_id))
+        records = {}
+        integrations: dict[int, dict[str, object]] = {}
+        for earlier in run_chain(instance, run_id):
+            for record in task_records(instance, earlier.run_id):
+                if record.status == "materialized" or earlier.run_id == run_id:
+                    records[record.task_id] = record
+            integrations.update(integration_records(instance, earlier.run_id))
+    print(f"\nRun {run_id} ({run.dagster_run.status.value})")
+    for record in records.values():
+        if record.status == "failed":
+            print(f"❌ Task {record.task_id} failed: {record.error}")
+    if not timings:
         return
-    t0 = min(r.number("started_at") or 0 for r in done)
-    end = max(r.number("finished_at") or 0 for r in done)
+    origin = min(t.started_at for t in timings)
     print(f"{'Task':<8}{'Level':>6}{'Start':>9}{'Duration':>10}  {'Branch':<36}Head")
-    for r in sorted(done, key=lambda r: r.number("started_at") or 0):
-        start = (r.number("started_at") or 0) - t0
+    for timing in sorted(timings, key=lambda t: t.started_at):
+        meta = records[timing.task_id].metadata
         print(
-            f"{r.task_id:<8}{r.metadata.get('execution_level', ''):>6}{start:>8.1f}s"
-            f"{r.number('duration_seconds') or 0:>9.1f}s  {r.metadata.get('branch', ''):<36}"
-            f"{str(r.metadata.get('head_commit', ''))[:10]}"
+            f"{timing.task_id:<8}{timing.level:>6}{timing.started_at - origin:>8.1f}s"
+            f"{timing.finished_at - timing.started_at:>9.1f}s  {meta.get('branch', ''):<36}"
+            f"{str(meta.get('head_commit', ''))[:10]}"
+            + (f"  (run {timing.from_run[:8]})" if timing.from_run else "")
         )
     for level, meta in sorted(integrations.items()):
         state = "complete" if meta.get("complete") else "INCOMPLETE"
@@ -55,12 +67,11 @@ def print_run_summary(
             f"🔗 Level {level}: {meta.get('integration_branch')} ({state}; merged "
             f"{meta.get('merged_branches')}; PR: {meta.get('pull_request')})"
         )
-    sequential = sum(r.number("duration_seconds") or 0 for r in done)
-    makespan = end - t0
+    sequential, makespan, speedup = speedup_figures(timings)
     print(f"\n📊 Sequential time (sum of task durations): {sequential:.1f} s")
     print(f"📊 Parallel time (first start to last finish): {makespan:.1f} s")
     if makespan > 0:
-        speedup = f"📊 Actual speedup: {sequential / makespan:.1f}x"
+        line = f"📊 Actual speedup: {speedup:.1f}x"
         if theoretical:
-            speedup += f" (theoretical: {theoretical:.1f}x)"
-        print(speedup)
+            line += f" (theoretical: {theoretical:.1f}x)"
+        print(line)

@@ -20,7 +20,8 @@ from pathlib import Path
 import yaml
 
 K8S_DEFINITIONS_PREFIX = "https://raw.githubusercontent.com/yannh/kubernetes-json-schema/"
-DEFAULT_CHART = Path(__file__).resolve().parent.parent.parent / "shared" / "dagster-helm"
+# The pinned chart's values.yaml and values.schema.json, carried in the repository (see SOURCE.md)
+DEFAULT_CHART = Path(__file__).resolve().parent.parent / "helm-values" / "chart"
 
 
 def merge(base, override):

@@ -3,13 +3,30 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED = REPO_ROOT.parent / "shared"
-CORPUS = SHARED / "taskmaster-corpus"
+# TaskMaster files the project wrote itself, one per shape real projects have: always present.
+FIXTURES = REPO_ROOT / "tests" / "fixtures" / "taskmaster"
 GUIDE_EXAMPLE = REPO_ROOT / "examples" / "guide-project"
+# The team's collection of 97 real tasks files: used when it is there (CTO_DAGSTER_CORPUS, or
+# ../shared/taskmaster-corpus beside the repository), reported as skipped when it is not.
+CORPUS = Path(
+    os.environ.get("CTO_DAGSTER_CORPUS") or REPO_ROOT.parent / "shared" / "taskmaster-corpus"
+)
+
+
+def corpus_files() -> list[Path]:
+    return sorted(CORPUS.glob("*.json")) if CORPUS.is_dir() else []
+
+
+def corpus_skip_reason() -> str:
+    return (
+        f"the real TaskMaster corpus is not at {CORPUS} "
+        "(set CTO_DAGSTER_CORPUS to a folder of tasks files to run it)"
+    )
 
 
 def task(task_id, deps=(), status="pending", **extra) -> dict:

@@ -1,4 +1,5 @@
-"""Every real tasks file in the shared corpus plans, or fails with a clear message.
+"""Every tasks file plans, or fails with a clear message: the fixtures the project wrote (one per
+shape real projects have, always run) and the team's corpus of 97 real files (run when present).
 
 Levels are checked against an independent computation: the original's round-by-round method on
 the raw JSON, parsed here without the project's reader.
@@ -12,9 +13,14 @@ import pytest
 from cto_dagster.cli import main
 from cto_dagster.core.planner import plan_tasks_file
 from cto_dagster.core.taskmaster import TasksFileError
-from tests.helpers import CORPUS
+from tests.helpers import FIXTURES, corpus_files, corpus_skip_reason
 
-FILES = sorted(CORPUS.glob("*.json"))
+FIXTURE_FILES = sorted(FIXTURES.glob("*.json"))
+EXPECTED = json.loads((FIXTURES.parent / "taskmaster-expected.json").read_text(encoding="utf-8"))
+CORPUS_FILES = corpus_files()
+CORPUS_PARAMS = [pytest.param(p, id=p.name) for p in CORPUS_FILES] or [
+    pytest.param(None, id="corpus-absent", marks=pytest.mark.skip(reason=corpus_skip_reason()))
+]
 
 
 def _norm(value):
@@ -33,7 +39,8 @@ def independent_levels(raw_tasks):
     for tid, t in tasks.items():
         values = []
         for key in ("dependencies", "dependsOn", "depends_on"):
-            values += t.get(key) or []
+            value = t.get(key)
+            values += value if isinstance(value, list) else [] if value is None else [value]
         deps[tid] = {_norm(v) for v in values} - {tid}
     status = {tid: str(t.get("status") or "pending").strip().lower() for tid, t in tasks.items()}
     done = {t for t, s in status.items() if s in ("done", "completed")}
@@ -57,18 +64,13 @@ def independent_levels(raw_tasks):
     return levels
 
 
-def test_corpus_is_present():
-    assert len(FILES) >= 97
-
-
-@pytest.mark.parametrize("path", FILES, ids=[p.name for p in FILES])
-def test_corpus_file_plans_or_fails_cleanly(path, capsys):
+def check_plans_or_fails_cleanly(path, capsys):
     code = main(["plan", str(path), "--json"])
     out, err = capsys.readouterr()
     assert "Traceback" not in out + err
     if code == 1:
         assert err.startswith("❌ ") and len(err.splitlines()) >= 2
-        return
+        return None
     assert code == 0
     data = json.loads(out)
     plan = plan_tasks_file(path, environ={})
@@ -89,12 +91,42 @@ def test_corpus_file_plans_or_fails_cleanly(path, capsys):
         assert stats["theoretical_speedup"] == round(
             stats["total_tasks"] / stats["total_levels"], 2
         )
+    return data
 
 
+def test_every_fixture_has_an_expectation():
+    assert sorted(p.name for p in FIXTURE_FILES) == sorted(EXPECTED)
+    assert len(FIXTURE_FILES) >= 20
+
+
+@pytest.mark.parametrize("path", FIXTURE_FILES, ids=[p.name for p in FIXTURE_FILES])
+def test_fixture_plans_as_expected(path, capsys):
+    expected = EXPECTED[path.name]
+    data = check_plans_or_fails_cleanly(path, capsys)
+    if "error" in expected:
+        assert data is None, f"{path.name} should fail"
+        with pytest.raises(TasksFileError) as failure:
+            plan_tasks_file(path, environ={})
+        for fragment in expected["error"]:
+            assert fragment in failure.value.render()
+        return
+    assert data is not None, f"{path.name} should plan"
+    assert data["levels"] == expected["levels"]
+    assert sorted(s["id"] for s in data["skipped"]) == sorted(expected.get("skipped", []))
+    assert sorted(b["id"] for b in data["blocked"]) == sorted(expected.get("blocked", []))
+
+
+@pytest.mark.parametrize("path", CORPUS_PARAMS)
+def test_corpus_file_plans_or_fails_cleanly(path, capsys):
+    check_plans_or_fails_cleanly(path, capsys)
+
+
+@pytest.mark.skipif(not CORPUS_FILES, reason=corpus_skip_reason())
 def test_corpus_failures_are_the_expected_ones():
     """The corpus holds real mistakes; each is named, not hidden."""
+    assert len(CORPUS_FILES) >= 97
     failures = {}
-    for path in FILES:
+    for path in CORPUS_FILES:
         try:
             plan_tasks_file(path, environ={})
         except TasksFileError as exc:
@@ -103,4 +135,4 @@ def test_corpus_failures_are_the_expected_ones():
         ("cycle" in text) or ("tags present" in text) or ("does not exist" in text)
         for text in failures.values()
     ), failures
-    assert len(failures) < len(FILES) // 10
+    assert len(failures) < len(CORPUS_FILES) // 10

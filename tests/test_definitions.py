@@ -78,9 +78,9 @@ def test_assets_mirror_dependencies_with_tags_and_job(monkeypatch, tmp_path):
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert keys == {
-        "shop/task_1",
-        "shop/task_2",
-        "shop/task_4",
+        "shop/task_001",
+        "shop/task_002",
+        "shop/task_004",
         "shop/task_rust_data_models",
         "shop/integration_level_0",
         "shop/integration_level_1",
@@ -89,12 +89,28 @@ def test_assets_mirror_dependencies_with_tags_and_job(monkeypatch, tmp_path):
     }
     level1 = graph.get(dg.AssetKey(["shop", "integration_level_1"]))
     assert {k.to_user_string() for k in level1.parent_keys} == {
-        "shop/task_2",
+        "shop/task_002",
         "shop/task_rust_data_models",
         "shop/integration_level_0",
     }
-    node = graph.get(dg.AssetKey(["shop", "task_4"]))
-    assert {k.to_user_string() for k in node.parent_keys} == {"shop/task_2"}  # 3 is done
+    assert level1.group_name == "shop_level_1"
+    node = graph.get(dg.AssetKey(["shop", "task_004"]))
+    assert {k.to_user_string() for k in node.parent_keys} == {"shop/task_002"}  # 3 is done
+    assert node.group_name == "shop_level_2"
+    # one edge into the metrics: from the last level's integration, which follows every task
+    metrics = graph.get(dg.AssetKey(["shop", "run_metrics"]))
+    assert {k.to_user_string() for k in metrics.parent_keys} == {"shop/integration_level_2"}
+    assert metrics.group_name == "shop_metrics"
+    # badges tell the truth: no GitHub badge for a repository that is not on GitHub
+    assert "dagster/kind/github" not in level1.tags and "dagster/kind/git" in level1.tags
+    assert "dagster/kind/demo" in node.tags
+    # the catalog shows plain text, title first
+    assert node.description.startswith("Task 4: Task 4") and "**" not in node.description
+    # the launchpad shows the base branch filled in, and every field described
+    play = defs.resources["play"]
+    assert play.integration_base_branch == "main"
+    fields = type(play).model_fields
+    assert all(field.description for field in fields.values())
     assert node.tags["cto/level"] == "2" and node.tags["cto/task_id"] == "4"
     slug = graph.get(dg.AssetKey(["shop", "task_rust_data_models"]))
     assert slug.tags["cto/priority"] == "high"
@@ -116,8 +132,8 @@ def test_editing_a_task_changes_only_its_code_version(monkeypatch, tmp_path):
     def version(graph, name):
         return graph.get(dg.AssetKey(["shop", name])).code_version
 
-    assert version(before, "task_1") != version(after, "task_1")
-    assert version(before, "task_2") == version(after, "task_2")
+    assert version(before, "task_001") != version(after, "task_001")
+    assert version(before, "task_002") == version(after, "task_002")
 
 
 def test_several_projects_in_one_code_location(monkeypatch, tmp_path):

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from cto_dagster.defs.metrics_assets import GANTT_CHART
 from tests.conftest import demo_task
 from tests.helpers import push_to_main
 
@@ -75,9 +76,7 @@ def test_dataflow_parallel_run_and_merged_dependencies(make_project):
     assert metrics["theoretical_speedup"].value == pytest.approx(4 / 3, abs=1e-3)
     assert metrics["actual_speedup"].value > 1.0
     assert metrics["critical_path"].value == "2 -> 4"
-    assert metrics["gantt_chart"].value.startswith(
-        "![Gantt chart of the run](data:image/png;base64,"
-    )
+    assert metrics[GANTT_CHART].value.startswith("![Gantt chart of the run](data:image/png;base64,")
     assert len(metrics["tasks"].value.records) == 4
     # queue wait split in two from the steps' launch events: slot wait + start-up
     for row in metrics["tasks"].value.records:
@@ -171,6 +170,15 @@ def test_failure_keeps_siblings_and_resume_finishes_the_rest(make_project, monke
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     second = project.runs()[0]
     assert second.run_id != first.run_id and second.parent_run_id == first.run_id
+    # resumed through the code location: the UI lists it and can re-execute it
+    assert second.remote_job_origin is not None
+    assert second.remote_job_origin.location_name == "cto_dagster"
+    # its metrics include what the failed run finished, marked with that run: complete
+    report = project.cli("report", "--run-id", second.run_id)
+    assert report.returncode == 0, report.stderr
+    assert "Missing" not in report.stdout and "Failed" not in report.stdout
+    assert first.run_id[:8] in report.stdout  # tasks 2 and 4, from the first run
+    assert "(run " + first.run_id[:8] + ")" in resumed.stdout  # the summary marks them too
     again = project.records(second.run_id)
     assert set(again) == {"1", "3"}  # finished tasks are not redone
     assert all(r.status == "materialized" for r in again.values())

@@ -17,12 +17,13 @@ from dagster_k8s.job import (
 )
 from kubernetes.client import ApiClient
 
+from cto_dagster.core.names import asset_name_for
 from cto_dagster.core.sample import create_sample_repository, guide_tasks_json
 from cto_dagster.defs.loader import build_definitions
-from tests.helpers import REPO_ROOT, SHARED
+from tests.helpers import REPO_ROOT
 
 VALUES = REPO_ROOT / "helm-values" / "values.yaml"
-CHART = SHARED / "dagster-helm"
+CHART = REPO_ROOT / "helm-values" / "chart"
 
 
 def load_validator():
@@ -123,12 +124,12 @@ def test_kubernetes_variant_loads_with_the_k8s_executor(k8s_defs):
     job = k8s_defs.resolve_job_def("play_project")
     assert job.executor_def.name == "play_k8s"
     assert "parallel_execution" in job.executor_def.config_schema.as_field().config_type.fields
-    assert k8s_defs.resolve_asset_graph().get(dg.AssetKey(["shop", "task_4"]))
+    assert k8s_defs.resolve_asset_graph().get(dg.AssetKey(["shop", "task_004"]))
 
 
 def step_job_manifest(defs, task_id: str) -> dict:
     """Build the step's Job exactly as K8sStepHandler.launch_step does."""
-    assets = defs.resolve_assets_def(dg.AssetKey(["shop", f"task_{task_id}"]))
+    assets = defs.resolve_assets_def(dg.AssetKey(["shop", asset_name_for(task_id)]))
     user_config = get_user_defined_k8s_config(assets.op.tags)
     job_config = DagsterK8sJobConfig(
         job_image="ghcr.io/your-org/cto-dagster:0.1.0",
@@ -145,10 +146,10 @@ def step_job_manifest(defs, task_id: str) -> dict:
         user_defined_k8s_config=user_config,
         labels={
             "dagster/job": "play_project",
-            "dagster/op": f"shop__task_{task_id}",
+            "dagster/op": f"shop__{asset_name_for(task_id)}",
             "dagster/run-id": "0123456789",
         },
-        env_vars=[{"name": "DAGSTER_RUN_STEP_KEY", "value": f"shop__task_{task_id}"}],
+        env_vars=[{"name": "DAGSTER_RUN_STEP_KEY", "value": f"shop__{asset_name_for(task_id)}"}],
     )
     manifest = ApiClient().sanitize_for_serialization(job)
     manifest.setdefault("apiVersion", "batch/v1")

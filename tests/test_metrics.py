@@ -75,3 +75,56 @@ def test_empty_run_and_chart():
     assert empty.summary["actual_speedup"] == 0.0 and empty.missing == ["1"]
     png = gantt_png(compute_metrics("run4", timings(), DEPS, list(DEPS), 3))
     assert png.startswith(b"\x89PNG") and len(png) > 5000
+
+
+def test_a_re_executed_run_reads_complete_with_its_parent_runs_work():
+    from cto_dagster.core.metrics import RunPart, join_runs
+
+    # run A did 1 and 2 (0-1 s, 0-6 s) then 3 failed; an hour later run B re-executed 3 and 4
+    first = RunPart("run-a", 99.0, [TaskTiming("1", 0, 100.0, 101.0), timings()[1]])
+    later = 3600.0
+    second = RunPart(
+        "run-b",
+        later + 106.0,
+        [
+            TaskTiming("3", 1, later + 106.5, later + 107.5),
+            TaskTiming("4", 2, later + 108, later + 109),
+        ],
+    )
+    joined, started = join_runs([first, second])
+    assert started == 99.0
+    by_task = {t.task_id: t for t in joined}
+    assert by_task["1"].from_run == "run-a" and by_task["4"].from_run is None
+    # the hour between the runs is cut out: run B starts where run A's work ended (106)
+    assert by_task["3"].started_at == pytest.approx(106.5)
+    m = compute_metrics("run-b", joined, DEPS, list(DEPS), 3, run_started_at=started)
+    assert m.complete and m.missing == [] and m.summary["tasks_finished"] == 4
+    assert m.summary["parallel_time_s"] == pytest.approx(9.0)  # 100 -> 109 on the joined line
+    assert m.summary["actual_speedup"] == pytest.approx(9.0 / 9.0)
+    runs = dict(zip(m.tasks["task"], m.tasks["run"], strict=True))
+    assert runs == {"1": "run-a", "2": "run-a", "3": "this run", "4": "this run"}
+    # 3 waited for its own run to start, not for the hour before it
+    waits = dict(zip(m.tasks["task"], m.tasks["queue_wait_s"], strict=True))
+    assert waits["3"] == pytest.approx(0.5)
+
+
+def test_a_task_redone_by_the_re_execution_counts_once_from_the_newest_run():
+    from cto_dagster.core.metrics import RunPart, join_runs
+
+    first = RunPart("run-a", 0.0, [TaskTiming("1", 0, 1.0, 2.0)])
+    second = RunPart("run-b", 10.0, [TaskTiming("1", 0, 11.0, 15.0)])
+    joined, _ = join_runs([first, second])
+    assert [(t.task_id, t.finished_at - t.started_at, t.from_run) for t in joined] == [
+        ("1", 4.0, None)
+    ]
+
+
+def test_timeline_text_marks_the_critical_path():
+    from cto_dagster.core.metrics import timeline_text
+
+    text = timeline_text(compute_metrics("run1", timings(), DEPS, list(DEPS), 3))
+    lines = text.splitlines()
+    assert lines[0] == "```" and lines[-1] == "```" and len(text) < 1000
+    line_2 = next(line for line in lines if line.startswith("L0      2"))
+    assert "#" in line_2 and "6.0s" in line_2  # 2 -> 4 is the critical path
+    assert "=" in next(line for line in lines if line.startswith("L0      1"))

@@ -1,8 +1,15 @@
-"""The Dagster UI shows what a run produced: a real dagster-webserver on a finished run's
-instance, driven in headless Chromium (Debian's package, through Playwright's `executable_path`:
-no browser download). Screenshots go to `artifacts/`."""
+"""The Dagster UI, driven in headless Chromium (Debian's package, through Playwright's
+`executable_path`: no browser download), on real servers started as users start them.
 
+- A run launched from the command line fails; "Re-execute from failure" clicked in the UI
+  completes it: command-line runs are runs of the code location.
+- The guide project's and a 100-task project's asset graphs, the catalog, the launchpad and the
+  metrics: screenshots go to `artifacts/ui/` (named in the README).
+"""
+
+import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -10,6 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +26,8 @@ from tests.helpers import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ARTIFACTS = REPO_ROOT / "artifacts"
+SCREENSHOTS = REPO_ROOT / "artifacts" / "ui"
+HUNDRED_TASKS = REPO_ROOT / "tests" / "fixtures" / "projects" / "hundred_tasks.json"
 FLAGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -28,6 +37,9 @@ FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it)"
+)
 
 
 def free_port() -> int:
@@ -36,76 +48,185 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def webserver(make_project):
-    project = make_project(
-        [demo_task(1, duration=1), demo_task(2, duration=2), demo_task(3, deps=[1, 2])]
-    )
-    result = project.execute()
-    assert result.returncode == 0, result.stderr[-2000:]
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "dagster_webserver",
-            "-m",
-            "cto_dagster.definitions",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
-        env=project.env(),
-        cwd=project.root,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
+class Server:
+    """`dg dev` (webserver and daemon, as `./scripts/ui` starts them) or the webserver alone."""
+
+    def __init__(self, env: dict[str, str], with_daemon: bool):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        bin_dir = Path(sys.executable).parent
+        if with_daemon:
+            command = [str(bin_dir / "dg"), "dev", "--host", "127.0.0.1", "-p", str(self.port)]
+        else:
+            command = [sys.executable, "-m", "dagster_webserver", "-h", "127.0.0.1"]
+            command += ["-p", str(self.port), "-w", str(REPO_ROOT / "workspace.yaml")]
+        self.log = Path(env["DAGSTER_HOME"]) / "server.log"
+        self.process = subprocess.Popen(
+            command,
+            env={**env, "VIRTUAL_ENV": str(bin_dir.parent)},
+            cwd=REPO_ROOT,
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def wait_ready(self, timeout: float = 150) -> None:
+        deadline = time.monotonic() + timeout
         while True:
             try:
-                with urllib.request.urlopen(f"{base}/server_info", timeout=2) as answer:
+                with urllib.request.urlopen(f"{self.base}/server_info", timeout=2) as answer:
                     if answer.status == 200:
-                        break
+                        return
             except OSError:
                 pass
-            assert time.monotonic() < deadline, "dagster-webserver did not answer in 120 s"
-            assert server.poll() is None, "dagster-webserver exited"
+            assert self.process.poll() is None, self.log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "the Dagster UI did not answer in time"
             time.sleep(0.5)
-        yield base
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)  # the webserver and the code server it started
+
+    def stop(self) -> None:
+        os.killpg(self.process.pid, signal.SIGTERM)  # the UI, the daemon, their code servers
         try:
-            server.wait(timeout=20)
+            self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
+            os.killpg(self.process.pid, signal.SIGKILL)
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it)")
-def test_asset_graph_and_metrics_chart_are_shown(webserver):
+def open_browser(driver):
+    browser = driver.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    page.set_default_timeout(60_000)
+    return browser, page
+
+
+def wait_for_run(project, run_id: str, timeout: float = 240) -> str:
+    import dagster as dg
+
+    from cto_dagster.summary import open_instance
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open_instance(project.home) as instance:
+            run = instance.get_run_by_id(run_id)
+            if run is not None and run.is_finished:
+                return run.status.value
+        time.sleep(1)
+    with open_instance(project.home) as instance:
+        status = instance.get_run_by_id(run_id).status
+    assert status in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE), status
+    return status.value
+
+
+@needs_chromium
+def test_a_command_line_run_is_re_executed_from_the_ui(make_project):
     from playwright.sync_api import sync_playwright
 
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1600, "height": 1000})
-        page.set_default_timeout(60_000)
+    project = make_project(
+        [
+            demo_task(1, duration=1, title="Setup Database"),
+            demo_task(2, deps=[1], duration=1, title="Create API Endpoints"),
+            demo_task(3, duration=1, title="Build Frontend"),
+            demo_task(4, deps=[2, 3], title="Integration Tests"),
+        ]
+    )
+    hundred = make_project(json.loads(HUNDRED_TASKS.read_text())["master"]["tasks"], name="big")
+    launched = project.cli("launch", CTO_DEMO_FAIL_TASKS="3")
+    assert launched.returncode == 1, launched.stdout[-3000:] + launched.stderr[-3000:]
+    assert "it is listed under the job in the UI" in launched.stdout
+    failed = next(r for r in project.runs() if r.job_name == "play_project")
+    assert failed.status.value == "FAILURE" and failed.remote_job_origin is not None
+    assert project.records(failed.run_id)["3"].status == "failed"
 
-        page.goto(f"{webserver}/asset-groups/proj")
-        for name in ("task_1", "task_2", "task_3", "integration_level_0", "run_metrics"):
-            page.get_by_text(name, exact=True).first.wait_for()
-        page.screenshot(path=str(ARTIFACTS / "ui-asset-graph.png"))
+    ui = Server(project.env(), with_daemon=True)
+    big_ui = Server(hundred.env(), with_daemon=False)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    try:
+        ui.wait_ready()
+        big_ui.wait_ready()
+        with sync_playwright() as driver:
+            browser, page = open_browser(driver)
+            # the command-line run is listed under its job
+            page.goto(f"{ui.base}/locations/cto_dagster/jobs/play_project/runs")
+            page.get_by_text(failed.run_id[:8]).first.wait_for()
+            page.screenshot(path=str(SCREENSHOTS / "job-runs.png"))
 
-        page.goto(f"{webserver}/assets/proj/run_metrics")
-        page.get_by_text("actual_speedup", exact=True).first.wait_for()
-        row = page.locator("tr", has_text="gantt_chart")
-        row.get_by_text("[Show Markdown]").click()
-        chart = page.get_by_role("img", name="Gantt chart of the run")
-        chart.wait_for()
-        width = chart.evaluate("image => image.naturalWidth")
-        assert width >= 800, "the chart image did not load"
-        page.screenshot(path=str(ARTIFACTS / "ui-metrics-chart.png"))
-        browser.close()
+            page.goto(f"{ui.base}/runs/{failed.run_id}")
+            page.get_by_role("button", name="Re-execute all (*)").wait_for()
+            # enabled once the UI has loaded the run's job from the code location
+            page.locator("button:has([aria-label='arrow_drop_down']):not([disabled])").first.click()
+            from_failure = re.compile(r"^\s*From failure\s*$")
+            page.get_by_role("menuitem").filter(has_text=from_failure).click()
+            page.wait_for_url(lambda url: failed.run_id not in url, timeout=60_000)
+            new_run_id = page.url.rstrip("/").split("/")[-1]
+            assert wait_for_run(project, new_run_id) == "SUCCESS"
+            page.reload()
+            page.get_by_text("Success").first.wait_for()
+            page.screenshot(path=str(SCREENSHOTS / "run-re-executed-from-failure.png"))
+
+            shoot_guide_project(page, ui.base)
+            shoot_hundred_tasks(page, big_ui.base)
+            browser.close()
+    finally:
+        ui.stop()
+        big_ui.stop()
+
+    reexecuted = next(r for r in project.runs() if r.run_id == new_run_id)
+    assert reexecuted.parent_run_id == failed.run_id
+    assert set(project.records(new_run_id)) == {"3", "4"}  # only what failed or did not run
+    report = project.cli("report", "--run-id", new_run_id)
+    assert report.returncode == 0, report.stderr
+    assert "Missing" not in report.stdout and "Failed" not in report.stdout
+
+
+def shoot_guide_project(page, base: str) -> None:
+    page.goto(f"{base}/asset-groups")
+    page.get_by_text("proj_level_0").first.wait_for()
+    page.wait_for_timeout(2000)
+    page.screenshot(path=str(SCREENSHOTS / "guide-lineage-levels.png"))
+    for _ in range(8):  # open every level's group: a small project reads well expanded
+        closed = page.locator("[aria-label='unfold_more']")
+        if not closed.count():
+            break
+        closed.first.click()
+        page.wait_for_timeout(800)
+    page.locator("button:has([aria-label='zoom_out'])").first.click()
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(SCREENSHOTS / "guide-lineage-expanded.png"))
+
+    page.goto(f"{base}/assets")
+    page.get_by_text("Task 1: Setup Database").first.wait_for()  # plain text, title first
+    page.screenshot(path=str(SCREENSHOTS / "guide-catalog.png"))
+
+    page.goto(f"{base}/locations/cto_dagster/jobs/play_project/playground")
+    page.get_by_text("integration_base_branch: main").first.wait_for()  # filled in
+    page.screenshot(path=str(SCREENSHOTS / "guide-launchpad.png"))
+
+    page.goto(f"{base}/assets/proj/run_metrics")
+    page.get_by_text("actual_speedup", exact=True).first.wait_for()
+    page.get_by_text("(# marks the critical path)").first.wait_for()  # the text timeline, inline
+    row = page.locator("tr", has_text="Gantt chart (image)")
+    row.get_by_text("[Show Markdown]").click()
+    chart = page.get_by_role("img", name="Gantt chart of the run")
+    chart.wait_for()
+    width = chart.evaluate("image => image.naturalWidth")
+    assert width >= 800, "the chart image did not load"
+    page.screenshot(path=str(SCREENSHOTS / "guide-metrics-gantt.png"))
+
+
+def shoot_hundred_tasks(page, base: str) -> None:
+    page.goto(f"{base}/asset-groups")
+    for level in range(7):
+        page.get_by_text(f"proj_level_{level}", exact=True).first.wait_for()
+    page.get_by_text("proj_metrics", exact=True).first.wait_for()
+    page.screenshot(path=str(SCREENSHOTS / "hundred-tasks-lineage.png"))
+
+    page.goto(f"{base}/locations/cto_dagster/asset-groups/proj_level_1")
+    page.get_by_text("integration_level_1", exact=True).first.wait_for(state="attached")
+    page.wait_for_timeout(3000)  # the graph's layout settles
+    page.screenshot(path=str(SCREENSHOTS / "hundred-tasks-level-1.png"))
+
+    page.goto(f"{base}/assets")
+    page.get_by_text("task_001").first.wait_for()
+    found = re.findall(r"\b(task_\w+)\b", page.inner_text("body"))
+    shown = list(dict.fromkeys(found))[:12]  # each name once, in the order the catalog lists
+    assert shown == sorted(shown) and shown[:3] == ["task_001", "task_002", "task_003"], shown
+    page.screenshot(path=str(SCREENSHOTS / "hundred-tasks-catalog.png"))

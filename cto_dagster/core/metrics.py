@@ -24,6 +24,57 @@ class TaskTiming:
     started_at: float
     finished_at: float
     launched_at: float | None = None  # when its step's process (or pod) was launched
+    from_run: str | None = None  # the earlier run (of a re-executed one) that did this task
+    run_started_at: float | None = None  # when the run that did it started (if not the first)
+
+    def shifted(self, seconds: float, from_run: str | None, run_started_at: float | None):
+        launched = None if self.launched_at is None else self.launched_at - seconds
+        started = None if run_started_at is None else run_started_at - seconds
+        return TaskTiming(
+            self.task_id,
+            self.level,
+            self.started_at - seconds,
+            self.finished_at - seconds,
+            launched,
+            from_run,
+            started,
+        )
+
+
+@dataclass(frozen=True)
+class RunPart:
+    """What one run of a re-execution chain (the first run, then each re-execution) did."""
+
+    run_id: str
+    started_at: float | None
+    timings: Sequence[TaskTiming]
+
+
+def join_runs(parts: Sequence[RunPart]) -> tuple[list[TaskTiming], float | None]:
+    """One timeline for a run and the runs it re-executed (oldest first): each task from the
+    newest run that did it, earlier runs' tasks marked with their run, and the idle time between
+    runs (a person fixing the cause) cut out, so speedups measure the time tasks ran.
+    Returns the timings and when the timeline starts."""
+    newest: dict[str, tuple[int, TaskTiming]] = {}
+    for index, part in enumerate(parts):
+        for timing in part.timings:
+            newest[timing.task_id] = (index, timing)
+    joined: list[TaskTiming] = []
+    end: float | None = None
+    shift = 0.0
+    started: float | None = parts[0].started_at if parts else None
+    for index, part in enumerate(parts):
+        mine = [t for i, t in newest.values() if i == index]
+        starts = [t.started_at for t in mine] + ([part.started_at] if part.started_at else [])
+        if end is not None and starts:
+            shift = max(0.0, min(starts) - end)
+        label = part.run_id if index < len(parts) - 1 else None
+        begun = part.started_at if index else None
+        joined += [t.shifted(shift, label, begun) for t in mine]
+        if mine:
+            finish = max(t.finished_at - shift for t in mine)
+            end = finish if end is None else max(end, finish)
+    return joined, started
 
 
 @dataclass
@@ -39,6 +90,16 @@ class RunMetrics:
     @property
     def complete(self) -> bool:
         return not self.missing and not self.failed
+
+
+def speedup_figures(timings: Sequence[TaskTiming]) -> tuple[float, float, float]:
+    """Sequential time (the sum of task durations), parallel time (first start to last finish)
+    and their ratio, the actual speedup (0 when nothing ran)."""
+    if not timings:
+        return 0.0, 0.0, 0.0
+    sequential = sum(t.finished_at - t.started_at for t in timings)
+    makespan = max(t.finished_at for t in timings) - min(t.started_at for t in timings)
+    return sequential, makespan, (sequential / makespan if makespan > 0 else 0.0)
 
 
 def compute_metrics(
@@ -59,7 +120,10 @@ def compute_metrics(
     )
     for timing in sorted(timings, key=lambda t: (t.started_at, id_sort_key(t.task_id))):
         deps_here = [done[d] for d in dependencies.get(timing.task_id, ()) if d in done]
-        ready_at = max((d.finished_at for d in deps_here), default=run_started_at or origin)
+        # ready when its dependencies were done, and not before its own run started
+        floor = timing.run_started_at if timing.run_started_at is not None else None
+        floor = floor if floor is not None else (run_started_at or origin)
+        ready_at = max([d.finished_at for d in deps_here] + [floor])
         rows.append(
             {
                 "task": timing.task_id,
@@ -72,6 +136,7 @@ def compute_metrics(
                 "slot_wait_s": _seconds_between(ready_at, timing.launched_at),
                 "start_up_s": _seconds_between(timing.launched_at, timing.started_at),
                 "dependencies": ", ".join(sorted_ids(dependencies.get(timing.task_id, ()))),
+                "run": timing.from_run[:8] if timing.from_run else "this run",
             }
         )
     tasks = pd.DataFrame(
@@ -86,6 +151,7 @@ def compute_metrics(
             "slot_wait_s",
             "start_up_s",
             "dependencies",
+            "run",
         ],
     )
     if tasks.empty:
@@ -112,8 +178,7 @@ def compute_metrics(
     order = [r["task"] for r in sorted(rows, key=lambda r: (r["level"], id_sort_key(r["task"])))]
     run_deps = {t: [d for d in dependencies.get(t, ()) if d in durations] for t in order}
     path, path_seconds = longest_path(run_deps, order, lambda t: durations[t])
-    sequential = float(tasks["duration_s"].sum()) if not tasks.empty else 0.0
-    makespan = float(tasks["finish_s"].max() - tasks["start_s"].min()) if not tasks.empty else 0.0
+    sequential, makespan, speedup = speedup_figures(timings)
     barrier = float(levels["longest_task_s"].sum()) if not levels.empty else 0.0
     n_done = len(rows)
     slots = agent_slots or max((int(x) for x in levels["tasks"]), default=1)
@@ -125,7 +190,7 @@ def compute_metrics(
         "levels": planned_levels,
         "sequential_time_s": round(sequential, 3),
         "parallel_time_s": round(makespan, 3),
-        "actual_speedup": round(sequential / makespan, 3) if makespan > 0 else 0.0,
+        "actual_speedup": round(speedup, 3),
         "theoretical_speedup": round(len(planned) / planned_levels, 3) if planned_levels else 0.0,
         "critical_path_s": round(path_seconds, 3),
         "best_speedup": round(sequential / path_seconds, 3) if path_seconds > 0 else 0.0,
@@ -201,6 +266,23 @@ def gantt_png(metrics: RunMetrics, title: str = "") -> bytes:
     fig.savefig(buffer, format="png")
     plt.close(fig)
     return buffer.getvalue()
+
+
+def timeline_text(metrics: RunMetrics, width: int = 40) -> str:
+    """The run as text bars, one task a line (short enough for the UI to show inline on small
+    runs; the Gantt chart image is the full picture)."""
+    frame = metrics.tasks
+    if frame.empty:
+        return "(no task finished)"
+    end = float(frame["finish_s"].max()) or 1.0
+    critical = set(metrics.critical_path)
+    lines = []
+    for row in frame.sort_values(["start_s", "level"]).itertuples():
+        left = round(row.start_s / end * width)
+        length = max(1, round(row.duration_s / end * width))
+        bar = " " * left + ("#" if row.task in critical else "=") * length
+        lines.append(f"L{row.level} {row.task:>6} |{bar:<{width}}| {row.duration_s:.1f}s")
+    return "```\n" + "\n".join(lines) + "\n(# marks the critical path)\n```"
 
 
 def is_nan(value: object) -> bool:

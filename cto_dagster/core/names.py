@@ -85,10 +85,16 @@ def describe_bad_id(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+ASSET_ID_DIGITS = 3  # numeric ids are zero-padded so that asset lists sort 1, 2, ..., 10, 100
+
+
 def asset_name_for(task_id: str) -> str:
-    """`rust-data-models` -> `task_rust_data_models`: a valid Dagster asset name."""
+    """`7` -> `task_007`, `rust-data-models` -> `task_rust_data_models`: a valid Dagster asset
+    name that sorts in task order in the UI's lists."""
     if canonical_id(task_id) != task_id:
         raise InvalidName(f"task id {describe_bad_id(task_id)} is not a usable name")
+    if task_id.isdigit():
+        return f"task_{task_id.zfill(ASSET_ID_DIGITS)}"
     return "task_" + _ASSET_UNSAFE.sub("_", task_id)
 
 

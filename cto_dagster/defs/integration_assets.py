@@ -79,6 +79,11 @@ def _metadata(result: IntegrationResult, pr: str) -> dict[str, object]:
     }
 
 
+def _listed(ids: list[str], limit: int = 12) -> str:
+    shown = ", ".join(ids[:limit])
+    return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+
+
 def build_integration_asset(
     project: ProjectSettings, plan: ExecutionPlan, level: int, translator: TaskTranslator
 ) -> dg.AssetsDefinition:
@@ -89,15 +94,15 @@ def build_integration_asset(
     @dg.asset(
         key=key,
         deps=[*task_keys.values(), *([previous_key] if previous_key else [])],
-        group_name=translator.group_name(project),
+        group_name=translator.group_name(project, level),
         description=(
-            f"Level {level} integration: `integration/level-{level}-<run>` stacks the branches of "
-            f"tasks {', '.join(plan.levels[level])} on "
+            f"Level {level} integration: integration/level-{level}-<run> stacks the branches of "
+            f"tasks {_listed(plan.levels[level])} on "
             + (f"level {level - 1}'s integration branch." if level else "the base branch.")
         ),
         tags={TAG_LEVEL: str(level)},
         op_tags={TAG_LEVEL: str(level), TAG_PROJECT: project.name},
-        kinds={"git", "github"},
+        kinds={"git", "github"} if project.github_repository else {"git"},
         check_specs=[
             dg.AssetCheckSpec(
                 OVERLAP_CHECK, asset=key, description="Files changed by two or more tasks"

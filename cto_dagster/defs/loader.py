@@ -20,6 +20,12 @@ class ProjectLoadError(Exception):
     """Raised (without a chained traceback) when the configuration or a tasks file is invalid."""
 
 
+def _play_parameters(settings) -> PlayParameters:
+    """The launchpad shows the base branch filled in when every project shares one."""
+    bases = {project.base_branch for project in settings.projects}
+    return PlayParameters(integration_base_branch=bases.pop() if len(bases) == 1 else None)
+
+
 def build_definitions() -> dg.Definitions:
     try:
         settings = load_settings()
@@ -38,7 +44,7 @@ def build_definitions() -> dg.Definitions:
     return dg.Definitions.merge(
         *parts,
         dg.Definitions(
-            resources={"play": PlayParameters()},
+            resources={"play": _play_parameters(settings)},
             # also the executor of materializations started from the asset graph
             executor=executor,
         ),

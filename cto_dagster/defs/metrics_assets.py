@@ -9,7 +9,8 @@ from cto_dagster.core.planner import ExecutionPlan
 from cto_dagster.core.settings import ProjectSettings
 from cto_dagster.defs.background import run_in_background
 from cto_dagster.defs.executor import DEFAULT_AGENT_SLOTS
-from cto_dagster.defs.run_records import step_launches, task_records
+from cto_dagster.defs.integration_assets import integration_key
+from cto_dagster.defs.run_records import run_chain, step_launches, task_records
 from cto_dagster.defs.translator import TAG_PROJECT, TaskTranslator
 
 if TYPE_CHECKING:
@@ -18,6 +19,9 @@ if TYPE_CHECKING:
     )
 
 HISTORY_RUNS = 30
+# The picture of the run: Markdown over 1,000 characters opens from "[Show Markdown]" in the UI,
+# so the entry's name says what is behind it; `timeline` shows the same as text bars.
+GANTT_CHART = "Gantt chart (image)"
 # On a metrics run: the play run to report (set by the failure sensor, or by hand with --tags).
 METRICS_FOR_RUN_TAG = "cto/metrics_for_run"
 
@@ -34,18 +38,13 @@ def _agent_slots(run: dg.DagsterRun, plan: ExecutionPlan) -> int:
     return max(1, min(int(config.get("max_concurrent") or DEFAULT_AGENT_SLOTS), width))
 
 
-def metrics_for_run(instance: dg.DagsterInstance, run_id: str, plan: ExecutionPlan):
-    """The run's `RunMetrics`, or None for an unknown run. (pandas is imported here, not when the
-    code location loads: it costs 2 s of every start-up.)"""
-    from cto_dagster.core.metrics import TaskTiming, compute_metrics
+def _run_part(instance: dg.DagsterInstance, run: dg.DagsterRun, record_start: float | None):
+    """One run's task timings (each from the attempt that materialized)."""
+    from cto_dagster.core.metrics import RunPart, TaskTiming
 
-    record = instance.get_run_record_by_id(run_id)
-    if record is None:
-        return None
-    records = task_records(instance, run_id)
-    launches = step_launches(instance, run_id)
+    launches = step_launches(instance, run.run_id)
     timings = []
-    for r in records:
+    for r in task_records(instance, run.run_id):
         start, finish = r.number("started_at"), r.number("finished_at")
         if r.status == "materialized" and start is not None and finish is not None:
             level = r.metadata.get("execution_level")
@@ -57,15 +56,43 @@ def metrics_for_run(instance: dg.DagsterInstance, run_id: str, plan: ExecutionPl
                     r.task_id, int(level) if level is not None else 0, start, finish, launched
                 )
             )
+    return RunPart(run.run_id, record_start, timings)
+
+
+def run_parts(instance: dg.DagsterInstance, run_id: str) -> list:
+    """What each run of the re-execution chain ending at `run_id` did, oldest first."""
+    parts = []
+    for run in run_chain(instance, run_id):
+        record = instance.get_run_record_by_id(run.run_id)
+        parts.append(_run_part(instance, run, record.start_time if record else None))
+    return parts
+
+
+def metrics_for_run(instance: dg.DagsterInstance, run_id: str, plan: ExecutionPlan):
+    """The run's `RunMetrics`, or None for an unknown run. A re-executed run includes what the
+    runs it re-executed finished (their tasks marked with their run). (pandas is imported here,
+    not when the code location loads: it costs 2 s of every start-up.)"""
+    from cto_dagster.core.metrics import compute_metrics, join_runs
+
+    record = instance.get_run_record_by_id(run_id)
+    if record is None:
+        return None
+    timings, started = join_runs(run_parts(instance, run_id))
+    finished = {t.task_id for t in timings}
+    failed = [
+        r.task_id
+        for r in task_records(instance, run_id)
+        if r.status == "failed" and r.task_id not in finished
+    ]
     return compute_metrics(
         run_id=run_id,
         timings=timings,
         dependencies=plan.dependencies,
         planned=plan.task_ids,
         planned_levels=len(plan.levels),
-        run_started_at=record.start_time,
+        run_started_at=started,
         agent_slots=_agent_slots(record.dagster_run, plan),
-        failed=[r.task_id for r in records if r.status == "failed"],
+        failed=failed,
     )
 
 
@@ -99,15 +126,99 @@ def _table(frame) -> dg.TableMetadataValue:
     return dg.MetadataValue.table(records, dg.TableSchema(columns))
 
 
+def _run_to_report(context: dg.AssetExecutionContext, project: ProjectSettings) -> str | None:
+    """The run this materialization reports: the one named by the tag, else this run, else (a
+    materialization of the metrics alone) the latest run of the tasks."""
+    instance = context.instance
+    run_id = context.run.tags.get(METRICS_FOR_RUN_TAG) or context.run.run_id
+    if run_id != context.run.run_id:
+        if instance.get_run_record_by_id(run_id) is None:
+            raise dg.Failure(f"no run {run_id} in this instance", allow_retries=False)
+        return run_id
+    if task_records(instance, run_id):
+        return run_id
+    earlier = [
+        r.dagster_run.run_id
+        for r in play_runs(instance, project, 20)
+        if r.dagster_run.run_id != run_id and task_records(instance, r.dagster_run.run_id)
+    ]
+    return earlier[0] if earlier else None
+
+
+def _history(instance, project: ProjectSettings, plan: ExecutionPlan, current: str) -> list[dict]:
+    rows = []
+    for record in play_runs(instance, project, HISTORY_RUNS):
+        run = record.dagster_run
+        metrics = metrics_for_run(instance, run.run_id, plan)
+        if metrics is None or metrics.tasks.empty:
+            continue
+        s = metrics.summary
+        rows.append(
+            {
+                "run": run.run_id[:8],
+                "status": "this run" if run.run_id == current else run.status.value,
+                "tasks_finished": int(s["tasks_finished"]),
+                "parallel_time_s": float(s["parallel_time_s"]),
+                "actual_speedup": float(s["actual_speedup"]),
+                "theoretical_speedup": float(s["theoretical_speedup"]),
+                "dataflow_gain": float(s["dataflow_gain"]),
+            }
+        )
+    return rows
+
+
+def _reported_before(instance: dg.DagsterInstance, key: dg.AssetKey, run_id: str) -> bool:
+    """Whether a materialization of the metrics already reported this run (its figures are then
+    kept as text: a second point of the same run in the UI's plots would be a duplicate)."""
+    records = instance.fetch_materializations(key, limit=HISTORY_RUNS).records
+    for record in records:
+        materialization = record.asset_materialization
+        value = materialization.metadata.get("run_id") if materialization else None
+        if value is not None and getattr(value, "value", value) == run_id:
+            return True
+    return False
+
+
+def _metrics_metadata(metrics, history: list[dict], plotted: bool) -> dict[str, object]:
+    import pandas as pd
+
+    from cto_dagster.core.metrics import gantt_png, is_nan, timeline_text
+
+    chart = base64.b64encode(gantt_png(metrics)).decode()
+    # NaN (a figure no step recorded) is left out: JSON, and so the UI, has no NaN
+    figures = {k: v for k, v in metrics.summary.items() if not is_nan(v)}
+    if not plotted:
+        figures = {k: (v if isinstance(v, str) else f"{v:g}") for k, v in figures.items()}
+    metadata: dict[str, object] = {
+        "run_id": metrics.run_id,
+        "complete": metrics.complete,
+        "missing_tasks": ", ".join(metrics.missing) or "(none)",
+        "failed_tasks": ", ".join(metrics.failed) or "(none)",
+        "critical_path": " -> ".join(metrics.critical_path) or "(none)",
+        **figures,
+        "timeline": dg.MetadataValue.md(timeline_text(metrics)),
+        GANTT_CHART: dg.MetadataValue.md(
+            f"![Gantt chart of the run](data:image/png;base64,{chart})"
+        ),
+        "tasks": _table(metrics.tasks),
+        "levels": _table(metrics.levels),
+    }
+    if history:
+        metadata["history"] = _table(pd.DataFrame(history))
+    return metadata
+
+
 def build_metrics_asset(
     project: ProjectSettings, plan: ExecutionPlan, translator: TaskTranslator
 ) -> dg.AssetsDefinition:
-    task_keys = [translator.asset_key(project, t) for t in plan.task_ids]
+    # after the last level's integration, which comes after every task: one edge, not one a task
+    last_integration = integration_key(project, len(plan.levels) - 1)
+    key = metrics_key(project)
 
     @dg.asset(
-        key=metrics_key(project),
-        deps=task_keys,
-        group_name=translator.group_name(project),
+        key=key,
+        deps=[last_integration],
+        group_name=translator.group_name(project, None),
         description=(
             "Actual against theoretical speedup of the latest run of the project's tasks, with "
             "per-task and per-level timing, the critical path with real durations, what level "
@@ -120,72 +231,36 @@ def build_metrics_asset(
     def _metrics(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         run_in_background()
         instance = context.instance
-        run_id = context.run.tags.get(METRICS_FOR_RUN_TAG) or context.run.run_id
-        if run_id != context.run.run_id:
-            if instance.get_run_record_by_id(run_id) is None:
-                raise dg.Failure(f"no run {run_id} in this instance", allow_retries=False)
-        elif not task_records(instance, run_id):
-            earlier = [
-                r
-                for r in play_runs(instance, project, 20)
-                if r.dagster_run.run_id != run_id and task_records(instance, r.dagster_run.run_id)
-            ]
-            if not earlier:
-                return dg.MaterializeResult(metadata={"status": "no run of the tasks yet"})
-            run_id = earlier[0].dagster_run.run_id
+        run_id = _run_to_report(context, project)
+        if run_id is None:
+            return dg.MaterializeResult(metadata={"status": "no run of the tasks yet"})
         metrics = metrics_for_run(instance, run_id, plan)
         assert metrics is not None
-        history = []
-        for record in play_runs(instance, project, HISTORY_RUNS):
-            earlier_metrics = metrics_for_run(instance, record.dagster_run.run_id, plan)
-            if earlier_metrics is None or earlier_metrics.tasks.empty:
-                continue
-            s = earlier_metrics.summary
-            history.append(
-                {
-                    "run": record.dagster_run.run_id[:8],
-                    "status": record.dagster_run.status.value,
-                    "tasks_finished": int(s["tasks_finished"]),
-                    "parallel_time_s": float(s["parallel_time_s"]),
-                    "actual_speedup": float(s["actual_speedup"]),
-                    "theoretical_speedup": float(s["theoretical_speedup"]),
-                    "dataflow_gain": float(s["dataflow_gain"]),
-                }
-            )
-        import pandas as pd
-
-        from cto_dagster.core.metrics import gantt_png, is_nan
-
-        chart = base64.b64encode(gantt_png(metrics)).decode()
-        metadata: dict[str, object] = {
-            "run_id": metrics.run_id,
-            "complete": metrics.complete,
-            "missing_tasks": ", ".join(metrics.missing) or "(none)",
-            "failed_tasks": ", ".join(metrics.failed) or "(none)",
-            "critical_path": " -> ".join(metrics.critical_path) or "(none)",
-            # NaN (a figure no step recorded) is left out: JSON, and so the UI, has no NaN
-            **{k: v for k, v in metrics.summary.items() if not is_nan(v)},
-            "gantt_chart": dg.MetadataValue.md(
-                f"![Gantt chart of the run](data:image/png;base64,{chart})"
-            ),
-            "tasks": _table(metrics.tasks),
-            "levels": _table(metrics.levels),
-        }
-        if history:
-            metadata["history"] = _table(pd.DataFrame(history))
+        history = _history(instance, project, plan, context.run.run_id)
+        plotted = not _reported_before(instance, key, run_id)
         if not metrics.complete:
             context.log.warning(
                 f"Run {run_id[:8]} is incomplete: failed {metrics.failed or 'none'}, "
                 f"missing {metrics.missing or 'none'}"
             )
-        return dg.MaterializeResult(metadata=metadata)
+        return dg.MaterializeResult(metadata=_metrics_metadata(metrics, history, plotted))
 
     return _metrics
 
 
+def metrics_run_exists(instance: dg.DagsterInstance, run_id: str) -> bool:
+    """A metrics run for `run_id` was launched already (by this sensor or a command)."""
+    runs = instance.get_run_records(dg.RunsFilter(tags={METRICS_FOR_RUN_TAG: run_id}), limit=1)
+    return bool(runs)
+
+
+def metrics_job_name(project_name: str, single: bool) -> str:
+    return "run_metrics_job" if single else f"run_metrics_job_{project_name}"
+
+
 def build_metrics_job(project: ProjectSettings, single: bool) -> "AssetJob":
     return dg.define_asset_job(
-        name="run_metrics_job" if single else f"run_metrics_job_{project.name}",
+        name=metrics_job_name(project.name, single),
         selection=dg.AssetSelection.assets(metrics_key(project)),
         description=f"The metrics of one run of project {project.name} ({METRICS_FOR_RUN_TAG}).",
     )
@@ -217,7 +292,9 @@ def build_failure_sensor(
         materialized = context.instance.get_records_for_run(
             run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=100_000
         ).records
-        if any(r.asset_key == key for r in materialized):
+        if any(r.asset_key == key for r in materialized) or metrics_run_exists(
+            context.instance, run_id
+        ):
             return dg.SkipReason(f"run {run_id[:8]} already has its metrics")
         return dg.RunRequest(run_key=run_id, tags={METRICS_FOR_RUN_TAG: run_id})
 

@@ -46,7 +46,7 @@ def build_project_definitions(
         assets.append(build_metrics_asset(project, plan, translator))
     job = dg.define_asset_job(
         name=job_name(project, single),
-        selection=dg.AssetSelection.groups(translator.group_name(project)),
+        selection=dg.AssetSelection.assets(*(asset.key for asset in assets)),
         executor_def=executor_def,
         description=(
             f"Run project {project.name}'s TaskMaster tasks (tag {plan.tag}) with the "

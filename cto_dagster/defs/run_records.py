@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-TASK_PREFIX = "task_"
+TASK_ID_TAG = "cto/task_id"  # the op tag every task step carries (translator.TAG_TASK_ID)
 
 
 @dataclass
@@ -12,13 +12,9 @@ class TaskRecord:
     asset_key: dg.AssetKey
     step_key: str | None
     status: str  # materialized | failed
+    task_id: str
     metadata: dict[str, object] = field(default_factory=dict)
     error: str | None = None
-
-    @property
-    def task_id(self) -> str:
-        value = self.metadata.get("task_id")
-        return str(value) if value is not None else self.asset_key.path[-1][len(TASK_PREFIX) :]
 
     def number(self, name: str) -> float | None:
         value = self.metadata.get(name)
@@ -29,37 +25,70 @@ def _plain(value: object) -> object:
     return getattr(value, "value", value)
 
 
+@dataclass(frozen=True)
+class TaskStep:
+    task_id: str
+    upstream: tuple[str, ...]  # step keys this step waits for
+
+
+def task_steps(instance: dg.DagsterInstance, run: dg.DagsterRun) -> dict[str, TaskStep]:
+    """step key -> its task, for every task step of the run's plan (read from the steps' tags,
+    so asset keys may be anything a translator makes them)."""
+    if not run.execution_plan_snapshot_id:
+        return {}
+    snapshot = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
+    steps = {}
+    for step in snapshot.steps:
+        task_id = (step.tags or {}).get(TASK_ID_TAG)
+        if task_id is not None:
+            upstream = {
+                source.step_key
+                for step_input in step.inputs
+                for source in step_input.upstream_output_handles
+            }
+            steps[step.key] = TaskStep(task_id, tuple(sorted(upstream)))
+    return steps
+
+
 def task_records(instance: dg.DagsterInstance, run_id: str) -> list[TaskRecord]:
     """Task materializations and task step failures of one run."""
+    run = instance.get_run_by_id(run_id)
+    if run is None:
+        return []
+    steps = task_steps(instance, run)
     records: dict[str, TaskRecord] = {}
     materializations = instance.get_records_for_run(
         run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=100_000
     ).records
     for record in materializations:
         event = record.event_log_entry.dagster_event
-        materialization = event.event_specific_data.materialization
-        key = materialization.asset_key
-        if not key.path[-1].startswith(TASK_PREFIX):
+        step = steps.get(event.step_key or "")
+        if step is None:
             continue
+        materialization = event.event_specific_data.materialization
         metadata = {name: _plain(value) for name, value in materialization.metadata.items()}
-        records[key.to_user_string()] = TaskRecord(key, event.step_key, "materialized", metadata)
+        records[step.task_id] = TaskRecord(
+            materialization.asset_key, event.step_key, "materialized", step.task_id, metadata
+        )
     failures = instance.get_records_for_run(
         run_id, of_type=dg.DagsterEventType.STEP_FAILURE, limit=100_000
     ).records
     for record in failures:
         event = record.event_log_entry.dagster_event
-        step_key = event.step_key or ""
-        project, _, name = step_key.partition("__")
-        if not name.startswith(TASK_PREFIX):
-            continue
-        key = dg.AssetKey([project, name])
-        if key.to_user_string() in records:
+        step = steps.get(event.step_key or "")
+        if step is None or step.task_id in records:
             continue
         error = event.event_specific_data.error
         message = event.event_specific_data.user_failure_data
         text = message.description if message and message.description else None
-        records[key.to_user_string()] = TaskRecord(
-            key, step_key, "failed", {}, text or (error.message.strip() if error else None)
+        key = dg.AssetKey(event.step_key.split("__"))
+        records[step.task_id] = TaskRecord(
+            key,
+            event.step_key,
+            "failed",
+            step.task_id,
+            {},
+            text or (error.message.strip() if error else None),
         )
     return list(records.values())
 
@@ -89,3 +118,14 @@ def step_launches(instance: dg.DagsterInstance, run_id: str) -> dict[str, list[f
         if step_key:
             launches.setdefault(step_key, []).append(record.event_log_entry.timestamp)
     return launches
+
+
+def run_chain(instance: dg.DagsterInstance, run_id: str, limit: int = 50) -> list[dg.DagsterRun]:
+    """The run and the runs it re-executes, oldest first (the first run, then each
+    re-execution from failure)."""
+    chain: list[dg.DagsterRun] = []
+    current = instance.get_run_by_id(run_id)
+    while current is not None and len(chain) < limit:
+        chain.append(current)
+        current = instance.get_run_by_id(current.parent_run_id) if current.parent_run_id else None
+    return chain[::-1]

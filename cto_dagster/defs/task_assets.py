@@ -99,13 +99,13 @@ def build_task_asset(
     @dg.asset(
         key=key,
         deps=list(dependency_keys.values()),
-        group_name=translator.group_name(project),
+        group_name=translator.group_name(project, level),
         tags=translator.tags(project, task, level),
         description=translator.description(task),
         metadata=translator.metadata(plan, task, level),
         code_version=task.content_hash,
         op_tags=op_tags,
-        kinds={"git"},
+        kinds=translator.kinds(project),
         pool=project.pool,
         retry_policy=dg.RetryPolicy(
             max_retries=project.max_retries, delay=2, backoff=dg.Backoff.EXPONENTIAL

@@ -12,14 +12,19 @@ TAG_LEVEL = "cto/level"
 TAG_TASK_ID = "cto/task_id"
 TAG_PRIORITY = "cto/priority"
 TAG_PROJECT = "cto/project"
+DESCRIPTION_LIMIT = 20_000
 
 
 class TaskTranslator:
     def asset_key(self, project: ProjectSettings, task_id: str) -> dg.AssetKey:
         return dg.AssetKey([project.name, asset_name_for(task_id)])
 
-    def group_name(self, project: ProjectSettings) -> str:
-        return project.name
+    def group_name(self, project: ProjectSettings, level: int | None = None) -> str:
+        """One group per level (its tasks and its integration), and one for the run's metrics
+        (`level=None`): a 100-task graph reads as a short chain of collapsible groups."""
+        if level is None:
+            return f"{project.name}_metrics"
+        return f"{project.name}_level_{level}"
 
     def tags(self, project: ProjectSettings, task: Task, level: int) -> dict[str, str]:
         priority = (
@@ -28,19 +33,22 @@ class TaskTranslator:
         return {TAG_LEVEL: str(level), TAG_TASK_ID: task.id, TAG_PRIORITY: priority}
 
     def description(self, task: Task) -> str:
-        parts = [f"**Task {task.id}: {task.title}**"]
-        for heading, text in (
-            ("", task.description),
-            ("Details", task.details),
-            ("Test strategy", task.test_strategy),
-        ):
-            if text:
-                parts.append(f"### {heading}\n\n{text}" if heading else text)
+        """Plain text, title first: the catalog shows it as written, one line of it."""
+        head = f"Task {task.id}: {' '.join(task.title.split())}"
+        summary = " ".join(task.description.split())
+        parts = [f"{head}. {summary}" if summary else head]
+        for heading, text in (("Details", task.details), ("Test strategy", task.test_strategy)):
+            if text.strip():
+                parts.append(f"{heading}:\n{text.strip()}")
         if task.subtasks:
-            parts.append(
-                "### Subtasks\n\n" + "\n".join(f"- {s.id} {s.title}" for s in task.subtasks)
-            )
-        return "\n\n".join(parts)
+            parts.append("Subtasks:\n" + "\n".join(f"- {s.id} {s.title}" for s in task.subtasks))
+        text = "\n\n".join(parts)
+        return text if len(text) <= DESCRIPTION_LIMIT else text[: DESCRIPTION_LIMIT - 1] + "…"
+
+    def kinds(self, project: ProjectSettings) -> set[str]:
+        """Badges on a task asset: git, and the agent that does the work."""
+        agent = project.agent.preset if not project.agent.command else "agent"
+        return {"git", agent or "agent"}
 
     def metadata(self, plan: ExecutionPlan, task: Task, level: int) -> dict[str, object]:
         return {

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cto_dagster.cli import main
-from tests.helpers import CORPUS, REPO_ROOT
+from tests.helpers import FIXTURES, REPO_ROOT, corpus_files
 
 NASTY_IDS = [
     "../../x",
@@ -118,7 +118,7 @@ def test_generated_files_plan_or_fail_cleanly(data, tmp_path_factory, capsys):
 )
 @given(index=st.integers(0, 96), cut=st.floats(0, 1), noise=st.binary(max_size=8))
 def test_truncated_and_corrupted_corpus_files(index, cut, noise, tmp_path_factory, capsys):
-    sources = sorted(CORPUS.glob("*.json"))
+    sources = sorted(FIXTURES.glob("*.json")) + corpus_files()  # the real corpus when present
     raw = sources[index % len(sources)].read_bytes()
     position = int(len(raw) * cut)
     path = tmp_path_factory.mktemp("cut") / "tasks.json"

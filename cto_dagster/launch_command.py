@@ -1,0 +1,62 @@
+"""`cto-dagster launch`: the command-line launch of a job, as a run of the code location."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+
+def _merged_config(files: list[str]) -> dict:
+    """Run config from YAML files; later files override earlier keys (maps merge)."""
+
+    def merge(base: dict, extra: dict) -> dict:
+        out = dict(base)
+        for key, value in extra.items():
+            out[key] = (
+                merge(out[key], value)
+                if isinstance(value, dict) and isinstance(out.get(key), dict)
+                else value
+            )
+        return out
+
+    config: dict = {}
+    for name in files:
+        data = yaml.safe_load(Path(name).read_text(encoding="utf-8")) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{name} must hold a mapping (the run config)")
+        config = merge(config, data)
+    return config
+
+
+def run_launch(job_name: str, config_files: list[str], tags_json: str | None) -> int:
+    from cto_dagster.instance_home import NoInstance, prepare_home, resolve_home
+    from cto_dagster.launch import LaunchError, create_run, start_and_follow
+    from cto_dagster.summary import open_instance, print_run_summary
+
+    try:
+        run_config = _merged_config(config_files)
+        tags = json.loads(tags_json) if tags_json else {}
+        if not isinstance(tags, dict) or not all(isinstance(v, str) for v in tags.values()):
+            raise ValueError("--tags must be a JSON object of strings")
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        print(f"❌ {exc}", file=sys.stderr)
+        return 2
+    try:
+        home = prepare_home(resolve_home())
+    except NoInstance as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    with open_instance(home) as instance:
+        try:
+            outcome = start_and_follow(
+                instance,
+                lambda workspace: create_run(instance, workspace, job_name, run_config, tags),
+            )
+        except LaunchError as exc:
+            print(str(exc), file=sys.stderr)
+            return 1
+    print_run_summary(home, job_name, None, run_id=outcome.run_id)
+    return 0 if outcome.success else 1
