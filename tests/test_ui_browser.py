@@ -142,6 +142,8 @@ def test_a_command_line_run_is_re_executed_from_the_ui(make_project):
     try:
         ui.wait_ready()
         big_ui.wait_ready()
+        started = ui.log.read_text(errors="replace")
+        assert "WARNING" not in started and "Warning:" not in started, started[-3000:]
         with sync_playwright() as driver:
             browser, page = open_browser(driver)
             # the command-line run is listed under its job
