@@ -5,7 +5,6 @@ import sys
 import time
 from pathlib import Path
 
-import git
 import pytest
 
 from cto_dagster.core.agents import AgentSpec
@@ -41,7 +40,7 @@ def make_task(task_id, title=None, deps=(), **extra):
     return parse_tasks(raw, problems)[str(task_id)]
 
 
-def request(remote, tmp_path, task, agent=DEMO, deps=(), previous=None, level=0):
+def request(remote, tmp_path, task, agent=DEMO, deps=(), previous=None, level=0, pushing=None):
     return TaskRunRequest(
         task=task,
         level=level,
@@ -49,6 +48,7 @@ def request(remote, tmp_path, task, agent=DEMO, deps=(), previous=None, level=0)
         agent=agent,
         dependencies=tuple(deps),
         previous_head=previous,
+        pushing_head=pushing,
     )
 
 
@@ -67,39 +67,70 @@ def test_run_pushes_branch_with_metadata_and_cleans_workspace(remote, tmp_path):
     assert list((tmp_path / "ws").iterdir()) == []  # nothing left behind
 
 
+def someone_commits(remote: Path, folder: Path, branch: str, amend: bool = False) -> str:
+    """A person's commit on a task branch (a clone, a commit or an amend, a push)."""
+    ident = ["-c", "user.name=x", "-c", "user.email=x@x"]
+    subprocess.run(["git", "clone", "-q", "-b", branch, str(remote), str(folder)], check=True)
+    (folder / "theirs.txt").write_text("mine")
+    subprocess.run(["git", "-C", str(folder), "add", "--all"], check=True)
+    if amend:  # keeping the message (and its trailers) of the task's commit
+        commit = ["commit", "-q", "--amend", "--no-edit"]
+    else:
+        commit = ["commit", "-q", "-m", "their work"]
+    subprocess.run(["git", *ident, "-C", str(folder), *commit], check=True)
+    subprocess.run(["git", "-C", str(folder), "push", "-qf", "origin", branch], check=True)
+    return git_remote(remote, "rev-parse", branch)
+
+
 def test_rerun_replaces_only_what_our_last_run_recorded(remote, tmp_path):
     first = run_task(request(remote, tmp_path, make_task(1)))
     second = run_task(request(remote, tmp_path, make_task(1), previous=first.head_commit))
     assert second.replaced_commit == first.head_commit
+    # what a re-run replaces is kept under a backup ref first
+    backup = f"refs/cto-dagster/replaced/feature/task-1-implementation/{first.head_commit}"
+    assert second.backup_ref == backup
+    assert git_remote(remote, "rev-parse", backup) == first.head_commit
     # someone else pushes to the branch: the next run refuses and keeps their commit
-    clone = git.Repo.clone_from(str(remote), tmp_path / "someone")
-    clone.git.checkout("feature/task-1-implementation")
-    (tmp_path / "someone" / "theirs.txt").write_text("mine")
-    clone.git.add("--all")
-    clone.git.commit(
-        "-m",
-        "their work",
-        env={
-            "GIT_AUTHOR_NAME": "x",
-            "GIT_AUTHOR_EMAIL": "x@x",
-            "GIT_COMMITTER_NAME": "x",
-            "GIT_COMMITTER_EMAIL": "x@x",
-        },
-    )
-    clone.git.push("origin", "feature/task-1-implementation")
-    theirs = clone.head.commit.hexsha
+    theirs = someone_commits(remote, tmp_path / "someone", "feature/task-1-implementation")
     with pytest.raises(TaskFailed) as info:
         run_task(request(remote, tmp_path, make_task(1), previous=second.head_commit))
     assert "someone else pushed to it" in info.value.message and not info.value.retryable
     assert git_remote(remote, "rev-parse", "feature/task-1-implementation") == theirs
 
 
-def test_our_own_unrecorded_push_is_replaced(remote, tmp_path):
-    """A step that died after pushing but before its materialization was recorded."""
-    first = run_task(request(remote, tmp_path, make_task(1)))
-    # the recorded head is still None (never recorded), but the commit says it replaced nothing
-    again = run_task(request(remote, tmp_path, make_task(1), previous=None))
+def test_an_announced_push_that_was_never_recorded_is_ours(remote, tmp_path):
+    """A step that died after pushing but before its materialization was recorded: the commit
+    it announced before the push (an observation in Dagster) is this instance's record."""
+    announced = []
+    base = request(remote, tmp_path, make_task(1))
+    first = run_task(TaskRunRequest(**{**base.__dict__, "before_push": announced.append}))
+    assert announced == [first.head_commit]
+    again = run_task(request(remote, tmp_path, make_task(1), previous=None, pushing=announced[0]))
     assert again.replaced_commit == first.head_commit
+
+
+def test_trailers_are_not_proof_and_nothing_becomes_unreachable(remote, tmp_path):
+    """A person amends the task's commit keeping its message (`Cto-Task` trailer and all), then
+    a run from an instance with no record of the branch (a fresh DAGSTER_HOME)."""
+    run_task(request(remote, tmp_path, make_task(1)))
+    branch = "feature/task-1-implementation"
+    amended = someone_commits(remote, tmp_path / "person", branch, amend=True)
+    assert "Cto-Task: 1" in git_remote(remote, "log", "-1", "--format=%B", branch)
+    with pytest.raises(TaskFailed) as info:
+        run_task(request(remote, tmp_path, make_task(1), previous=None))
+    assert "not at a commit this instance recorded" in info.value.message
+    assert "adopt_existing_branches" in info.value.message
+    assert git_remote(remote, "rev-parse", branch) == amended
+    # the project says such branches are its own: replaced, and the person's commit kept
+    adopting = Repository(
+        url=str(remote), workspace_root=str(tmp_path / "ws"), adopt_existing_branches=True
+    )
+    base = request(remote, tmp_path, make_task(1))
+    result = run_task(TaskRunRequest(**{**base.__dict__, "repository": adopting}))
+    assert result.replaced_commit == amended
+    assert git_remote(remote, "rev-parse", result.backup_ref) == amended
+    refs = git_remote(remote, "for-each-ref", "--format=%(objectname)")
+    assert amended in refs.split()  # reachable from a ref: nothing was lost
 
 
 def test_dependencies_are_merged_from_recorded_commits(remote, tmp_path):

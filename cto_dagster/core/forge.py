@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cto_dagster.core.credentials import redact
+from cto_dagster.core.git.credentials import redact
 
 
 class ForgeError(Exception):

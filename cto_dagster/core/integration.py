@@ -4,18 +4,18 @@ Level L's branch `integration/level-L-<run>` starts from level L-1's (level 0: t
 merges the level's task branches in ascending id order, `--no-ff`. Before merging it measures
 overlaps (files two tasks both changed, against their merge base) and predicts conflicts between
 every pair (`git merge-tree`, no work tree touched). A merge that conflicts is aborted and nothing
-is pushed, so the levels before keep their branches.
+is pushed, so the levels before keep their branches. All of it happens in the object cache: no
+clone, no work tree.
 """
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field
 
-from cto_dagster.core.gitops import GitError, MergeConflict, Workspace, git_environment
+from cto_dagster.core.git.cache import ObjectCache, backup_ref
+from cto_dagster.core.git.command import GitError, MergeConflict
 from cto_dagster.core.names import check_base_branch, id_sort_key, integration_branch, task_branch
 from cto_dagster.core.task_run import Repository
-from cto_dagster.core.workspaces import new_workspace
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class IntegrationResult:
     conflict_paths: list[str] = field(default_factory=list)
     conflict_tasks: list[str] = field(default_factory=list)
     files_changed: list[str] = field(default_factory=list)
+    backup_ref: str | None = None
 
     @property
     def complete(self) -> bool:
@@ -66,71 +67,88 @@ def conflict_report(result: IntegrationResult) -> str:
     return "\n".join(lines)
 
 
+def _changed_by_each(cache: ObjectCache, start: str, present: dict[str, str]):
+    return {t: cache.changed_files(cache.merge_base(start, c), c) for t, c in present.items()}
+
+
+def _overlaps_and_predictions(cache: ObjectCache, result: IntegrationResult, present, touched):
+    by_path: dict[str, list[str]] = {}
+    for task_id, paths in touched.items():
+        for path in paths:
+            by_path.setdefault(path, []).append(task_id)
+    result.overlaps = {p: t for p, t in by_path.items() if len(t) > 1}
+    ids = list(present)
+    for i, left in enumerate(ids):
+        for right in ids[i + 1 :]:
+            tree, paths = cache.merge_tree(present[left], present[right])
+            if tree is None:
+                result.predicted_conflicts.append((left, right, paths))
+
+
+def _merge_in_order(cache, result: IntegrationResult, present, touched) -> str | None:
+    """Merge the level's branches in id order; on a conflict, record it and return None."""
+    head = result.start_commit
+    for task_id, commit in present.items():
+        try:
+            head = cache.merge(head, commit, task_branch(task_id), result.branch)
+        except MergeConflict as exc:
+            result.conflict_branch = task_branch(task_id)
+            result.conflict_paths = exc.paths
+            involved = {task_id}
+            for other in result.merged:
+                other_id = other[len("feature/task-") : -len("-implementation")]
+                if set(touched.get(other_id, [])) & set(exc.paths):
+                    involved.add(other_id)
+            result.conflict_tasks = sorted(involved, key=id_sort_key)
+            return None  # nothing half-merged is pushed
+        result.merged.append(task_branch(task_id))
+    return head
+
+
 def integrate_level(request: IntegrationRequest) -> IntegrationResult:
+    """Merges are computed in the object cache, without a work tree: no clone, no checkout."""
     repo = request.repository
     check_base_branch(request.base_branch)
     branch = integration_branch(request.level, request.run_token)
-    folder = new_workspace("integration", str(request.level), repo.workspace_root)
-    try:
-        ws = Workspace(folder / "repo", repo.url, git_environment(repo.identity, repo.git_env))
-        ws.clone(request.base_branch)
-        if request.previous_commit:
-            start = request.previous_commit
-            if not ws.has_commit(start):
-                raise GitError(
-                    f"level {request.level - 1}'s integration commit {start[:12]} is not in the "
-                    "repository any more; re-materialize that level first"
-                )
+    cache = repo.cache()
+    remote = cache.remote_heads([request.base_branch, branch])
+    if request.previous_commit:
+        start = request.previous_commit
+    elif request.base_branch == repo.base_branch and repo.base_commit:
+        start = repo.base_commit  # the commit the run planned from, like its task branches
+    else:
+        start = remote[request.base_branch]
+        if start is None:
+            raise GitError(f"base branch {request.base_branch} does not exist in the repository")
+    cache.ensure([start, remote[branch], *request.tasks.values()])
+    if not cache.has_commit(start):
+        raise GitError(
+            f"level {request.level - 1}'s integration commit {start[:12]} is not in the "
+            "repository any more; re-materialize that level first"
+        )
+    result = IntegrationResult(level=request.level, branch=branch, start_commit=start)
+    present: dict[str, str] = {}
+    for task_id in sorted(request.tasks, key=id_sort_key):
+        commit = request.tasks[task_id]
+        if commit and cache.has_commit(commit):
+            present[task_id] = commit
         else:
-            start = ws.rev(f"refs/remotes/origin/{request.base_branch}")
-        result = IntegrationResult(level=request.level, branch=branch, start_commit=start)
-        ordered = sorted(request.tasks, key=id_sort_key)
-        present: dict[str, str] = {}
-        for task_id in ordered:
-            commit = request.tasks[task_id]
-            if commit and ws.has_commit(commit):
-                present[task_id] = commit
-            else:
-                result.missing.append(task_id)
-        touched: dict[str, list[str]] = {}
-        for task_id, commit in present.items():
-            base = ws.merge_base(start, commit)
-            touched[task_id] = ws.changed_files(base, commit)
-        if request.detect_overlaps:
-            by_path: dict[str, list[str]] = {}
-            for task_id, paths in touched.items():
-                for path in paths:
-                    by_path.setdefault(path, []).append(task_id)
-            result.overlaps = {p: t for p, t in by_path.items() if len(t) > 1}
-            ids = list(present)
-            for i, left in enumerate(ids):
-                for right in ids[i + 1 :]:
-                    paths = ws.predict_conflict(present[left], present[right])
-                    if paths:
-                        result.predicted_conflicts.append((left, right, paths))
-        if not request.build_branch:
-            return result
-        ws.start_branch(branch, start)
-        for task_id, commit in present.items():
-            try:
-                ws.merge(commit, task_branch(task_id), branch)
-            except MergeConflict as exc:
-                result.conflict_branch = task_branch(task_id)
-                result.conflict_paths = exc.paths
-                involved = {task_id}
-                for other in result.merged:
-                    other_id = other[len("feature/task-") : -len("-implementation")]
-                    if set(touched.get(other_id, [])) & set(exc.paths):
-                        involved.add(other_id)
-                result.conflict_tasks = sorted(involved, key=id_sort_key)
-                return result  # nothing half-merged is pushed
-            result.merged.append(task_branch(task_id))
-        head = ws.rev("HEAD")
-        remote_now = ws.cloned_head(branch)
-        ws.push(branch, remote_now)  # the branch belongs to this run (and its re-executions)
-        result.head_commit = head
-        result.pushed = True
-        result.files_changed = ws.changed_files(start, head)
+            result.missing.append(task_id)
+    touched = _changed_by_each(cache, start, present)
+    if request.detect_overlaps:
+        _overlaps_and_predictions(cache, result, present, touched)
+    if not request.build_branch:
         return result
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    head = _merge_in_order(cache, result, present, touched)
+    if head is None:
+        return result
+    remote_now = remote[branch]
+    # the branch belongs to this run (and its re-executions); what it replaces is kept
+    backup = backup_ref(branch, remote_now) if remote_now and remote_now != head else None
+    if remote_now != head:
+        cache.push(head, branch, remote_now, backup)
+    result.head_commit = head
+    result.pushed = True
+    result.backup_ref = backup
+    result.files_changed = cache.changed_files(start, head)
+    return result

@@ -10,9 +10,7 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
-import git
-
-from cto_dagster.core.gitops import Identity, git_environment
+from cto_dagster.core.git.command import Identity, git_environment, run_git
 
 SAMPLE_README = """# Sample shop
 
@@ -43,8 +41,8 @@ def create_sample_repository(
     try:
         seed = work / "seed"
         env = git_environment(Identity())
-        repo = git.Repo.init(seed, initial_branch=base_branch)
-        repo.git.update_environment(**env)
+        seed.mkdir()
+        run_git(["init", "--quiet", f"--initial-branch={base_branch}", str(seed)], env, cwd=seed)
         (seed / "README.md").write_text(SAMPLE_README, encoding="utf-8")
         tasks = seed / ".taskmaster" / "tasks" / "tasks.json"
         tasks.parent.mkdir(parents=True)
@@ -55,10 +53,10 @@ def create_sample_repository(
         for relative, content in (extra_files or {}).items():
             (seed / relative).parent.mkdir(parents=True, exist_ok=True)
             (seed / relative).write_text(content, encoding="utf-8")
-        repo.git.add("--all")
-        repo.git.commit("--quiet", "-m", "Initial commit: TaskMaster tasks")
+        run_git(["add", "--all"], env, cwd=seed)
+        run_git(["commit", "--quiet", "-m", "Initial commit: TaskMaster tasks"], env, cwd=seed)
         staging = work / "remote.git"
-        git.Repo.clone_from(seed, staging, bare=True, env=env, multi_options=["--quiet"])
+        run_git(["clone", "--quiet", "--bare", str(seed), str(staging)], env, cwd=work)
         try:
             staging.rename(remote)
         except OSError:

@@ -23,16 +23,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cto_dagster.core.agents import PRESETS, AgentSpec
-from cto_dagster.core.gitops import (
-    GitError,
-    Identity,
-    git_environment,
-    is_local_path,
-    read_files_at,
-)
+from cto_dagster.core.git.command import GitError, Identity, git_environment, is_local_path
+from cto_dagster.core.git.credentials import has_embedded_credentials
+from cto_dagster.core.git.files import read_files_at
 from cto_dagster.core.names import InvalidName, check_base_branch, check_project_name
 from cto_dagster.core.planner import ExecutionPlan, plan_tasks_file
 from cto_dagster.core.sample import create_sample_repository
+from cto_dagster.core.secrets import SECRET_NAME, SecretNames
 
 DEFAULT_DEMO_DIR = ".cto-dagster/demo"
 
@@ -45,11 +42,51 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _check_env_names(names) -> None:
+    for name in names:
+        if not _ENV_NAME.match(name):
+            raise ValueError(f"{name!r} is not an environment variable name")
+
+
 class AgentSettings(_Strict):
     preset: str | None = Field("demo", description=f"one of {', '.join(PRESETS)}")
     command: list[str] | None = Field(None, description="argv list; overrides the preset")
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[str, str] = Field(
+        default_factory=dict, description="literal values for the agent (never secrets)"
+    )
+    env_from: dict[str, str] = Field(
+        default_factory=dict,
+        description="NAME: OTHER_NAME - the agent gets NAME set to the value of the step's "
+        "variable OTHER_NAME (a per-project API key, by name)",
+    )
+    pass_env: list[str] = Field(
+        default_factory=list, description="names passed from the step's environment as they are"
+    )
     timeout_seconds: float = Field(3600.0, gt=0, le=7 * 24 * 3600)
+    sandbox: Literal["auto", "bwrap", "user", "none"] = Field(
+        "auto",
+        description="auto: bubblewrap where it runs, else an unprivileged user when the step "
+        "is root, else none (said at every task start)",
+    )
+    sandbox_user: str | None = Field(None, description="`user` sandbox: who the agent runs as")
+    sandbox_read_only: list[str] = Field(
+        default_factory=list, description="extra folders the sandboxed agent may read"
+    )
+
+    @field_validator("pass_env")
+    @classmethod
+    def _names(cls, value: list[str]) -> list[str]:
+        _check_env_names(value)
+        return value
+
+    @field_validator("env_from")
+    @classmethod
+    def _mapped_names(cls, value: dict[str, str]) -> dict[str, str]:
+        _check_env_names([*value, *value.values()])
+        return value
 
     @field_validator("preset")
     @classmethod
@@ -63,13 +100,23 @@ class AgentSettings(_Strict):
             preset=self.preset,
             command=tuple(self.command or ()),
             env=dict(self.env),
+            env_from=dict(self.env_from),
+            pass_env=tuple(self.pass_env),
             timeout_seconds=self.timeout_seconds,
+            sandbox=self.sandbox,
+            sandbox_user=self.sandbox_user,
+            sandbox_read_only=tuple(self.sandbox_read_only),
         ).validate()
 
 
 class GitSettings(_Strict):
     token_env: str | None = Field(
         None, description="name of the environment variable holding the git/GitHub token"
+    )
+    token_file: str | None = Field(
+        None,
+        description="a file holding the token, read only when git needs it (a Kubernetes "
+        "Secret mounted as a file keeps the token out of every process's environment)",
     )
     author_name: str = "cto-dagster"
     author_email: str = "cto-dagster@users.noreply.localhost"
@@ -132,6 +179,14 @@ class ProjectSettings(_Strict):
     pool: str | None = Field(None, description="Dagster concurrency pool for the agent steps")
     workspace_root: str | None = None
     kind: Literal["local", "kubernetes"] = "local"
+    adopt_existing_branches: bool = Field(
+        False,
+        description="replace task branches this instance has no record of (their heads are "
+        "kept under refs/cto-dagster/replaced/ first)",
+    )
+    secret_env: list[str] = Field(
+        default_factory=list, description="more variable names whose values are redacted"
+    )
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     commit_exclude: list[str] = Field(
         default_factory=lambda: list(AGENT_SCAFFOLDING),
@@ -145,6 +200,16 @@ class ProjectSettings(_Strict):
         for pattern in value:
             if not pattern.strip() or "\n" in pattern or "\r" in pattern:
                 raise ValueError(f"commit_exclude: {pattern!r} is not a one-line gitignore pattern")
+        return value
+
+    @field_validator("repository")
+    @classmethod
+    def _no_secret_in_url(cls, value: str) -> str:
+        if has_embedded_credentials(value):
+            raise ValueError(
+                "the repository URL holds a password or token: give the URL without it and "
+                "the NAME of the variable holding the token in `git.token_env`"
+            )
         return value
 
     @field_validator("name", "base_branch")
@@ -173,6 +238,15 @@ class ProjectSettings(_Strict):
 
 class Settings(_Strict):
     projects: list[ProjectSettings]
+
+    def secret_names(self) -> SecretNames:
+        """Every variable that holds a secret, across all projects (see core/secrets.py)."""
+        others: list[str] = []
+        for project in self.projects:
+            others += project.agent.env_from.values()
+            others += project.secret_env
+            others += [n for n in project.agent.spec().preset_env_names if SECRET_NAME.search(n)]
+        return SecretNames.of([p.git.token_env for p in self.projects], others)
 
     @model_validator(mode="after")
     def _unique(self) -> Settings:

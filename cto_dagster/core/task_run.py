@@ -1,8 +1,10 @@
 """One task step, start to finish, with no Dagster in sight.
 
-Clone into a fresh workspace, cut `feature/task-<id>-implementation` from the base branch with the
-dependencies' recorded head commits merged in, run the agent, commit what it left, and push with a
-lease so that nothing anyone else pushed is overwritten. The workspace is removed whatever happens.
+Cut `feature/task-<id>-implementation` from the base branch with the dependencies' recorded head
+commits merged in (in the object cache, no work tree), check the agent's work tree out, run the
+agent in its sandbox, record and check what it left, and push with a lease so that nothing anyone
+else pushed is overwritten; what a push replaces is kept under a backup ref. The step's folder is
+removed whatever happens.
 """
 
 from __future__ import annotations
@@ -11,36 +13,53 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
-import git
-
-from cto_dagster.core.agents import AgentSpec, render_prompt, run_agent, task_environment
-from cto_dagster.core.gitops import (
-    BranchMoved,
-    GitError,
-    Identity,
-    MergeConflict,
-    Workspace,
-    git_environment,
+from cto_dagster.core.agents import (
+    AgentPlace,
+    AgentSpec,
+    SandboxUnavailable,
+    agent_environment,
+    choose_sandbox,
+    render_prompt,
+    run_agent,
+    task_environment,
 )
+from cto_dagster.core.git.cache import ObjectCache, backup_ref
+from cto_dagster.core.git.command import BranchMoved, GitError, Identity, git_environment
+from cto_dagster.core.git.credentials import redact
+from cto_dagster.core.git.inspect import RecordedTree, record_work_tree
+from cto_dagster.core.git.worktree import AgentWorkTree
 from cto_dagster.core.names import task_branch
 from cto_dagster.core.taskmaster import Task
-from cto_dagster.core.workspaces import new_workspace
+from cto_dagster.core.workspaces import default_cache_root, new_workspace
 
 
 @dataclass(frozen=True)
 class Repository:
-    """Where the work lives and how git reaches it."""
+    """Where the work lives, how git reaches it, and what must never leak."""
 
     url: str
     base_branch: str = "main"
+    base_commit: str | None = None  # the commit the run planned from (None: the branch now)
     identity: Identity = field(default_factory=Identity)
     git_env: Mapping[str, str] = field(default_factory=dict)  # credentials, from credentials.py
-    secret_env_names: tuple[str, ...] = ()  # kept from the agent's environment
+    denied_env: tuple[str, ...] = ()  # every project's secret variable names: never to agents
+    secrets: tuple[str, ...] = ()  # secret values, redacted from every message and log
     workspace_root: str | None = None
+    cache_root: str | None = None
     commit_exclude: tuple[str, ...] = ()  # gitignore patterns the agent's leftovers are held to
+    adopt_existing_branches: bool = False  # replace branches this instance has no record of
+    tag: str | None = None  # the TaskMaster tag (to read a status the agent set)
+
+    def redact(self, text: str) -> str:
+        return redact(text, self.secrets)
+
+    def cache(self) -> ObjectCache:
+        root = Path(self.cache_root) if self.cache_root else default_cache_root()
+        return ObjectCache(root / "objects", self.url, git_environment(self.identity, self.git_env))
 
 
 @dataclass(frozen=True)
@@ -61,6 +80,8 @@ class TaskRunRequest:
     agent: AgentSpec
     dependencies: tuple[DependencyHead, ...] = ()
     previous_head: str | None = None  # our last recorded head of this task's branch
+    pushing_head: str | None = None  # a push this instance announced but never recorded
+    before_push: Callable[[str], None] | None = None  # records the commit about to be pushed
 
 
 @dataclass
@@ -81,6 +102,11 @@ class TaskRunResult:
     agent_seconds: float
     agent_log_tail: str
     replaced_commit: str | None
+    backup_ref: str | None = None
+    sandbox: str = "none"
+    flattened_repositories: list[str] = field(default_factory=list)
+    taskmaster_edits: list[str] = field(default_factory=list)
+    status_set_by_agent: str | None = None
 
     @property
     def duration_seconds(self) -> float:
@@ -97,46 +123,59 @@ class TaskFailed(Exception):
         self.details = dict(details or {})
 
 
-def _agent_environment(request: TaskRunRequest, task_env: Mapping[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in request.repository.secret_env_names}
-    for name in list(env):
-        if name.startswith(("GIT_", "CTO_GIT_", "DAGSTER_")):
-            env.pop(name)
-    env.update(request.agent.env)
-    env.update(task_env)
-    # agents may commit on their own: they get an identity, never credentials
-    identity = request.repository.identity
-    env.update(
-        GIT_TERMINAL_PROMPT="0",
-        GIT_AUTHOR_NAME=identity.name,
-        GIT_AUTHOR_EMAIL=identity.email,
-        GIT_COMMITTER_NAME=identity.name,
-        GIT_COMMITTER_EMAIL=identity.email,
+@dataclass
+class _Start:
+    base_commit: str
+    remote_now: str | None
+    start: str
+    merged: list[str]
+
+
+def _check_ownership(request: TaskRunRequest, branch: str, remote_now: str | None) -> None:
+    """A branch is ours to replace only when its head is a commit this instance recorded;
+    commit messages and trailers prove nothing (anyone can write them)."""
+    ours = {request.previous_head, request.pushing_head} - {None}
+    if remote_now is None or remote_now in ours or request.repository.adopt_existing_branches:
+        return
+    recorded = (request.previous_head or "nothing")[:12]
+    raise TaskFailed(
+        f"branch {branch} is at {remote_now[:12]}, not at a commit this instance recorded for "
+        f"the task ({recorded}): someone else pushed to it, or it was made by another "
+        "instance. Nothing was overwritten. Merge or move that work, or delete the branch, or "
+        "set `adopt_existing_branches: true` for the project (the old head is then kept under "
+        "refs/cto-dagster/replaced/), then re-run.",
+        retryable=False,
     )
-    return env
 
 
-def _merge_dependencies(ws: Workspace, request: TaskRunRequest, branch: str) -> list[str]:
+def _dependency_commits(request: TaskRunRequest, cache: ObjectCache) -> list[tuple[str, str]]:
     heads: list[tuple[str, str]] = []
     for dep in request.dependencies:
-        commit = dep.commit or ws.cloned_head(dep.branch)
-        if commit is None:
+        if dep.commit is None:
             raise TaskFailed(
-                f"dependency task {dep.task_id} has no branch {dep.branch} and no recorded "
-                "materialization: materialize it first",
+                f"dependency task {dep.task_id} has no recorded materialization in this "
+                "instance: materialize it first",
                 retryable=False,
             )
-        if not ws.has_commit(commit):
+        if not cache.has_commit(dep.commit):
             raise TaskFailed(
-                f"dependency task {dep.task_id}: its recorded commit {commit[:12]} is no longer on "
-                f"{dep.branch}; re-materialize task {dep.task_id}",
+                f"dependency task {dep.task_id}: its recorded commit {dep.commit[:12]} is no "
+                f"longer in the repository ({dep.branch}); re-materialize task {dep.task_id}",
                 retryable=False,
             )
-        heads.append((dep.branch, commit))
+        heads.append((dep.branch, dep.commit))
+    return heads
+
+
+def _merge_dependencies(
+    cache: ObjectCache, base: str, heads: list[tuple[str, str]], branch: str
+) -> str:
+    """The task's starting commit: the base with every dependency merged in, `--no-ff`, in the
+    cache (no work tree). Dependencies that conflict with each other fail before the agent."""
     for i, (left_branch, left) in enumerate(heads):
         for right_branch, right in heads[i + 1 :]:
-            paths = ws.predict_conflict(left, right)
-            if paths:
+            tree, paths = cache.merge_tree(left, right)
+            if tree is None:
                 raise TaskFailed(
                     f"the branches of this task's dependencies conflict with each other: "
                     f"{left_branch} and {right_branch} both change {', '.join(paths[:20])}. "
@@ -145,155 +184,128 @@ def _merge_dependencies(ws: Workspace, request: TaskRunRequest, branch: str) -> 
                     retryable=False,
                     details={"conflicting_paths": paths, "branches": [left_branch, right_branch]},
                 )
+    start = base
     for dep_branch, commit in heads:
-        if ws.is_ancestor(commit, "HEAD"):
-            continue  # already in, through another dependency
-        try:
-            ws.merge(commit, dep_branch, branch)
-        except MergeConflict as exc:
-            raise TaskFailed(str(exc), retryable=False, details={"paths": exc.paths}) from None
-    return [b for b, _ in heads]
+        if not cache.is_ancestor(commit, start):  # else already in, through another dependency
+            start = cache.merge(start, commit, dep_branch, branch)
+    return start
 
 
-def _check_agent_left_branch_intact(ws: Workspace, branch: str, start: str) -> None:
-    git_dir = ws.path / ".git"
-    if not git_dir.is_dir() or not (git_dir / "HEAD").is_file():
-        raise TaskFailed("the agent removed or replaced the repository's .git", retryable=False)
+def _prepare(request: TaskRunRequest, cache: ObjectCache, branch: str) -> _Start:
+    repo = request.repository
+    remote = cache.remote_heads([repo.base_branch, branch])
+    base_commit = repo.base_commit or remote[repo.base_branch]
+    if base_commit is None:
+        raise TaskFailed(f"base branch {repo.base_branch} does not exist", retryable=False)
+    remote_now = remote[branch]
+    _check_ownership(request, branch, remote_now)
+    # the branch's head too: a replaced head is kept under a backup ref, pushed from the cache
+    cache.ensure([base_commit, remote_now, *(d.commit for d in request.dependencies)])
+    if not cache.has_commit(base_commit):
+        raise TaskFailed(f"the base commit {base_commit[:12]} is not in the repository", False)
+    heads = _dependency_commits(request, cache)
+    start = _merge_dependencies(cache, base_commit, heads, branch)
+    return _Start(base_commit, remote_now, start, [b for b, _ in heads])
+
+
+def _run_agent(request: TaskRunRequest, folder: Path, work: Path, branch: str, log) -> object:
+    task, repo = request.task, request.repository
     try:
-        current = ws.git.symbolic_ref("--quiet", "HEAD")
-    except git.GitCommandError:
-        current = "(detached HEAD)"
-    if current != f"refs/heads/{branch}":
-        raise TaskFailed(
-            f"the agent switched away from {branch} (HEAD is now {current}); agents must stay "
-            "on the task's branch",
-            retryable=False,
-        )
-    if not ws.is_ancestor(start, "HEAD"):
-        raise TaskFailed(
-            f"the agent rewrote the history of {branch}: the starting commit {start[:12]} is no "
-            "longer in it (reset or rebase)",
-            retryable=False,
-        )
+        sandbox = choose_sandbox(request.agent.sandbox, request.agent.sandbox_user)
+    except SandboxUnavailable as exc:
+        raise TaskFailed(f"Task {task.id}: {exc}", retryable=False) from None
+    log(f"🔒 Task {task.id}: agent sandbox: {sandbox.reason}")
+    home = folder / "home"
+    home.mkdir()
+    prompt_file = folder / "prompt.md"
+    prompt_file.write_text(render_prompt(task, request.level, branch), encoding="utf-8")
+    task_file = folder / "task.json"
+    task_file.write_text(json.dumps(dict(task.raw), default=str), encoding="utf-8")
+    task_env = task_environment(
+        task, request.level, branch, repo.base_branch, prompt_file, task_file
+    )
+    env = agent_environment(
+        os.environ,
+        preset_names=request.agent.preset_env_names,
+        pass_env=request.agent.pass_env,
+        env_from=request.agent.env_from,
+        literal=request.agent.env,
+        task_env=task_env,
+        identity=repo.identity,
+        home=home,
+        denied=repo.denied_env,
+    )
+    values = {
+        "prompt_file": str(prompt_file),
+        "prompt": prompt_file.read_text(encoding="utf-8"),
+        "task_id": task.id,
+        "task_file": str(task_file),
+        "workdir": str(work),
+    }
+    # the agent's repository borrows the cache's objects: readable, never writable
+    readable = (prompt_file, task_file, repo.cache().objects)
+    place = AgentPlace(folder, work, home, readable, sandbox)
+    agent = run_agent(request.agent, values, place, env, folder / "agent.log")
+    return sandbox, agent
 
 
-def _our_unrecorded_push(ws: Workspace, task_id: str, remote: str, recorded: str | None) -> bool:
-    """True when the remote head is a commit a run of ours pushed on top of the recorded head but
-    never recorded (the step died between push and materialization): safe to replace."""
-    try:
-        message = ws.git.log("-1", "--format=%B", remote)  # the clone has the remote's branches
-    except git.GitCommandError:
-        return False
-    trailers = dict(
-        line.split(": ", 1)
-        for line in message.splitlines()
-        if line.startswith("Cto-") and ": " in line
-    )
-    return trailers.get("Cto-Task") == task_id and trailers.get("Cto-Replaces") == (
-        recorded or "none"
-    )
+def _fail_on_findings(task: Task, recorded: RecordedTree, details: dict) -> None:
+    if recorded.conflict_markers:
+        files = ", ".join(recorded.conflict_markers[:20])
+        raise TaskFailed(
+            f"Task {task.id}: the agent left merge conflict markers (<<<<<<< ... >>>>>>>) in "
+            f"{files}; nothing was pushed",
+            retryable=True,
+            details={**details, "files_with_conflict_markers": recorded.conflict_markers},
+        )
 
 
 def run_task(request: TaskRunRequest, log=print) -> TaskRunResult:
-    """Run one task; raise `TaskFailed` with a message a person can act on."""
+    """Run one task; raise `TaskFailed` with a message a person can act on (secrets redacted)."""
+    try:
+        return _run_task(request, log)
+    except TaskFailed as exc:
+        repo = request.repository
+        details = {k: repo.redact(v) if isinstance(v, str) else v for k, v in exc.details.items()}
+        raise TaskFailed(repo.redact(exc.message), exc.retryable, details) from None
+
+
+def _run_task(request: TaskRunRequest, log) -> TaskRunResult:
     task, repo = request.task, request.repository
     branch = task_branch(task.id)
     started = time.time()
     folder = new_workspace("task", task.id, repo.workspace_root)
-    env = git_environment(repo.identity, repo.git_env)
+    cache = repo.cache()
     try:
-        ws = Workspace(folder / "repo", repo.url, env)
         try:
-            ws.clone(repo.base_branch)
-            base_commit = ws.rev(f"refs/remotes/origin/{repo.base_branch}")
-            remote_now = ws.cloned_head(branch)
+            start = _prepare(request, cache, branch)
+            tree = AgentWorkTree(folder / "work", cache, branch, start.start)
+            tree.create(repo.commit_exclude)
         except GitError as exc:
             raise TaskFailed(str(exc), retryable=True) from None
-        if (
-            remote_now
-            and remote_now != request.previous_head
-            and not _our_unrecorded_push(ws, task.id, remote_now, request.previous_head)
-        ):
-            recorded = (request.previous_head or "none")[:12]
-            raise TaskFailed(
-                f"branch {branch} is at {remote_now[:12]}, not at the commit our last run of this "
-                f"task recorded ({recorded}): someone else pushed to it. Nothing was overwritten. "
-                "Merge or move that work, or delete the branch, then re-run.",
-                retryable=False,
-            )
-        ws.start_branch(branch, base_commit)
-        ws.exclude_untracked(repo.commit_exclude)
-        merged = _merge_dependencies(ws, request, branch)
-        start_commit = ws.rev("HEAD")
         log(f"🚀 Task {task.id} started on {branch} (level {request.level})")
-
-        prompt_file = folder / "prompt.md"
-        prompt_file.write_text(render_prompt(task, request.level, branch), encoding="utf-8")
-        task_file = folder / "task.json"
-        task_file.write_text(json.dumps(dict(task.raw), default=str), encoding="utf-8")
-        task_env = task_environment(
-            task, request.level, branch, repo.base_branch, prompt_file, task_file
-        )
-        values = {
-            "prompt_file": str(prompt_file),
-            "prompt": prompt_file.read_text(encoding="utf-8"),
-            "task_id": task.id,
-            "task_file": str(task_file),
-            "workdir": str(ws.path),
-        }
-        agent = run_agent(
-            request.agent,
-            values,
-            ws.path,
-            _agent_environment(request, task_env),
-            folder / "agent.log",
-        )
-        failure_details = {
+        sandbox, agent = _run_agent(request, folder, tree.path, branch, log)
+        details = {
             "agent_exit_code": agent.exit_code,
-            "agent_log_tail": agent.log_tail,
+            "agent_log_tail": repo.redact(agent.log_tail),
             "agent_seconds": round(agent.duration_seconds, 3),
         }
-        if agent.timed_out:
-            raise TaskFailed(
-                f"⏱️ Task {task.id}: the agent exceeded its timeout of "
-                f"{request.agent.timeout_seconds:g} s and was stopped (with everything it started)",
-                retryable=True,
-                details=failure_details,
-            )
-        if agent.exit_code != 0:
-            raise TaskFailed(
-                f"Task {task.id}: the agent exited with code {agent.exit_code}",
-                retryable=True,
-                details=failure_details,
-            )
-        _check_agent_left_branch_intact(ws, branch, start_commit)
-        try:
-            if ws.remote_head(branch) != remote_now:
-                raise TaskFailed(
-                    f"{branch} changed on the remote while the agent ran (did the agent push?); "
-                    "nothing was overwritten",
-                    retryable=False,
-                    details=failure_details,
-                )
-            message = (
-                f"Task {task.id}: {task.title}\n\n"
-                f"Cto-Task: {task.id}\nCto-Replaces: {remote_now or 'none'}\n"
-            )
-            head = ws.commit_all(message)
-            stats = ws.diff_stats(start_commit, head)
-            ws.push(branch, remote_now)
-        except GitError as exc:
-            raise TaskFailed(str(exc), retryable=not isinstance(exc, BranchMoved)) from None
+        _check_agent_exit(request, agent, details)
+        problem = tree.problem_after_agent()
+        if problem:
+            raise TaskFailed(problem, retryable=False, details=details)
+        head, recorded, backup = _commit_and_push(request, cache, folder, start, branch, details)
+        stats = cache.diff_stats(start.start, head)
         finished = time.time()
         log(f"✅ Task {task.id} finished in {finished - started:.1f} s: {branch} at {head[:12]}")
         return TaskRunResult(
             task_id=task.id,
             branch=branch,
             base_branch=repo.base_branch,
-            base_commit=base_commit,
-            start_commit=start_commit,
+            base_commit=start.base_commit,
+            start_commit=start.start,
             head_commit=head,
-            merged_dependencies=merged,
+            merged_dependencies=start.merged,
             files_changed=list(stats["files"]),  # type: ignore[arg-type]
             insertions=int(stats["insertions"]),  # type: ignore[arg-type]
             deletions=int(stats["deletions"]),  # type: ignore[arg-type]
@@ -301,8 +313,64 @@ def run_task(request: TaskRunRequest, log=print) -> TaskRunResult:
             finished_at=finished,
             agent_exit_code=agent.exit_code,
             agent_seconds=agent.duration_seconds,
-            agent_log_tail=agent.log_tail,
-            replaced_commit=remote_now,
+            agent_log_tail=details["agent_log_tail"],
+            replaced_commit=start.remote_now,
+            backup_ref=backup,
+            sandbox=sandbox.mode,
+            flattened_repositories=recorded.flattened,
+            taskmaster_edits=recorded.taskmaster_paths,
+            status_set_by_agent=recorded.taskmaster_status,
         )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _check_agent_exit(request: TaskRunRequest, agent, details: dict) -> None:
+    task = request.task
+    if agent.timed_out:
+        raise TaskFailed(
+            f"⏱️ Task {task.id}: the agent exceeded its timeout of "
+            f"{request.agent.timeout_seconds:g} s and was stopped (with everything it started)",
+            retryable=True,
+            details=details,
+        )
+    if agent.exit_code != 0:
+        raise TaskFailed(
+            f"Task {task.id}: the agent exited with code {agent.exit_code}",
+            retryable=True,
+            details=details,
+        )
+
+
+def _commit_and_push(
+    request: TaskRunRequest,
+    cache: ObjectCache,
+    folder: Path,
+    start: _Start,
+    branch: str,
+    details: dict,
+) -> tuple[str, RecordedTree, str | None]:
+    task, repo = request.task, request.repository
+    try:
+        recorded = record_work_tree(
+            cache, folder / "work", start.start, folder, repo.commit_exclude, task.id, repo.tag
+        )
+        _fail_on_findings(task, recorded, details)
+        message = f"Task {task.id}: {task.title}\n\nCto-Task: {task.id}\n"
+        head = cache.commit_tree(recorded.tree, [start.start], message)
+        live = cache.remote_heads([branch])[branch]
+        if live != start.remote_now:
+            raise TaskFailed(
+                f"{branch} changed on the remote while the agent ran (did the agent push?); "
+                "nothing was overwritten",
+                retryable=False,
+                details=details,
+            )
+        if request.before_push is not None:
+            request.before_push(head)
+        backup = backup_ref(branch, start.remote_now) if start.remote_now else None
+        cache.push(head, branch, start.remote_now, backup)
+    except GitError as exc:
+        retryable = not isinstance(exc, BranchMoved)
+        raise TaskFailed(str(exc), retryable=retryable, details=details) from None
+    return head, recorded, backup

@@ -51,6 +51,14 @@ def reap_stale(root: Path | None) -> list[Path]:
     return reaped
 
 
+def default_cache_root() -> Path:
+    """Per machine and user: `CTO_DAGSTER_CACHE`, else a folder in the system's temp folder."""
+    configured = os.environ.get("CTO_DAGSTER_CACHE")
+    if configured:
+        return Path(configured)
+    return Path(tempfile.gettempdir()) / f"cto-dagster-cache-{os.getuid()}"
+
+
 def new_workspace(kind: str, name: str, root: str | None) -> Path:
     base = Path(root) if root else None
     if base:

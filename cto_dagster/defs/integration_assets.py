@@ -3,9 +3,8 @@ overlapping files (WARN) and merge conflicts (ERROR, blocking the next level).""
 
 import dagster as dg
 
-from cto_dagster.core.credentials import redact
 from cto_dagster.core.forge import ForgeError, open_or_reuse_pull_request, pr_body, pr_title
-from cto_dagster.core.gitops import GitError
+from cto_dagster.core.git.command import GitError
 from cto_dagster.core.integration import (
     IntegrationRequest,
     IntegrationResult,
@@ -15,6 +14,7 @@ from cto_dagster.core.integration import (
 )
 from cto_dagster.core.names import integration_branch, task_branch
 from cto_dagster.core.planner import ExecutionPlan
+from cto_dagster.core.secrets import SecretNames
 from cto_dagster.core.settings import ProjectSettings
 from cto_dagster.defs.background import run_in_background
 from cto_dagster.defs.resources import PlayParameters
@@ -76,6 +76,7 @@ def _metadata(result: IntegrationResult, pr: str) -> dict[str, object]:
         "overlapping_files": len(result.overlaps),
         "predicted_conflicts": dg.MetadataValue.md(predicted or "(none)"),
         "pull_request": dg.MetadataValue.url(pr) if pr.startswith("http") else pr,
+        "backup_ref": result.backup_ref or "(nothing replaced)",
     }
 
 
@@ -85,7 +86,11 @@ def _listed(ids: list[str], limit: int = 12) -> str:
 
 
 def build_integration_asset(
-    project: ProjectSettings, plan: ExecutionPlan, level: int, translator: TaskTranslator
+    project: ProjectSettings,
+    plan: ExecutionPlan,
+    level: int,
+    translator: TaskTranslator,
+    secrets: SecretNames,
 ) -> dg.AssetsDefinition:
     key = integration_key(project, level)
     task_keys = {t: translator.asset_key(project, t) for t in plan.levels[level]}
@@ -128,21 +133,21 @@ def build_integration_asset(
                 f"{previous_key.to_user_string()} first",
                 allow_retries=False,
             )
+        repository = repository_for(project, secrets)
         request = IntegrationRequest(
             level=level,
             run_token=token,
-            repository=repository_for(project),
+            repository=repository,
             base_branch=play.integration_base_branch or project.base_branch,
             previous_commit=previous,
             tasks={t: heads[k] for t, k in task_keys.items()},
             build_branch=play.integration_pr_enabled,
             detect_overlaps=play.conflict_detection,
         )
-        secret = project_token(project)
         try:
             result = integrate_level(request)
         except GitError as exc:
-            raise dg.Failure(redact(str(exc), [secret]), allow_retries=True) from None
+            raise dg.Failure(repository.redact(str(exc)), allow_retries=True) from None
         if not play.integration_pr_enabled:
             pr = "integration disabled: integration_pr_enabled is false, no branch was built"
         else:

@@ -30,10 +30,11 @@ def build_definitions() -> dg.Definitions:
     try:
         settings = load_settings()
         single = len(settings.projects) == 1
+        secrets = settings.secret_names()
         parts = []
         for project in settings.projects:
             plan = plan_project(project, git_env_for(project))
-            parts.append(build_project_definitions(project, plan, single))
+            parts.append(build_project_definitions(project, plan, single, secrets=secrets))
     except (SettingsError, TasksFileError) as exc:
         raise ProjectLoadError(str(exc)) from None
     executor = play_multiprocess_executor

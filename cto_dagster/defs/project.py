@@ -3,6 +3,7 @@
 import dagster as dg
 
 from cto_dagster.core.planner import ExecutionPlan
+from cto_dagster.core.secrets import SecretNames
 from cto_dagster.core.settings import ProjectSettings
 from cto_dagster.defs.executor import play_multiprocess_executor
 from cto_dagster.defs.integration_assets import build_integration_asset
@@ -25,6 +26,7 @@ def build_project_definitions(
     single: bool,
     translator: TaskTranslator | None = None,
     executor_def: dg.ExecutorDefinition | None = None,
+    secrets: SecretNames | None = None,
 ) -> dg.Definitions:
     translator = translator or TaskTranslator()
     if executor_def is None:
@@ -33,13 +35,14 @@ def build_project_definitions(
             from cto_dagster.defs.kubernetes import play_k8s_executor
 
             executor_def = play_k8s_executor
+    secrets = secrets or SecretNames.of([project.git.token_env], project.secret_env)
     priorities = task_priorities(plan)
     assets = [
-        build_task_asset(project, plan, task_id, translator, priorities[task_id])
+        build_task_asset(project, plan, task_id, translator, priorities[task_id], secrets)
         for task_id in plan.task_ids
     ]
     assets += [
-        build_integration_asset(project, plan, level, translator)
+        build_integration_asset(project, plan, level, translator, secrets)
         for level in range(len(plan.levels))
     ]
     if plan.task_ids:

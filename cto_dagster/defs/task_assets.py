@@ -5,6 +5,7 @@ import os
 import dagster as dg
 
 from cto_dagster.core.planner import ExecutionPlan, remaining_path_lengths
+from cto_dagster.core.secrets import SecretNames
 from cto_dagster.core.settings import ProjectSettings
 from cto_dagster.core.task_run import (
     DependencyHead,
@@ -18,20 +19,35 @@ from cto_dagster.defs.translator import TAG_LEVEL, TAG_PROJECT, TAG_TASK_ID, Tas
 from cto_dagster.defs.wiring import repository_for
 
 HEAD_COMMIT = "head_commit"
+PUSHING_COMMIT = "pushing_commit"  # observed just before a push, in case the step dies after it
 
 
 def recorded_heads(
     instance: dg.DagsterInstance, keys: list[dg.AssetKey]
 ) -> dict[dg.AssetKey, str | None]:
-    """The head commit each task asset's latest materialization recorded, in one query."""
-    heads: dict[dg.AssetKey, str | None] = dict.fromkeys(keys)
+    """The head commit each asset's latest materialization recorded, in one query."""
+    return {key: heads[0] for key, heads in _recorded(instance, keys).items()}
+
+
+def _recorded(instance, keys) -> dict[dg.AssetKey, tuple[str | None, str | None]]:
+    """key -> (materialized head, a later announced push that no materialization followed)."""
+    found: dict[dg.AssetKey, tuple[str | None, str | None]] = dict.fromkeys(keys, (None, None))
     for record in instance.get_asset_records(keys) if keys else ():
-        entry = record.asset_entry.last_materialization
-        materialization = entry.asset_materialization if entry else None
+        entry = record.asset_entry
+        if entry.asset_key not in found:
+            continue
+        event = entry.last_materialization
+        materialization = event.asset_materialization if event else None
         value = materialization.metadata.get(HEAD_COMMIT) if materialization else None
-        if value is not None and record.asset_entry.asset_key in heads:
-            heads[record.asset_entry.asset_key] = str(value.value)
-    return heads
+        head = str(value.value) if value is not None else None
+        pushing = None
+        observation_id = entry.last_observation_storage_id
+        if observation_id and observation_id > (entry.last_materialization_storage_id or 0):
+            observed = entry.last_observation.asset_observation
+            announced = observed.metadata.get(PUSHING_COMMIT) if observed else None
+            pushing = str(announced.value) if announced is not None else None
+        found[entry.asset_key] = (head, pushing)
+    return found
 
 
 def task_priorities(plan: ExecutionPlan) -> dict[str, int]:
@@ -70,6 +86,11 @@ def result_metadata(result: TaskRunResult, level: int) -> dict[str, object]:
         "agent_exit_code": result.agent_exit_code,
         "agent_log_tail": dg.MetadataValue.md(f"```\n{result.agent_log_tail}\n```"),
         "replaced_commit": result.replaced_commit or "(new branch)",
+        "backup_ref": result.backup_ref or "(nothing replaced)",
+        "agent_sandbox": result.sandbox,
+        "nested_repositories_flattened": ", ".join(result.flattened_repositories) or "(none)",
+        "taskmaster_edits_left_out": ", ".join(result.taskmaster_edits) or "(none)",
+        "status_set_by_agent": result.status_set_by_agent or "(not set)",
     }
 
 
@@ -79,6 +100,7 @@ def build_task_asset(
     task_id: str,
     translator: TaskTranslator,
     priority: int,
+    secrets: SecretNames,
     extra_op_tags: dict[str, object] | None = None,
 ) -> dg.AssetsDefinition:
     task = plan.tasks[task_id]
@@ -114,17 +136,23 @@ def build_task_asset(
         else None,
     )
     def _task(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        heads = recorded_heads(context.instance, [key, *dependency_keys.values()])
+        heads = _recorded(context.instance, [key, *dependency_keys.values()])
+
+        def announce(commit: str) -> None:
+            context.log_event(dg.AssetObservation(asset_key=key, metadata={PUSHING_COMMIT: commit}))
+
         request = TaskRunRequest(
             task=task,
             level=level,
-            repository=repository_for(project),
+            repository=repository_for(project, secrets),
             agent=agent,
             dependencies=tuple(
-                DependencyHead(dep_id, heads[dep_key])
+                DependencyHead(dep_id, heads[dep_key][0])
                 for dep_id, dep_key in dependency_keys.items()
             ),
-            previous_head=heads[key],
+            previous_head=heads[key][0],
+            pushing_head=heads[key][1],
+            before_push=announce,
         )
         try:
             result = run_task(request, log=context.log.info)

@@ -119,14 +119,10 @@ def repo(tmp_path):
     return Repository(url=str(remote), workspace_root=str(tmp_path / "ws"))
 
 
-def request(repo, task_id, argv, timeout=120):
+def request(repo, task_id, argv, timeout=120, sandbox="auto"):
     task = parse_tasks([{"id": task_id, "title": "t"}], [])[str(task_id)]
-    return TaskRunRequest(
-        task=task,
-        level=0,
-        repository=repo,
-        agent=AgentSpec(preset=None, command=tuple(argv), timeout_seconds=timeout),
-    )
+    agent = AgentSpec(preset=None, command=tuple(argv), timeout_seconds=timeout, sandbox=sandbox)
+    return TaskRunRequest(task=task, level=0, repository=repo, agent=agent)
 
 
 def test_agent_printing_100_mb_keeps_memory_bounded(repo):
@@ -149,14 +145,16 @@ def test_agent_removing_git_is_detected(repo):
 
 
 def test_agent_pushing_by_itself_is_detected(repo):
+    """The agent's repository has no remote and no credentials; an agent that adds one and
+    pushes (possible only without a sandbox, to a remote on the same disk) is caught."""
     push = [
         "sh",
         "-c",
-        "git commit -q --allow-empty -m sneaky && "
-        "git push -q origin HEAD:refs/heads/feature/task-3-implementation",
+        f"git remote add mine {repo.url} && git commit -q --allow-empty -m sneaky && "
+        "git push -q mine HEAD:refs/heads/feature/task-3-implementation",
     ]
     with pytest.raises(TaskFailed, match="changed on the remote while the agent ran"):
-        run_task(request(repo, 3, push))
+        run_task(request(repo, 3, push, sandbox="none"))
 
 
 def test_agent_switching_branch_is_detected(repo):

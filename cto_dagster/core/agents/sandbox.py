@@ -1,0 +1,222 @@
+"""Where the agent runs: a sandbox that sees its work tree and little else.
+
+- `bwrap` (bubblewrap, Debian's `bubblewrap`): new process, IPC and UTS namespaces, so
+  `/proc` shows only the agent's own processes (not the step's environment, which holds the git
+  token); a filesystem of the system's read-only folders, the agent's program, a private /tmp and
+  home, and its work tree as the only writable place; inside, the agent is an ordinary user
+  (uid 1000) even when the step runs as root.
+- `user`: where bubblewrap cannot run (a container without user namespaces) and the step runs as
+  root: the agent runs as an unprivileged user, so it cannot read the step's `/proc/<pid>/environ`
+  nor root's files; the work tree and its home are handed to that user.
+- `none`: the agent runs as the step's own user and could read the step's environment through
+  `/proc`. Chosen only when asked for, or when neither of the above can run; the step says so.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SANDBOX_MODES = ("auto", "bwrap", "user", "none")
+INSIDE_UID = 1000
+DEFAULT_USER = "nobody"
+# read-only system folders every program needs (those that exist are bound)
+SYSTEM_PATHS = ("/usr", "/etc", "/opt")
+MERGED_USR_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+
+
+class SandboxUnavailable(Exception):
+    """The sandbox asked for cannot run here; the message says why and what to change."""
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    mode: str  # bwrap | user | none
+    reason: str  # why this mode, for the step's log
+    user: str | None = None  # `user` mode: who the agent runs as
+
+    @property
+    def isolates(self) -> bool:
+        return self.mode != "none"
+
+
+@functools.cache
+def bubblewrap_problem() -> str | None:
+    """None when bubblewrap can create its namespaces here, else why not."""
+    binary = shutil.which("bwrap")
+    if binary is None:
+        return "bubblewrap is not installed (Debian: apt-get install bubblewrap)"
+    probe = [
+        binary,
+        "--ro-bind",
+        "/",
+        "/",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-user",
+        "--uid",
+        str(INSIDE_UID),
+        "--die-with-parent",
+        "true",
+    ]
+    try:
+        result = subprocess.run(probe, capture_output=True, text=True, timeout=20, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"bubblewrap could not start: {exc}"
+    if result.returncode != 0:
+        return f"bubblewrap cannot create namespaces here: {result.stderr.strip()[:300]}"
+    return None
+
+
+def choose_sandbox(setting: str = "auto", user: str | None = None) -> Sandbox:
+    """The sandbox for `setting` (auto | bwrap | user | none); raises SandboxUnavailable when
+    the one asked for cannot run."""
+    if setting not in SANDBOX_MODES:
+        raise SandboxUnavailable(f"unknown sandbox {setting!r}; choose one of {SANDBOX_MODES}")
+    if setting == "none":
+        return Sandbox("none", "agent.sandbox is none: the agent runs as the step's own user")
+    problem = bubblewrap_problem()
+    if setting == "bwrap" or (setting == "auto" and problem is None):
+        if problem:
+            raise SandboxUnavailable(f"agent.sandbox is bwrap, but {problem}")
+        return Sandbox("bwrap", "bubblewrap: own process namespace, only the work tree writable")
+    if os.geteuid() == 0:
+        name = user or DEFAULT_USER
+        try:
+            pwd.getpwnam(name)
+        except KeyError:
+            raise SandboxUnavailable(f"sandbox user {name!r} does not exist") from None
+        return Sandbox("user", f"{problem}; the agent runs as the unprivileged user {name}", name)
+    if setting == "user":
+        raise SandboxUnavailable("agent.sandbox is user, but the step does not run as root")
+    return Sandbox(
+        "none",
+        f"NO SANDBOX: {problem}, and the step is not root: the agent runs as the step's own "
+        "user and could read the step's environment (the git token) through /proc",
+    )
+
+
+@dataclass
+class Launch:
+    """How to start the agent: the argv and the extra Popen arguments."""
+
+    argv: list[str]
+    popen: dict[str, object] = field(default_factory=dict)
+
+
+def program_paths(argv0: str, env: Mapping[str, str]) -> list[Path]:
+    """Folders the agent's program needs to run, read-only: the interpreter this package runs
+    on (the demo agent), this package, each PATH folder, and where the program really lives
+    (an npm package's whole folder)."""
+    paths = {Path(sys.prefix), Path(sys.base_prefix), Path(__file__).resolve().parents[2]}
+    for entry in (env.get("PATH") or "").split(os.pathsep):
+        if entry and Path(entry).is_dir():
+            paths.add(Path(entry))
+    found = shutil.which(argv0, path=env.get("PATH"))
+    if found:
+        real = Path(found).resolve()
+        paths.add(real.parent)
+        for parent in real.parents:
+            if parent.name == "node_modules":
+                paths.add(parent)
+                break
+    return sorted(paths)
+
+
+def _bwrap_argv(
+    argv: Sequence[str],
+    work: Path,
+    home: Path,
+    read_only: Iterable[Path],
+    env: Mapping[str, str],
+) -> list[str]:
+    command = [
+        shutil.which("bwrap") or "bwrap",
+        "--die-with-parent",
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--unshare-user",
+        "--uid",
+        str(INSIDE_UID),
+        "--gid",
+        str(INSIDE_UID),
+        "--hostname",
+        "cto-agent",
+    ]
+    # private, empty places first; what is bound afterwards shows through them
+    command += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]  # noqa: S108
+    command += ["--tmpfs", "/run", "--tmpfs", "/home", "--tmpfs", "/root"]
+    for path in SYSTEM_PATHS:
+        if Path(path).is_dir():
+            command += ["--ro-bind", path, path]
+    for link in MERGED_USR_LINKS:
+        if Path(link).is_symlink():
+            command += ["--symlink", os.readlink(link), link]
+        elif Path(link).is_dir():
+            command += ["--ro-bind", link, link]
+    resolv = Path("/etc/resolv.conf")
+    if resolv.is_symlink() and resolv.resolve().exists():
+        target = str(resolv.resolve())
+        command += ["--ro-bind", target, target]
+    system = tuple(SYSTEM_PATHS) + MERGED_USR_LINKS
+    extra = sorted(
+        {p for p in read_only if p.exists() and not str(p).startswith(system)},
+        key=lambda p: len(p.parts),
+    )
+    for path in extra:
+        command += ["--ro-bind", str(path), str(path)]
+    for path in (home, work):
+        command += ["--bind", str(path), str(path)]
+    command += ["--chdir", str(work), "--setenv", "HOME", str(home), "--"]
+    return [*command, *argv]
+
+
+def prepare_launch(
+    sandbox: Sandbox,
+    argv: Sequence[str],
+    step_folder: Path,
+    work: Path,
+    home: Path,
+    read_only: Iterable[Path],
+    env: Mapping[str, str],
+) -> Launch:
+    """The agent's argv inside the sandbox, with what the sandbox needs done first. `work`,
+    `home` and the `read_only` files live in `step_folder`, the step's private folder."""
+    read_only = list(read_only)
+    if sandbox.mode == "bwrap":
+        extra = [*read_only, *program_paths(argv[0], env)]
+        return Launch(_bwrap_argv(argv, work, home, extra, env))
+    if sandbox.mode == "user":
+        entry = pwd.getpwnam(sandbox.user or DEFAULT_USER)
+        for path in (work, home):
+            _hand_over(path, entry.pw_uid, entry.pw_gid)
+        step_folder.chmod(0o711)  # the agent's user may pass through, not list
+        for path in read_only:  # prompt and task files: readable by the agent's user
+            if path.is_file() and step_folder in path.parents:
+                path.chmod(0o644)
+        return Launch(
+            list(argv),
+            {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": [], "umask": 0o022},
+        )
+    return Launch(list(argv))
+
+
+def _hand_over(path: Path, uid: int, gid: int) -> None:
+    """chown a folder to the agent's user (links are changed, never followed)."""
+    os.lchown(path, uid, gid)
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            os.lchown(os.path.join(root, name), uid, gid)

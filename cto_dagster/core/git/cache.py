@@ -1,0 +1,233 @@
+"""The orchestrator's repository: one bare object cache per machine and repository URL.
+
+Every step of every run on a machine reads the project's objects from here instead of cloning:
+it is fetched when a step needs a commit it lacks (so about once per run), merges are computed in
+it without a work tree (`git merge-tree`), what an agent left is recorded into it through an index
+file of the step's own, and commits are pushed from it to the configured URL. Its configuration is
+written by this module alone; credentials reach it only through the environment of the fetch and
+push calls, and only for the configured host.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import re
+import subprocess
+from collections.abc import Iterable, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+from cto_dagster.core.git.command import (
+    BranchMoved,
+    GitError,
+    MergeConflict,
+    git_output,
+    ref_for_branch,
+    run_git,
+    stderr_text,
+)
+from cto_dagster.core.names import check_base_branch
+
+_REJECTED = re.compile(r"\[rejected\]|stale info|non-fast-forward|fetch first", re.IGNORECASE)
+BACKUP_PREFIX = "refs/cto-dagster/replaced/"
+_CREDENTIAL_KEY = re.compile(r"^(GIT_CONFIG_(COUNT|KEY_\d+|VALUE_\d+)|CTO_GIT_\w+)$")
+_SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+
+
+def cache_path(root: Path, url: str) -> Path:
+    return root / hashlib.sha256(url.encode()).hexdigest()[:16] / "objects.git"
+
+
+class ObjectCache:
+    """The bare cache for `url`; `env` is the git environment (credentials included) of the calls
+    that talk to the remote."""
+
+    def __init__(self, root: Path, url: str, env: Mapping[str, str]):
+        self.url = url
+        self.path = cache_path(root, url)
+        self.env = dict(env)
+        # local calls never need the credentials
+        self.local_env = {k: v for k, v in self.env.items() if not _CREDENTIAL_KEY.match(k)}
+
+    @property
+    def objects(self) -> Path:
+        return self.path / "objects"
+
+    # ---------------------------------------------------------------- creating and fetching
+
+    @contextmanager
+    def _locked(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with (self.path.parent / "fetch.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def _create(self) -> None:
+        if (self.path / "HEAD").exists():
+            return
+        run_git(["init", "--quiet", "--bare", str(self.path)], self.local_env, cwd=self.path.parent)
+        for key, value in (
+            ("gc.auto", "0"),  # no repack while steps read through alternates
+            ("core.hooksPath", "/dev/null"),
+            ("core.fsmonitor", "false"),
+        ):
+            self.git("config", key, value)
+
+    def create(self) -> None:
+        if not (self.path / "HEAD").exists():
+            with self._locked():
+                self._create()
+
+    def fetch(self) -> None:
+        """Every branch of the remote, into `refs/remotes/origin/*` (one fetch at a time)."""
+        with self._locked():
+            self._create()
+            try:
+                run_git(
+                    [
+                        "fetch",
+                        "--quiet",
+                        "--no-tags",
+                        "--prune",
+                        "--no-write-fetch-head",
+                        self.url,
+                        "+refs/heads/*:refs/remotes/origin/*",
+                    ],
+                    self.env,
+                    git_dir=self.path,
+                )
+            except subprocess.CalledProcessError as exc:
+                raise GitError(f"cannot fetch the repository: {stderr_text(exc)}") from None
+
+    def ensure(self, commits: Iterable[str | None]) -> None:
+        """Fetch when a commit a step needs is missing (a new cache, or work pushed since)."""
+        wanted = [c for c in commits if c]
+        if not (self.path / "HEAD").exists() or not all(self.has_commit(c) for c in wanted):
+            self.fetch()
+
+    # ---------------------------------------------------------------- reading
+
+    def git(self, *args: str, **kwargs) -> str:
+        return git_output(list(args), self.local_env, git_dir=self.path, **kwargs)
+
+    def has_commit(self, sha: str) -> bool:
+        if not _SHA.match(sha or ""):
+            return False
+        result = run_git(
+            ["cat-file", "-e", f"{sha}^{{commit}}"], self.local_env, git_dir=self.path, check=False
+        )
+        return result.returncode == 0
+
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        result = run_git(
+            ["merge-base", "--is-ancestor", ancestor, descendant],
+            self.local_env,
+            git_dir=self.path,
+            check=False,
+        )
+        return result.returncode == 0
+
+    def tree_of(self, commit: str) -> str:
+        return self.git("rev-parse", f"{commit}^{{tree}}")
+
+    def remote_heads(self, branches: Iterable[str]) -> dict[str, str | None]:
+        """The branches' commits on the remote right now (None: the branch does not exist)."""
+        refs: dict[str, str | None] = {}
+        for branch in branches:
+            refs[check_base_branch(branch)] = None
+        self.create()  # git runs in this repository, never in whatever folder we are in
+        try:
+            out = run_git(
+                ["ls-remote", "--heads", self.url, *(f"refs/heads/{b}" for b in refs)],
+                self.env,
+                git_dir=self.path,
+            ).stdout
+        except subprocess.CalledProcessError as exc:
+            raise GitError(f"cannot read the remote: {stderr_text(exc)}") from None
+        for line in out.splitlines():
+            sha, _, ref = line.partition("\t")
+            name = ref.removeprefix("refs/heads/")
+            if name in refs:
+                refs[name] = sha
+        return refs
+
+    def changed_files(self, base: str, head: str) -> list[str]:
+        out = self.git("diff", "--name-only", "--no-renames", base, head)
+        return sorted(filter(None, out.splitlines()))
+
+    def diff_stats(self, base: str, head: str) -> dict[str, int | list[str]]:
+        out = self.git("diff", "--numstat", "--no-renames", base, head)
+        files: list[str] = []
+        insertions = deletions = 0
+        for line in out.splitlines():
+            added, removed, path = line.split("\t", 2)
+            files.append(path)
+            insertions += int(added) if added.isdigit() else 0
+            deletions += int(removed) if removed.isdigit() else 0
+        return {"files": sorted(files), "insertions": insertions, "deletions": deletions}
+
+    def merge_base(self, left: str, right: str) -> str:
+        return self.git("merge-base", left, right)
+
+    # ---------------------------------------------------------------- writing objects
+
+    def merge_tree(self, left: str, right: str) -> tuple[str | None, list[str]]:
+        """Merge two commits without a work tree: (tree, []) when clean, (None, conflicted
+        paths) when not (`git merge-tree --write-tree`, git >= 2.38)."""
+        result = run_git(
+            ["merge-tree", "--write-tree", "--name-only", "-z", "--no-messages", left, right],
+            self.local_env,
+            git_dir=self.path,
+            check=False,
+        )
+        fields = [f for f in result.stdout.split("\0") if f]
+        if result.returncode == 0 and fields:
+            return fields[0], []
+        if result.returncode == 1:
+            return None, sorted(set(fields[1:]))
+        raise GitError(f"cannot merge {left[:12]} and {right[:12]}: {stderr_text(result)}")
+
+    def commit_tree(self, tree: str, parents: Iterable[str], message: str) -> str:
+        """A commit object; the message goes through stdin (never a file anyone could redirect)."""
+        args = ["commit-tree", tree]
+        for parent in parents:
+            args += ["-p", parent]
+        return self.git(*args, "-F", "-", input=message)
+
+    def merge(self, head: str, commit: str, label: str, into: str) -> str:
+        """`git merge --no-ff` of `commit` (named `label`) into `head`, as a new commit."""
+        tree, conflicts = self.merge_tree(head, commit)
+        if tree is None:
+            raise MergeConflict(label, into, conflicts)
+        return self.commit_tree(tree, [head, commit], f"Merge {label} into {into}")
+
+    # ---------------------------------------------------------------- pushing
+
+    def push(
+        self, commit: str, branch: str, expected: str | None, backup: str | None = None
+    ) -> None:
+        """Push `commit` to `branch` of the configured URL, only if the branch is still at
+        `expected` (None: it must not exist); `backup` keeps the commit being replaced under
+        a ref of its own, in the same atomic push. Nothing anyone else pushed is overwritten."""
+        ref = ref_for_branch(branch)
+        args = ["push", "--quiet", "--porcelain", f"--force-with-lease={ref}:{expected or ''}"]
+        refspecs = [f"{commit}:{ref}"]
+        if backup and expected:
+            args.append("--atomic")
+            refspecs.append(f"{expected}:{backup}")
+        try:
+            run_git([*args, self.url, *refspecs], self.env, git_dir=self.path)
+        except subprocess.CalledProcessError as exc:
+            text = stderr_text(exc) + " " + (exc.stdout or "")
+            if _REJECTED.search(text):
+                raise BranchMoved(
+                    f"the remote refused to update {branch}: it moved since it was last read "
+                    "(someone pushed to it)"
+                ) from None
+            raise GitError(f"push of {branch} failed: {stderr_text(exc)}") from None
+
+
+def backup_ref(branch: str, replaced: str) -> str:
+    """Where a replaced branch head is kept: `refs/cto-dagster/replaced/<branch>/<commit>`."""
+    return f"{BACKUP_PREFIX}{ref_for_branch(branch).removeprefix('refs/heads/')}/{replaced}"

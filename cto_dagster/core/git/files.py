@@ -1,0 +1,68 @@
+"""Reading a few files of a branch (the tasks file) through one shallow fetch into a bare cache,
+so that loading the code location never clones the repository."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from cto_dagster.core.git.command import GitError, run_git, stderr_text
+from cto_dagster.core.names import check_base_branch
+
+
+def read_files_at(
+    remote: str,
+    branch: str,
+    paths: Iterable[str],
+    cache: Path,
+    env: Mapping[str, str],
+    commit: str | None = None,
+) -> tuple[str, dict[str, bytes | None]]:
+    """Files of a branch and the commit they were read at; a path that is not on the branch maps
+    to None. Given a `commit` the cache already holds (the one an earlier read returned), nothing
+    is fetched: a run's step processes read exactly the plan their run was made from."""
+    check_base_branch(branch)
+    paths = list(paths)
+    for path in paths:
+        if path.startswith(("/", "-")) or ".." in Path(path).parts:
+            raise GitError(f"refusing path {path!r}: it must be relative to the repository")
+    if commit is not None and not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", commit):
+        commit = None
+    try:
+        if not (cache / "HEAD").exists():
+            cache.mkdir(parents=True, exist_ok=True)
+            run_git(["init", "--quiet", "--bare", str(cache)], env, cwd=cache)
+        if commit is None or not _holds_commit(cache, commit, env):
+            # a ref per branch, not FETCH_HEAD, which a concurrent read of another branch rewrites
+            ref = f"refs/cto/heads/{branch}"
+            run_git(
+                [
+                    "fetch",
+                    "--quiet",
+                    "--no-tags",
+                    "--depth=1",
+                    remote,
+                    f"+refs/heads/{branch}:{ref}",
+                ],
+                env,
+                git_dir=cache,
+            )
+            commit = run_git(["rev-parse", f"{ref}^{{commit}}"], env, git_dir=cache).stdout.strip()
+    except subprocess.CalledProcessError as exc:
+        raise GitError(
+            f"cannot read branch {branch} of the repository: {stderr_text(exc)}"
+        ) from None
+    found: dict[str, bytes | None] = {}
+    for path in paths:
+        result = run_git(
+            ["cat-file", "blob", f"{commit}:{path}"], env, git_dir=cache, check=False, text=False
+        )
+        found[path] = result.stdout if result.returncode == 0 else None
+    return commit, found
+
+
+def _holds_commit(cache: Path, commit: str, env: Mapping[str, str]) -> bool:
+    result = run_git(["cat-file", "-e", f"{commit}^{{commit}}"], env, git_dir=cache, check=False)
+    return result.returncode == 0
