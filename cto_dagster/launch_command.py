@@ -32,6 +32,7 @@ def _merged_config(files: list[str]) -> dict:
 
 
 def run_launch(job_name: str, config_files: list[str], tags_json: str | None) -> int:
+    from cto_dagster.dead_runs import settle_dead_runs
     from cto_dagster.instance_home import NoInstance, prepare_home, resolve_home
     from cto_dagster.launch import LaunchError, create_run, start_and_follow
     from cto_dagster.summary import open_instance, print_run_summary
@@ -50,6 +51,8 @@ def run_launch(job_name: str, config_files: list[str], tags_json: str | None) ->
         print(str(exc), file=sys.stderr)
         return 1
     with open_instance(home) as instance:
+        for settled in settle_dead_runs(instance):
+            print(f"🪦 Run {settled}")
         try:
             outcome = start_and_follow(
                 instance,

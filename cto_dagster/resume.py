@@ -10,6 +10,7 @@ import sys
 def run_resume(run_id: str | None, job_name: str) -> int:
     import dagster as dg
 
+    from cto_dagster.dead_runs import ACTIVE, run_process, settle_if_dead
     from cto_dagster.instance_home import NoInstance, resolve_home
     from cto_dagster.launch import LaunchError, create_reexecution_from_failure, start_and_follow
     from cto_dagster.summary import open_instance, print_run_summary
@@ -20,6 +21,15 @@ def run_resume(run_id: str | None, job_name: str) -> int:
         print(str(exc), file=sys.stderr)
         return 1
     with open_instance(home) as instance:
+        # a run whose process died (SIGKILL, a crash) is still STARTED: settle it first
+        for record in instance.get_run_records(
+            dg.RunsFilter(
+                job_name=job_name, run_ids=[run_id] if run_id else None, statuses=list(ACTIVE)
+            )
+        ):
+            settled = settle_if_dead(instance, record.dagster_run)
+            if settled:
+                print(f"🪦 Run {record.dagster_run.run_id}: {settled}")
         if run_id is None:
             failed = instance.get_run_records(
                 dg.RunsFilter(job_name=job_name, statuses=[dg.DagsterRunStatus.FAILURE]), limit=1
@@ -31,6 +41,15 @@ def run_resume(run_id: str | None, job_name: str) -> int:
         parent = instance.get_run_by_id(run_id)
         if parent is None:
             print(f"❌ no run {run_id} in this instance", file=sys.stderr)
+            return 1
+        if parent.status in ACTIVE:
+            process = run_process(instance, run_id)
+            where = f" (pid {process.pid} on {process.host})" if process else ""
+            print(
+                f"❌ run {run_id} is {parent.status.value} and its process{where} is not known "
+                "to be gone: stop it first (Ctrl-C, or Terminate in the UI)",
+                file=sys.stderr,
+            )
             return 1
         if parent.status != dg.DagsterRunStatus.FAILURE:
             print(f"❌ run {run_id} is {parent.status.value}, not failed", file=sys.stderr)

@@ -19,6 +19,7 @@ from dagster._core.execution.retries import RetryMode
 from dagster._core.executor.multiprocess import MultiprocessExecutor
 
 from cto_dagster.core.names import id_sort_key
+from cto_dagster.core.processes import ProcessIdentity
 from cto_dagster.core.settings import PINNED_COMMITS_ENV, planned_commits_pin
 from cto_dagster.defs.step_polling import collective_polling
 from cto_dagster.defs.translator import TAG_LEVEL, TAG_TASK_ID
@@ -110,17 +111,17 @@ class PlayMultiprocessExecutor(MultiprocessExecutor):
             ]
         pin_planned_commits()
         lines = plan_log_lines(execution_plan)
-        if lines:
-            mode = (
-                f"parallel, up to {self._max_concurrent} agents at once"
-                if self._parallel_execution
-                else "sequential (parallel_execution: false)"
-            )
-            header = (
-                f"Execution plan ({mode}); each task starts as soon as its dependencies are done"
-            )
-            message = "\n".join([header, *lines])
-            yield DagsterEvent.engine_event(plan_context, message, EngineEventData())
+        mode = (
+            f"parallel, up to {self._max_concurrent} agents at once"
+            if self._parallel_execution
+            else "sequential (parallel_execution: false)"
+        )
+        header = f"Execution plan ({mode}); each task starts as soon as its dependencies are done"
+        # who runs the run: `cto-dagster resume` tells a dead run from a running one by it
+        identity = ProcessIdentity.current().as_metadata()
+        yield DagsterEvent.engine_event(
+            plan_context, "\n".join([header, *lines]), EngineEventData(metadata=identity)
+        )
         with collective_polling():
             yield from super().execute(plan_context, execution_plan)
 

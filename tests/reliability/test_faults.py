@@ -47,6 +47,14 @@ def parent_of(pid: int) -> int:
     return int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
+def step_of(agent: int) -> int:
+    """The step process running an agent: its nearest ancestor outside the sandbox."""
+    pid = parent_of(agent)
+    while b"bwrap" in (Path("/proc") / str(pid) / "cmdline").read_bytes():
+        pid = parent_of(pid)
+    return pid
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -69,7 +77,8 @@ def test_step_killed_mid_agent_resumes_cleanly(make_project):
         stderr=subprocess.DEVNULL,
     )
     agent = find_agent("1", workspaces)
-    step = parent_of(agent)
+    step = step_of(agent)
+    assert b"bwrap" not in Path(f"/proc/{step}/cmdline").read_bytes()
     os.kill(step, signal.SIGKILL)  # the step process dies mid-agent
     assert run.wait(timeout=180) != 0
     assert "feature/task-1-implementation" not in project.git("branch", "--list")  # no half push

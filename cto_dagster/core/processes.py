@@ -1,0 +1,62 @@
+"""Telling whether a process recorded earlier is still the same living process: a pid alone is
+not enough (pids are reused, machines reboot), so the boot and the process's start time go with
+it."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def start_ticks(pid: int) -> str:
+    """The process's start time in clock ticks since boot (field 22 of /proc/<pid>/stat)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[-1].split()[19]
+
+
+@dataclass(frozen=True)
+class ProcessIdentity:
+    host: str
+    pid: int
+    boot: str
+    started: str
+
+    @classmethod
+    def current(cls) -> ProcessIdentity:
+        pid = os.getpid()
+        return cls(socket.gethostname(), pid, boot_id(), start_ticks(pid))
+
+    def as_metadata(self) -> dict[str, str]:
+        return {
+            "host": self.host,
+            "pid": str(self.pid),
+            "boot_id": self.boot,
+            "process_start_ticks": self.started,
+        }
+
+    @classmethod
+    def from_metadata(cls, data: dict[str, str]) -> ProcessIdentity | None:
+        try:
+            return cls(data["host"], int(data["pid"]), data["boot_id"], data["process_start_ticks"])
+        except (KeyError, ValueError):
+            return None
+
+    def verdict(self) -> str:
+        """'alive', 'dead' (this host, and the process is gone), or 'elsewhere'."""
+        if self.host != socket.gethostname():
+            return "elsewhere"
+        if self.boot and self.boot != boot_id():
+            return "dead"  # the machine restarted since
+        return "alive" if start_ticks(self.pid) == self.started and self.started else "dead"
