@@ -190,6 +190,26 @@ class RunOutcome:
         return self.status == dg.DagsterRunStatus.SUCCESS
 
 
+def sandbox_lines() -> list[str]:
+    """What isolates each project's agents, said before a run starts (never silently none)."""
+    from cto_dagster.core.agents import SandboxUnavailable, choose_sandbox
+    from cto_dagster.core.settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings()
+    except SettingsError:
+        return []  # the load itself reports it
+    lines = []
+    for project in settings.projects:
+        try:
+            sandbox = choose_sandbox(project.agent.sandbox, project.agent.sandbox_user)
+            mark = "🔒" if sandbox.isolates else "⚠️ "
+            lines.append(f"{mark} Agents of project {project.name}: {sandbox.reason}")
+        except SandboxUnavailable as exc:
+            lines.append(f"❌ Agents of project {project.name}: {exc}")
+    return lines
+
+
 def start_and_follow(
     instance: dg.DagsterInstance,
     make_run: Callable[[object], dg.DagsterRun],
@@ -197,6 +217,8 @@ def start_and_follow(
 ) -> RunOutcome:
     """Create a run with `make_run(workspace)`, start it, and print its progress until it ends.
     Ctrl-C stops the run (and its agents) before returning."""
+    for line in sandbox_lines():
+        say(line)
     output = log_path(instance)
     with code_location(instance, output) as workspace:
         run = make_run(workspace)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from cto_dagster.core.settings import SettingsError, load_settings, plan_project
+from cto_dagster.core.settings import Settings, SettingsError, load_settings, plan_project
 
 
 def write(tmp_path, text):
@@ -138,3 +138,41 @@ def test_the_example_configuration_is_valid_and_matches_the_defaults():
     project = example.projects[0]
     assert project.name == "shop" and project.agent.preset == "claude"
     assert project.commit_exclude == list(AGENT_SCAFFOLDING)
+
+
+def test_a_token_inside_the_repository_url_is_refused_without_printing_it(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "projects:\n  - name: shop\n    repository: https://me:ghp_SECRET123456@github.com/a/b.git\n"
+    )
+    with pytest.raises(SettingsError) as info:
+        load_settings({"CTO_DAGSTER_CONFIG": str(config)})
+    assert "git.token_env" in str(info.value)
+    assert "ghp_SECRET123456" not in str(info.value)
+    quick = {"CTO_REPOSITORY": "https://x:ghp_SECRET123456@example.com/a.git"}
+    with pytest.raises(SettingsError) as info:
+        load_settings(quick)
+    assert "ghp_SECRET123456" not in str(info.value)
+
+
+def test_secret_names_cover_every_project():
+    settings = Settings.model_validate(
+        {
+            "projects": [
+                {"name": "a", "repository": "/x", "git": {"token_env": "A_TOKEN"}},
+                {
+                    "name": "b",
+                    "repository": "/y",
+                    "git": {"token_env": "B_TOKEN"},
+                    "secret_env": ["B_DB_PASSWORD"],
+                    "agent": {"preset": "claude", "env_from": {"ANTHROPIC_API_KEY": "B_KEY"}},
+                },
+            ]
+        }
+    )
+    names = settings.secret_names()
+    assert names.git_tokens == {"A_TOKEN", "B_TOKEN"}
+    assert {"B_KEY", "B_DB_PASSWORD", "ANTHROPIC_API_KEY"} <= names.others
+    assert "ANTHROPIC_BASE_URL" not in names.others  # a URL is not a secret
+    env = {"A_TOKEN": "tokenA123", "B_KEY": "keyB4567", "ANTHROPIC_BASE_URL": "http://x"}
+    assert names.redact("a tokenA123 b keyB4567 http://x", env) == "a *** b *** http://x"

@@ -7,6 +7,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from cto_dagster.core.git.credentials import redact
 
@@ -22,17 +23,26 @@ class SecretNames:
 
     git_tokens: frozenset[str] = frozenset()
     others: frozenset[str] = frozenset()
+    files: frozenset[str] = frozenset()  # every project's token file
 
     @classmethod
-    def of(cls, git_tokens: Iterable[str | None], others: Iterable[str]) -> SecretNames:
+    def of(
+        cls, git_tokens: Iterable[str | None], others: Iterable[str], files: Iterable[str] = ()
+    ) -> SecretNames:
         return cls(
             frozenset(n for n in git_tokens if n),
             frozenset(n for n in others if n),
+            frozenset(f for f in files if f),
         )
 
     def values(self, environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
         environ = os.environ if environ is None else environ
         found = {environ.get(name) for name in self.git_tokens | self.others}
+        for path in self.files:
+            try:
+                found.add(Path(path).read_text(encoding="utf-8").strip())
+            except OSError:
+                pass
         return tuple(sorted(v for v in found if v and len(v) >= MIN_LENGTH))
 
     def redact(self, text: str, environ: Mapping[str, str] | None = None) -> str:

@@ -246,7 +246,11 @@ class Settings(_Strict):
             others += project.agent.env_from.values()
             others += project.secret_env
             others += [n for n in project.agent.spec().preset_env_names if SECRET_NAME.search(n)]
-        return SecretNames.of([p.git.token_env for p in self.projects], others)
+        return SecretNames.of(
+            [p.git.token_env for p in self.projects],
+            others,
+            [p.git.token_file for p in self.projects if p.git.token_file],
+        )
 
     @model_validator(mode="after")
     def _unique(self) -> Settings:

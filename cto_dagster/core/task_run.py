@@ -48,6 +48,7 @@ class Repository:
     git_env: Mapping[str, str] = field(default_factory=dict)  # credentials, from credentials.py
     denied_env: tuple[str, ...] = ()  # every project's secret variable names: never to agents
     secrets: tuple[str, ...] = ()  # secret values, redacted from every message and log
+    secret_files: tuple[str, ...] = ()  # token files: hidden from agents
     workspace_root: str | None = None
     cache_root: str | None = None
     commit_exclude: tuple[str, ...] = ()  # gitignore patterns the agent's leftovers are held to
@@ -214,7 +215,8 @@ def _run_agent(request: TaskRunRequest, folder: Path, work: Path, branch: str, l
         sandbox = choose_sandbox(request.agent.sandbox, request.agent.sandbox_user)
     except SandboxUnavailable as exc:
         raise TaskFailed(f"Task {task.id}: {exc}", retryable=False) from None
-    log(f"🔒 Task {task.id}: agent sandbox: {sandbox.reason}")
+    mark = "🔒" if sandbox.isolates else "⚠️"
+    log(f"{mark} Task {task.id}: agent sandbox: {sandbox.reason}")
     home = folder / "home"
     home.mkdir()
     prompt_file = folder / "prompt.md"
@@ -244,7 +246,8 @@ def _run_agent(request: TaskRunRequest, folder: Path, work: Path, branch: str, l
     }
     # the agent's repository borrows the cache's objects: readable, never writable
     readable = (prompt_file, task_file, repo.cache().objects)
-    place = AgentPlace(folder, work, home, readable, sandbox)
+    masked = tuple(Path(f) for f in repo.secret_files)
+    place = AgentPlace(folder, work, home, readable, sandbox, masked)
     agent = run_agent(request.agent, values, place, env, folder / "agent.log")
     return sandbox, agent
 

@@ -155,7 +155,7 @@ def build_task_asset(
             before_push=announce,
         )
         try:
-            result = run_task(request, log=context.log.info)
+            result = run_task(request, log=_logger(context))
         except TaskFailed as exc:
             metadata = {k: _metadata_value(v) for k, v in exc.details.items()}
             raise dg.Failure(
@@ -167,6 +167,15 @@ def build_task_asset(
         )
 
     return _task
+
+
+def _logger(context: dg.AssetExecutionContext):
+    """The step's lines into the run's log; warnings (no sandbox) at WARNING."""
+
+    def log(line: str) -> None:
+        (context.log.warning if line.startswith("⚠️") else context.log.info)(line)
+
+    return log
 
 
 def _metadata_value(value: object) -> object:

@@ -35,6 +35,7 @@ def repository_for(project: ProjectSettings, secrets: SecretNames) -> Repository
         git_env=credential_environment(token, project.repository),
         denied_env=tuple(sorted(secrets.git_tokens)),
         secrets=tuple(sorted({*values, *([token] if token else [])})),
+        secret_files=tuple(sorted(secrets.files)),
         workspace_root=project.workspace_root,
         commit_exclude=tuple(project.commit_exclude),
         adopt_existing_branches=project.adopt_existing_branches,

@@ -352,3 +352,38 @@ def test_dependencies_that_marked_themselves_done_still_merge(http_remote):
     )
     files = bare_git(bare, "ls-tree", "-r", "--name-only", three.branch).split()
     assert {"t1", "t2", "t3"} <= set(files)
+
+
+@needs_bwrap
+def test_a_token_file_is_hidden_even_inside_a_folder_the_agent_may_read(http_remote, tmp_path):
+    _server, repository, bare = http_remote
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "notes.txt").write_text("readable")
+    token_file = shared / "token"
+    token_file.write_text(TOKEN)
+    hidden = Repository(**{**repository.__dict__, "secret_files": (str(token_file),)})
+    code = (
+        f"import pathlib; d = pathlib.Path({str(shared)!r}); seen = []\n"
+        "for name in ('notes.txt', 'token'):\n"
+        "    try:\n"
+        "        seen.append((d / name).read_text())\n"
+        "    except OSError as exc:\n"
+        "        seen.append(type(exc).__name__)\n"
+        "pathlib.Path('seen.txt').write_text(repr(seen))\n"
+    )
+    request = TaskRunRequest(
+        task=task(1),
+        level=0,
+        repository=hidden,
+        agent=AgentSpec(
+            preset=None,
+            command=(sys.executable, "-c", code),
+            timeout_seconds=60,
+            sandbox="bwrap",
+            sandbox_read_only=(str(shared),),
+        ),
+    )
+    result = run_task(request, log=lambda _line: None)
+    seen = bare_git(bare, "show", f"{result.branch}:seen.txt")
+    assert seen in ("['readable', '']", "['readable', 'PermissionError']"), seen

@@ -42,6 +42,7 @@ class AgentPlace:
     home: Path
     read_only: tuple[Path, ...]
     sandbox: Sandbox
+    masked: tuple[Path, ...] = ()  # files the agent must not read even where shown (tokens)
 
 
 def build_argv(template: Sequence[str], values: Mapping[str, str]) -> list[str]:
@@ -102,6 +103,7 @@ def run_agent(
         place.home,
         [*place.read_only, *(Path(p) for p in spec.sandbox_read_only)],
         env,
+        place.masked,
     )
     started = time.monotonic()
     timed_out = False

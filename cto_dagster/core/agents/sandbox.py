@@ -139,7 +139,7 @@ def _bwrap_argv(
     work: Path,
     home: Path,
     read_only: Iterable[Path],
-    env: Mapping[str, str],
+    masked: Iterable[Path] = (),
 ) -> list[str]:
     command = [
         shutil.which("bwrap") or "bwrap",
@@ -180,6 +180,9 @@ def _bwrap_argv(
         command += ["--ro-bind", str(path), str(path)]
     for path in (home, work):
         command += ["--bind", str(path), str(path)]
+    for path in masked:  # token files that a read-only folder above would show
+        if path.is_file():
+            command += ["--ro-bind", "/dev/null", str(path)]
     command += ["--chdir", str(work), "--setenv", "HOME", str(home), "--"]
     return [*command, *argv]
 
@@ -192,13 +195,15 @@ def prepare_launch(
     home: Path,
     read_only: Iterable[Path],
     env: Mapping[str, str],
+    masked: Iterable[Path] = (),
 ) -> Launch:
     """The agent's argv inside the sandbox, with what the sandbox needs done first. `work`,
-    `home` and the `read_only` files live in `step_folder`, the step's private folder."""
+    `home` and the `read_only` files live in `step_folder`, the step's private folder; `masked`
+    files (token files) are hidden even where a folder above them is shown."""
     read_only = list(read_only)
     if sandbox.mode == "bwrap":
         extra = [*read_only, *program_paths(argv[0], env)]
-        return Launch(_bwrap_argv(argv, work, home, extra, env))
+        return Launch(_bwrap_argv(argv, work, home, extra, masked))
     if sandbox.mode == "user":
         entry = pwd.getpwnam(sandbox.user or DEFAULT_USER)
         for path in (work, home):
