@@ -1,5 +1,8 @@
 # Sourced by the other scripts: finds uv, or installs it into .tools/ with only Python 3.11+.
 set -euo pipefail
+# The platform's certificate store, not uv's bundled roots: behind a proxy with its own CA (as on
+# many company networks, and on the CI machines) uv's own roots are refused.
+export UV_SYSTEM_CERTS="${UV_SYSTEM_CERTS:-1}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 if command -v uv >/dev/null 2>&1; then
