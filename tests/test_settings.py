@@ -25,7 +25,7 @@ projects:
     )
     project = load_settings(env).projects[0]
     assert project.repository == str((tmp_path / "repo.git").resolve())
-    assert project.agent.spec().argv_template()[0] == "claude"
+    assert project.agent.spec().preset_definition.binary == "claude"
     assert project.git.token_env == "GITHUB_TOKEN"
 
 

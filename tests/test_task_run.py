@@ -267,7 +267,8 @@ def test_unknown_preset_and_missing_agent_binary(remote, tmp_path):
     missing = AgentSpec(preset=None, command=("no-such-agent-cli", "{prompt}"), timeout_seconds=9)
     with pytest.raises(TaskFailed) as info:
         run_task(request(remote, tmp_path, make_task(6), missing))
-    assert "exited with code 127" in info.value.message
+    assert "cannot start agent 'no-such-agent-cli': not found on PATH" in info.value.message
+    assert not info.value.retryable  # a retry cannot install the binary
     assert "cannot start agent 'no-such-agent-cli'" in info.value.details["agent_log_tail"]
 
 

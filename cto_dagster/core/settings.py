@@ -75,6 +75,9 @@ class AgentSettings(_Strict):
     sandbox_read_only: list[str] = Field(
         default_factory=list, description="extra folders the sandboxed agent may read"
     )
+    allow_no_changes: bool = Field(
+        False, description="a task whose agent changed nothing is green (default: it fails)"
+    )
 
     @field_validator("pass_env")
     @classmethod
@@ -106,6 +109,7 @@ class AgentSettings(_Strict):
             sandbox=self.sandbox,
             sandbox_user=self.sandbox_user,
             sandbox_read_only=tuple(self.sandbox_read_only),
+            allow_no_changes=self.allow_no_changes,
         ).validate()
 
 

@@ -27,6 +27,8 @@ from cto_dagster.core.agents import (
     run_agent,
     task_environment,
 )
+from cto_dagster.core.agents.presets import Usage
+from cto_dagster.core.agents.prompt import DoneDependency
 from cto_dagster.core.git.cache import ObjectCache, backup_ref
 from cto_dagster.core.git.command import BranchMoved, GitError, Identity, git_environment
 from cto_dagster.core.git.credentials import redact
@@ -67,6 +69,8 @@ class Repository:
 class DependencyHead:
     task_id: str
     commit: str | None  # as recorded by the dependency's materialization
+    title: str = ""
+    files: tuple[str, ...] = ()  # what it changed, for the agent's prompt
 
     @property
     def branch(self) -> str:
@@ -105,6 +109,7 @@ class TaskRunResult:
     replaced_commit: str | None
     backup_ref: str | None = None
     sandbox: str = "none"
+    usage: Usage | None = None
     flattened_repositories: list[str] = field(default_factory=list)
     taskmaster_edits: list[str] = field(default_factory=list)
     status_set_by_agent: str | None = None
@@ -220,7 +225,8 @@ def _run_agent(request: TaskRunRequest, folder: Path, work: Path, branch: str, l
     home = folder / "home"
     home.mkdir()
     prompt_file = folder / "prompt.md"
-    prompt_file.write_text(render_prompt(task, request.level, branch), encoding="utf-8")
+    done = [DoneDependency(d.task_id, d.title, d.files) for d in request.dependencies]
+    prompt_file.write_text(render_prompt(task, request.level, branch, done), encoding="utf-8")
     task_file = folder / "task.json"
     task_file.write_text(json.dumps(dict(task.raw), default=str), encoding="utf-8")
     task_env = task_environment(
@@ -247,7 +253,7 @@ def _run_agent(request: TaskRunRequest, folder: Path, work: Path, branch: str, l
     # the agent's repository borrows the cache's objects: readable, never writable
     readable = (prompt_file, task_file, repo.cache().objects)
     masked = tuple(Path(f) for f in repo.secret_files)
-    place = AgentPlace(folder, work, home, readable, sandbox, masked)
+    place = AgentPlace(folder, work, home, readable, sandbox, masked, prompt_file)
     agent = run_agent(request.agent, values, place, env, folder / "agent.log")
     return sandbox, agent
 
@@ -320,6 +326,7 @@ def _run_task(request: TaskRunRequest, log) -> TaskRunResult:
             replaced_commit=start.remote_now,
             backup_ref=backup,
             sandbox=sandbox.mode,
+            usage=agent.usage,
             flattened_repositories=recorded.flattened,
             taskmaster_edits=recorded.taskmaster_paths,
             status_set_by_agent=recorded.taskmaster_status,
@@ -328,8 +335,21 @@ def _run_task(request: TaskRunRequest, log) -> TaskRunResult:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def _may_change_nothing(request: TaskRunRequest) -> bool:
+    metadata = request.task.raw.get("metadata")
+    allowed = isinstance(metadata, dict) and metadata.get("allow_no_changes") is True
+    return request.agent.allow_no_changes or allowed
+
+
 def _check_agent_exit(request: TaskRunRequest, agent, details: dict) -> None:
     task = request.task
+    if agent.problem is not None:
+        again = "retried" if agent.problem.retryable else "not retried: change the setup first"
+        raise TaskFailed(
+            f"Task {task.id}: {agent.problem.message} ({again})",
+            retryable=agent.problem.retryable,
+            details=details,
+        )
     if agent.timed_out:
         raise TaskFailed(
             f"⏱️ Task {task.id}: the agent exceeded its timeout of "
@@ -359,6 +379,14 @@ def _commit_and_push(
             cache, folder / "work", start.start, folder, repo.commit_exclude, task.id, repo.tag
         )
         _fail_on_findings(task, recorded, details)
+        if recorded.tree == cache.tree_of(start.start) and not _may_change_nothing(request):
+            raise TaskFailed(
+                f"Task {task.id}: the agent exited 0 but changed nothing; a task is not done by "
+                "doing nothing (if that is right for this task, set `allow_no_changes: true` in "
+                "its metadata, or agent.allow_no_changes for the project)",
+                retryable=True,
+                details=details,
+            )
         message = f"Task {task.id}: {task.title}\n\nCto-Task: {task.id}\n"
         head = cache.commit_tree(recorded.tree, [start.start], message)
         live = cache.remote_heads([branch])[branch]

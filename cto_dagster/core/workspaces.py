@@ -30,7 +30,7 @@ def _alive(pid: int) -> bool:
 
 def reap_stale(root: Path | None) -> list[Path]:
     """Remove workspaces of dead steps (and kill what their agents left running)."""
-    base = root or Path(tempfile.gettempdir())
+    base = root or default_workspace_root()
     reaped: list[Path] = []
     try:
         entries = list(base.iterdir())
@@ -59,9 +59,20 @@ def default_cache_root() -> Path:
     return Path(tempfile.gettempdir()) / f"cto-dagster-cache-{os.getuid()}"
 
 
+def default_workspace_root() -> Path:
+    """`CTO_DAGSTER_WORKSPACES`, else a folder under /var/tmp (not /tmp: some agents' own
+    sandboxes put an empty /tmp over everything below it, the work tree included)."""
+    configured = os.environ.get("CTO_DAGSTER_WORKSPACES")
+    if configured:
+        return Path(configured)
+    base = Path("/var/tmp")  # noqa: S108 - a per-user folder below, traversable, not listable
+    if not (base.is_dir() and os.access(base, os.W_OK)):
+        base = Path(tempfile.gettempdir())
+    return base / f"cto-dagster-workspaces-{os.getuid()}"
+
+
 def new_workspace(kind: str, name: str, root: str | None) -> Path:
-    base = Path(root) if root else None
-    if base:
-        base.mkdir(parents=True, exist_ok=True)
+    base = Path(root) if root else default_workspace_root()
+    base.mkdir(mode=0o711, parents=True, exist_ok=True)  # another user may pass, not list
     reap_stale(base)
     return Path(tempfile.mkdtemp(prefix=f"cto-{kind}-{name}-p{os.getpid()}-", dir=base))

@@ -1,6 +1,7 @@
 """The task asset factory: one asset per task, upstream deps = the task's dependencies."""
 
 import os
+from typing import NamedTuple
 
 import dagster as dg
 
@@ -22,16 +23,32 @@ HEAD_COMMIT = "head_commit"
 PUSHING_COMMIT = "pushing_commit"  # observed just before a push, in case the step dies after it
 
 
+class Recorded(NamedTuple):
+    head: str | None  # the head commit of the latest materialization
+    pushing: str | None  # a later announced push that no materialization followed
+    files: tuple[str, ...] = ()  # what the latest materialization changed
+
+
 def recorded_heads(
     instance: dg.DagsterInstance, keys: list[dg.AssetKey]
 ) -> dict[dg.AssetKey, str | None]:
     """The head commit each asset's latest materialization recorded, in one query."""
-    return {key: heads[0] for key, heads in _recorded(instance, keys).items()}
+    return {key: found.head for key, found in _recorded(instance, keys).items()}
 
 
-def _recorded(instance, keys) -> dict[dg.AssetKey, tuple[str | None, str | None]]:
-    """key -> (materialized head, a later announced push that no materialization followed)."""
-    found: dict[dg.AssetKey, tuple[str | None, str | None]] = dict.fromkeys(keys, (None, None))
+def _changed_files(metadata) -> tuple[str, ...]:
+    value = metadata.get("changed_files")
+    text = getattr(value, "value", value) or getattr(value, "md_str", "") or ""
+    return tuple(
+        line[3:-1]
+        for line in str(text).splitlines()
+        if line.startswith("- `") and line.endswith("`")
+    )
+
+
+def _recorded(instance, keys) -> dict[dg.AssetKey, Recorded]:
+    """key -> what this instance recorded of it (one query for all keys)."""
+    found: dict[dg.AssetKey, Recorded] = dict.fromkeys(keys, Recorded(None, None))
     for record in instance.get_asset_records(keys) if keys else ():
         entry = record.asset_entry
         if entry.asset_key not in found:
@@ -40,13 +57,14 @@ def _recorded(instance, keys) -> dict[dg.AssetKey, tuple[str | None, str | None]
         materialization = event.asset_materialization if event else None
         value = materialization.metadata.get(HEAD_COMMIT) if materialization else None
         head = str(value.value) if value is not None else None
+        files = _changed_files(materialization.metadata) if materialization else ()
         pushing = None
         observation_id = entry.last_observation_storage_id
         if observation_id and observation_id > (entry.last_materialization_storage_id or 0):
             observed = entry.last_observation.asset_observation
             announced = observed.metadata.get(PUSHING_COMMIT) if observed else None
             pushing = str(announced.value) if announced is not None else None
-        found[entry.asset_key] = (head, pushing)
+        found[entry.asset_key] = Recorded(head, pushing, files)
     return found
 
 
@@ -91,6 +109,7 @@ def result_metadata(result: TaskRunResult, level: int) -> dict[str, object]:
         "nested_repositories_flattened": ", ".join(result.flattened_repositories) or "(none)",
         "taskmaster_edits_left_out": ", ".join(result.taskmaster_edits) or "(none)",
         "status_set_by_agent": result.status_set_by_agent or "(not set)",
+        **(result.usage.metadata() if result.usage else {}),
     }
 
 
@@ -147,11 +166,13 @@ def build_task_asset(
             repository=repository_for(project, secrets),
             agent=agent,
             dependencies=tuple(
-                DependencyHead(dep_id, heads[dep_key][0])
+                DependencyHead(
+                    dep_id, heads[dep_key].head, plan.tasks[dep_id].title, heads[dep_key].files
+                )
                 for dep_id, dep_key in dependency_keys.items()
             ),
-            previous_head=heads[key][0],
-            pushing_head=heads[key][1],
+            previous_head=heads[key].head,
+            pushing_head=heads[key].pushing,
             before_push=announce,
         )
         try:

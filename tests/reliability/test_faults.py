@@ -130,7 +130,13 @@ def repo(tmp_path):
 
 def request(repo, task_id, argv, timeout=120, sandbox="auto"):
     task = parse_tasks([{"id": task_id, "title": "t"}], [])[str(task_id)]
-    agent = AgentSpec(preset=None, command=tuple(argv), timeout_seconds=timeout, sandbox=sandbox)
+    agent = AgentSpec(
+        preset=None,
+        command=tuple(argv),
+        timeout_seconds=timeout,
+        sandbox=sandbox,
+        allow_no_changes=True,  # these agents test other things than their output
+    )
     return TaskRunRequest(task=task, level=0, repository=repo, agent=agent)
 
 

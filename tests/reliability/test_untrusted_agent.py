@@ -255,7 +255,8 @@ def test_without_a_sandbox_the_token_is_still_redacted_and_never_pushed_by_us(ht
     _server, repository, _bare = http_remote
     code = (
         f"import os; print('token:', {TOKEN!r});"
-        "print(open('/proc/%d/environ' % os.getppid(), 'rb').read()[:10])"
+        "print(open('/proc/%d/environ' % os.getppid(), 'rb').read()[:10]);"
+        "open('out.txt', 'w').write('x')"
     )
     lines = []
     request = TaskRunRequest(

@@ -1,8 +1,9 @@
-"""Running the agent: argv placeholders filled as data, the sandbox, a timeout that ends
-everything the agent started, and its output kept in a file, not in memory.
+"""Running the agent: its command (a preset's, or an argv list with placeholders filled as
+data), the sandbox, a timeout that ends everything the agent started, and its output kept in a
+file, not in memory; afterwards what its output says (cost, tokens, failures a retry cannot fix).
 
-Task text is data: it reaches the agent only as environment values, a file, or one whole argv
-element (`{prompt}`); it is never parsed by a shell.
+Task text is data: it reaches the agent only as environment values, a file, standard input, or one
+whole argv element (`{prompt}`, refused over a size Linux would refuse); never through a shell.
 """
 
 from __future__ import annotations
@@ -12,15 +13,18 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from cto_dagster.core.agents.presets import LaunchContext, Problem, Usage
 from cto_dagster.core.agents.sandbox import Sandbox, prepare_launch
 from cto_dagster.core.agents.spec import PLACEHOLDERS, AgentSpec
 from cto_dagster.core.workspaces import AGENT_PGID_FILE
 
 LOG_TAIL_BYTES = 4000
+SIGNS_SCAN_BYTES = 256 * 1024  # failure signs are read from the end of the output
+ARGUMENT_LIMIT = 100 * 1024  # Linux refuses one argument over 128 KiB
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,8 @@ class AgentRun:
     duration_seconds: float
     log_tail: str
     log_bytes: int
+    problem: Problem | None = None
+    usage: Usage | None = None
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,7 @@ class AgentPlace:
     read_only: tuple[Path, ...]
     sandbox: Sandbox
     masked: tuple[Path, ...] = ()  # files the agent must not read even where shown (tokens)
+    prompt_file: Path | None = None
 
 
 def build_argv(template: Sequence[str], values: Mapping[str, str]) -> list[str]:
@@ -65,6 +72,15 @@ def _read_tail(path: Path, limit: int = LOG_TAIL_BYTES) -> tuple[str, int]:
     return data.decode("utf-8", "replace"), size
 
 
+def log_lines(path: Path, last_bytes: int | None = None) -> Iterator[str]:
+    """The agent's output line by line (all of it, or its last bytes), never all in memory."""
+    with path.open("rb") as handle:
+        if last_bytes is not None:
+            handle.seek(max(0, path.stat().st_size - last_bytes))
+        for raw in handle:
+            yield raw.decode("utf-8", "replace")
+
+
 def _kill_group(process: subprocess.Popen) -> None:
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
@@ -83,6 +99,41 @@ def _kill_group(process: subprocess.Popen) -> None:
             return
 
 
+def _not_started(log_path: Path, problem: Problem, exit_code: int = 127) -> AgentRun:
+    log_path.write_text(problem.message + "\n", encoding="utf-8")
+    return AgentRun(exit_code, False, 0.0, *_read_tail(log_path), problem=problem)
+
+
+def _command(
+    spec: AgentSpec, values: Mapping[str, str], place: AgentPlace, env: Mapping[str, str]
+) -> tuple[list[str], dict[str, str], Problem | None]:
+    """The argv and environment to start, or the problem that stops it before it starts."""
+    preset = spec.preset_definition
+    if preset is None:
+        if "{prompt}" in "".join(spec.command) and len(values["prompt"]) > ARGUMENT_LIMIT:
+            return (
+                [],
+                dict(env),
+                Problem(
+                    f"the task's prompt is {len(values['prompt'])} bytes, too long for one "
+                    "argument ({prompt}): give the agent {prompt_file} instead"
+                ),
+            )
+        return build_argv(spec.command, values), dict(env), None
+    context = LaunchContext(
+        isolated=place.sandbox.isolates,
+        env=env,
+        prompt_file=place.prompt_file or Path(values["prompt_file"]),
+        work=place.work,
+        home=place.home,
+    )
+    as_root = os.geteuid() == 0 and not place.sandbox.isolates
+    problem = preset.preflight(context, as_root)
+    if problem is None:
+        preset.prepare_home(context)
+    return preset.argv(context), {**preset.extra_env, **env}, problem
+
+
 def run_agent(
     spec: AgentSpec,
     argv_values: Mapping[str, str],
@@ -91,10 +142,15 @@ def run_agent(
     log_path: Path,
 ) -> AgentRun:
     """Run the agent to completion or timeout; its output goes to `log_path`, not to memory."""
-    argv = build_argv(spec.validate().argv_template(), argv_values)
+    preset = spec.validate().preset_definition
+    argv, env, problem = _command(spec, argv_values, place, env)
+    if problem is not None:
+        return _not_started(log_path, problem, exit_code=-1)
     if shutil.which(argv[0], path=env.get("PATH")) is None:
-        log_path.write_text(f"cannot start agent {argv[0]!r}: not found on PATH\n")
-        return AgentRun(127, False, 0.0, *_read_tail(log_path))
+        hint = f" (install it: {preset.install})" if preset and preset.install else ""
+        return _not_started(
+            log_path, Problem(f"cannot start agent {argv[0]!r}: not found on PATH{hint}")
+        )
     launch = prepare_launch(
         place.sandbox,
         argv,
@@ -105,15 +161,19 @@ def run_agent(
         env,
         place.masked,
     )
+    prompt = place.prompt_file if preset is not None and preset.stdin_prompt else None
     started = time.monotonic()
     timed_out = False
-    with log_path.open("wb") as log:
+    with (
+        log_path.open("wb") as log,
+        prompt.open("rb") if prompt else open(os.devnull, "rb") as stdin,
+    ):
         try:
             process = subprocess.Popen(
                 launch.argv,
                 cwd=place.work,
-                env=dict(env),
-                stdin=subprocess.DEVNULL,
+                env=env,
+                stdin=stdin,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -122,7 +182,9 @@ def run_agent(
         except OSError as exc:
             log.write(f"cannot start agent {argv[0]!r}: {exc.strerror or exc}\n".encode())
             log.flush()
-            return AgentRun(127, False, 0.0, *_read_tail(log_path))
+            return AgentRun(
+                127, False, 0.0, *_read_tail(log_path), problem=Problem(f"cannot start {argv[0]!r}")
+            )
         # recorded so that a step killed with SIGKILL does not leave its agent running
         (place.step_folder / AGENT_PGID_FILE).write_text(str(process.pid))
         try:
@@ -140,4 +202,9 @@ def run_agent(
         except (ProcessLookupError, PermissionError):
             pass
     tail, size = _read_tail(log_path)
-    return AgentRun(exit_code, timed_out, time.monotonic() - started, tail, size)
+    usage = preset.usage(log_lines(log_path)) if preset else None
+    if preset:
+        problem = preset.problem(exit_code, log_lines(log_path, SIGNS_SCAN_BYTES))
+    elif exit_code in (126, 127):
+        problem = Problem(f"the agent's command could not run (exit code {exit_code})")
+    return AgentRun(exit_code, timed_out, time.monotonic() - started, tail, size, problem, usage)

@@ -115,22 +115,47 @@ class Launch:
     popen: dict[str, object] = field(default_factory=dict)
 
 
+def _install_roots(executable: Path) -> set[Path]:
+    """The folders a program needs beside itself: its own folder, an npm package tree, a
+    virtual environment and the Python it was made from, and a script's interpreter."""
+    roots: set[Path] = set()
+    real = executable.resolve()
+    roots.add(real.parent)
+    for parent in real.parents:
+        if parent.name == "node_modules":
+            roots.add(parent)
+            break
+        config = parent / "pyvenv.cfg"
+        if config.is_file():
+            roots.add(parent)
+            for line in config.read_text(errors="replace").splitlines():
+                key, _, value = line.partition("=")
+                if key.strip() == "home" and value.strip():
+                    roots.add(Path(value.strip()).resolve().parent)
+            break
+    try:
+        with real.open("rb") as handle:
+            first = handle.readline(512)
+    except OSError:
+        return roots
+    if first.startswith(b"#!"):
+        interpreter = first[2:].decode("utf-8", "replace").split()
+        if interpreter and interpreter[0] != "/usr/bin/env" and Path(interpreter[0]).exists():
+            roots |= _install_roots(Path(interpreter[0]))
+    return roots
+
+
 def program_paths(argv0: str, env: Mapping[str, str]) -> list[Path]:
     """Folders the agent's program needs to run, read-only: the interpreter this package runs
     on (the demo agent), this package, each PATH folder, and where the program really lives
-    (an npm package's whole folder)."""
+    (an npm package's whole folder, a virtual environment and its base Python)."""
     paths = {Path(sys.prefix), Path(sys.base_prefix), Path(__file__).resolve().parents[2]}
     for entry in (env.get("PATH") or "").split(os.pathsep):
         if entry and Path(entry).is_dir():
             paths.add(Path(entry))
     found = shutil.which(argv0, path=env.get("PATH"))
     if found:
-        real = Path(found).resolve()
-        paths.add(real.parent)
-        for parent in real.parents:
-            if parent.name == "node_modules":
-                paths.add(parent)
-                break
+        paths |= _install_roots(Path(found))
     return sorted(paths)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from cto_dagster.core.agents.presets import PRESETS
+from cto_dagster.core.agents.presets import PRESETS, Preset
 from cto_dagster.core.agents.sandbox import SANDBOX_MODES
 
 PLACEHOLDERS = ("{prompt_file}", "{prompt}", "{task_id}", "{task_file}", "{workdir}")
@@ -18,7 +18,7 @@ class AgentConfigError(ValueError):
 @dataclass(frozen=True)
 class AgentSpec:
     preset: str | None = "demo"
-    command: tuple[str, ...] = ()
+    command: tuple[str, ...] = ()  # an argv list; overrides the preset
     env: Mapping[str, str] = field(default_factory=dict)  # literal values (no secrets here)
     env_from: Mapping[str, str] = field(default_factory=dict)  # NAME -> variable holding it
     pass_env: tuple[str, ...] = ()  # names passed from the step's environment as they are
@@ -26,28 +26,38 @@ class AgentSpec:
     sandbox: str = "auto"
     sandbox_user: str | None = None
     sandbox_read_only: tuple[str, ...] = ()  # extra folders the sandboxed agent may read
+    allow_no_changes: bool = False  # a task whose agent changed nothing is green anyway
+
+    @property
+    def preset_definition(self) -> Preset | None:
+        """The preset that starts the agent (None: a custom command)."""
+        return None if self.command else PRESETS.get(self.preset or "")
 
     def argv_template(self) -> list[str]:
         if self.command:
             return list(self.command)
-        if self.preset in PRESETS:
-            return list(PRESETS[self.preset].argv)
-        raise AgentConfigError(
-            f"unknown agent preset {self.preset!r}; choose one of {', '.join(PRESETS)} "
-            "or give `command` as a list of arguments"
-        )
+        raise AgentConfigError("a preset builds its own command; argv_template is for commands")
 
     @property
     def preset_env_names(self) -> tuple[str, ...]:
-        preset = PRESETS.get(self.preset or "")
+        preset = self.preset_definition
         return preset.env_names if preset else ()
+
+    @property
+    def label(self) -> str:
+        return self.preset if self.preset_definition else "custom command"
 
     def validate(self) -> AgentSpec:
         if isinstance(self.command, str):
             raise AgentConfigError("the agent command must be a list of arguments, not a string")
-        argv = self.argv_template()
-        if not argv or not all(isinstance(a, str) and a for a in argv):
-            raise AgentConfigError("the agent command must be a non-empty list of strings")
+        if self.command:
+            if not all(isinstance(a, str) and a for a in self.command):
+                raise AgentConfigError("the agent command must be a non-empty list of strings")
+        elif self.preset not in PRESETS:
+            raise AgentConfigError(
+                f"unknown agent preset {self.preset!r}; choose one of {', '.join(PRESETS)} "
+                "or give `command` as a list of arguments"
+            )
         if not (0 < self.timeout_seconds <= 7 * 24 * 3600):
             raise AgentConfigError("timeout_seconds must be between 0 and one week")
         if self.sandbox not in SANDBOX_MODES:
