@@ -48,6 +48,12 @@ def cmd_launch(args: argparse.Namespace) -> int:
     return run_launch(job_name=args.job, config_files=args.config, tags_json=args.tags)
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from cto_dagster.doctor import run_doctor
+
+    return run_doctor()
+
+
 def cmd_resume(args: argparse.Namespace) -> int:
     from cto_dagster.resume import run_resume
 
@@ -112,6 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--run-id", default=None, help="run id (default: the latest failed run)")
     resume.add_argument("--job", default="play_project", help="job name (default: play_project)")
     resume.set_defaults(func=cmd_resume)
+
+    doctor = sub.add_parser(
+        "doctor",
+        help="check the configured projects (agent, credentials by name, remote, tasks file, "
+        "instance) before a run",
+    )
+    doctor.set_defaults(func=cmd_doctor)
 
     report = sub.add_parser("report", help="print the performance telemetry of a finished run")
     report.add_argument("--project", default=None, help="project name (default: the only one)")

@@ -128,3 +128,20 @@ def test_timeline_text_marks_the_critical_path():
     line_2 = next(line for line in lines if line.startswith("L0      2"))
     assert "#" in line_2 and "6.0s" in line_2  # 2 -> 4 is the critical path
     assert "=" in next(line for line in lines if line.startswith("L0      1"))
+
+
+def test_agent_usage_is_summed_per_run_where_reported():
+    reported = [
+        TaskTiming("1", 0, 100.0, 101.0, usage={"agent_cost_usd": 0.5, "agent_input_tokens": 10}),
+        TaskTiming("2", 0, 100.0, 106.0, usage={"agent_cost_usd": 0.25, "agent_input_tokens": 5}),
+        TaskTiming("3", 1, 101.5, 102.5),
+    ]
+    m = compute_metrics("run1", reported, DEPS, ["1", "2", "3"], 2)
+    assert m.summary["agent_cost_usd"] == pytest.approx(0.75)
+    assert m.summary["agent_input_tokens"] == 15
+    import math
+
+    assert math.isnan(m.summary["agent_output_tokens"])  # nobody reported it: n/a, not 0
+    assert any(line.startswith("💰 Agents: $0.7500, 15 input") for line in telemetry_lines(m))
+    quiet = compute_metrics("run2", timings(), DEPS, list(DEPS), 3)
+    assert not any("💰" in line for line in telemetry_lines(quiet))

@@ -313,3 +313,52 @@ def test_clone_never_copies_the_remotes_object_files(remote, tmp_path):
     (quarantine / "7880c8375cdc7494503e7f77584fa424108fc6").symlink_to(tmp_path / "gone")
     result = run_task(request(remote, tmp_path, make_task(4)))
     assert git_remote(remote, "rev-parse", result.branch) == result.head_commit
+
+
+def test_an_agent_that_changes_nothing_fails_its_task_unless_allowed(remote, tmp_path):
+    idle = python_agent("print('looked around, did nothing')")
+    with pytest.raises(TaskFailed) as info:
+        run_task(request(remote, tmp_path, make_task(1), idle))
+    assert "changed nothing" in info.value.message and "allow_no_changes" in info.value.message
+    assert "feature/task-1-implementation" not in git_remote(remote, "branch", "--list")
+    # the task's own metadata allows it (a verification task, say)
+    allowed = make_task(2, metadata={"allow_no_changes": True})
+    result = run_task(request(remote, tmp_path, allowed, idle))
+    assert result.files_changed == []
+    # or the project does
+    lenient = AgentSpec(preset=None, command=idle.command, allow_no_changes=True)
+    assert run_task(request(remote, tmp_path, make_task(3), lenient)).files_changed == []
+
+
+def test_large_task_text_never_goes_past_the_argument_limit(remote, tmp_path):
+    details = "x" * 300_000  # more than Linux takes in one argument (128 KiB)
+    big = make_task(4, details=details)
+    argv_agent = AgentSpec(
+        preset=None, command=(sys.executable, "-c", "pass", "{prompt}"), timeout_seconds=30
+    )
+    with pytest.raises(TaskFailed) as info:
+        run_task(request(remote, tmp_path, big, argv_agent))
+    assert "{prompt_file}" in info.value.message and not info.value.retryable
+    # by file, the whole prompt reaches the agent
+    file_agent = python_agent(
+        "import sys; text = open(sys.argv[1]).read(); open('got.txt', 'w').write(str(len(text)))"
+    )
+    file_agent = AgentSpec(
+        preset=None, command=(*file_agent.command, "{prompt_file}"), timeout_seconds=30
+    )
+    result = run_task(request(remote, tmp_path, big, file_agent))
+    assert int(git_remote(remote, "show", f"{result.head_commit}:got.txt")) > 300_000
+
+
+def test_the_prompt_tells_an_unattended_agent_what_its_dependencies_did(remote, tmp_path):
+    one = run_task(request(remote, tmp_path, make_task(1)))
+    copy = python_agent(
+        "import os, shutil; shutil.copy(os.environ['CTO_PROMPT_FILE'], 'prompt-seen.md')"
+    )
+    dep = DependencyHead("1", one.head_commit, "Set up the database", ("db/schema.sql",))
+    result = run_task(request(remote, tmp_path, make_task(2, deps=[1]), copy, deps=[dep]))
+    prompt = git_remote(remote, "show", f"{result.head_commit}:prompt-seen.md")
+    assert "no one will answer questions" in prompt
+    assert "run the test strategy" in prompt
+    assert "Leave `.taskmaster/` and `.gitignore` as they are" in prompt
+    assert "Task 1: Set up the database" in prompt and "db/schema.sql" in prompt

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
@@ -26,19 +26,31 @@ class TaskTiming:
     launched_at: float | None = None  # when its step's process (or pod) was launched
     from_run: str | None = None  # the earlier run (of a re-executed one) that did this task
     run_started_at: float | None = None  # when the run that did it started (if not the first)
+    usage: Mapping[str, float] = field(default_factory=dict)  # what its agent reported
 
     def shifted(self, seconds: float, from_run: str | None, run_started_at: float | None):
         launched = None if self.launched_at is None else self.launched_at - seconds
         started = None if run_started_at is None else run_started_at - seconds
-        return TaskTiming(
-            self.task_id,
-            self.level,
-            self.started_at - seconds,
-            self.finished_at - seconds,
-            launched,
-            from_run,
-            started,
+        return replace(
+            self,
+            started_at=self.started_at - seconds,
+            finished_at=self.finished_at - seconds,
+            launched_at=launched,
+            from_run=from_run,
+            run_started_at=started,
         )
+
+
+# what agents report about themselves, summed per run where any task reported it
+USAGE_FIELDS = ("agent_cost_usd", "agent_input_tokens", "agent_output_tokens", "agent_turns")
+
+
+def usage_totals(timings: Sequence[TaskTiming]) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    for name in USAGE_FIELDS:
+        values = [t.usage[name] for t in timings if name in t.usage]
+        totals[name] = round(float(sum(values)), 6) if values else float("nan")
+    return totals
 
 
 @dataclass(frozen=True)
@@ -203,6 +215,7 @@ def compute_metrics(
         "median_queue_wait_s": round(float(tasks["queue_wait_s"].median()), 3) if n_done else 0.0,
         "median_slot_wait_s": _median(tasks["slot_wait_s"]),
         "median_start_up_s": _median(tasks["start_up_s"]),
+        **usage_totals(timings),
     }
     return RunMetrics(
         run_id=run_id,
@@ -315,6 +328,13 @@ def telemetry_lines(metrics: RunMetrics) -> list[str]:
         f"{_shown(s['median_slot_wait_s'])}, starting the step {_shown(s['median_start_up_s'])}); "
         f"scheduling overhead {s['scheduling_overhead_s']:.1f} s",
     ]
+    if not is_nan(s["agent_input_tokens"]):
+        cost = "" if is_nan(s["agent_cost_usd"]) else f"${s['agent_cost_usd']:.4f}, "
+        turns = "" if is_nan(s["agent_turns"]) else f", {s['agent_turns']:.0f} turns"
+        lines.append(
+            f"💰 Agents: {cost}{s['agent_input_tokens']:.0f} input and "
+            f"{s['agent_output_tokens']:.0f} output tokens{turns}"
+        )
     if metrics.failed:
         lines.append(f"❌ Failed: tasks {', '.join(metrics.failed)}")
     if metrics.missing:

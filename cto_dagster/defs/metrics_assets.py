@@ -40,7 +40,7 @@ def _agent_slots(run: dg.DagsterRun, plan: ExecutionPlan) -> int:
 
 def _run_part(instance: dg.DagsterInstance, run: dg.DagsterRun, record_start: float | None):
     """One run's task timings (each from the attempt that materialized)."""
-    from cto_dagster.core.metrics import RunPart, TaskTiming
+    from cto_dagster.core.metrics import USAGE_FIELDS, RunPart, TaskTiming
 
     launches = step_launches(instance, run.run_id)
     timings = []
@@ -51,9 +51,15 @@ def _run_part(instance: dg.DagsterInstance, run: dg.DagsterRun, record_start: fl
             # the attempt that materialized: its last launch before the task started
             attempts = launches.get(r.step_key or "", ())
             launched = max((t for t in attempts if t <= start), default=None)
+            usage = {k: float(r.metadata[k]) for k in USAGE_FIELDS if r.number(k) is not None}
             timings.append(
                 TaskTiming(
-                    r.task_id, int(level) if level is not None else 0, start, finish, launched
+                    r.task_id,
+                    int(level) if level is not None else 0,
+                    start,
+                    finish,
+                    launched,
+                    usage=usage,
                 )
             )
     return RunPart(run.run_id, record_start, timings)

@@ -24,3 +24,14 @@ def install_specs(registry: str) -> list[str]:
         return [f"{pkg}@{PRESETS[name].verified_version}" for name, pkg in NPM_PACKAGES.items()]
     return [f"{pkg}=={PRESETS[name].verified_version}" for name, pkg in PYPI_PACKAGES.items()]
 
+
+__all__ = [
+    "NPM_PACKAGES",
+    "PRESETS",
+    "PYPI_PACKAGES",
+    "LaunchContext",
+    "Preset",
+    "Problem",
+    "Usage",
+    "install_specs",
+]
