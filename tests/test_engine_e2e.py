@@ -76,7 +76,9 @@ def test_dataflow_parallel_run_and_merged_dependencies(make_project):
     assert metrics["theoretical_speedup"].value == pytest.approx(4 / 3, abs=1e-3)
     assert metrics["actual_speedup"].value > 1.0
     assert metrics["critical_path"].value == "2 -> 4"
-    assert metrics[GANTT_CHART].value.startswith("![Gantt chart of the run](data:image/png;base64,")
+    assert metrics[GANTT_CHART].value.startswith(
+        "![Gantt chart of the run](data:image/svg+xml;base64,"
+    )
     assert len(metrics["tasks"].value.records) == 4
     # queue wait split in two from the steps' launch events: slot wait + start-up
     for row in metrics["tasks"].value.records:

@@ -3,22 +3,17 @@ dagster-k8s itself builds for a task step."""
 
 import importlib.util
 import json
-import shutil
+import re
 import sys
 
 import dagster as dg
 import kubernetes_validate
 import pytest
 import yaml
-from dagster_k8s.job import (
-    DagsterK8sJobConfig,
-    construct_dagster_k8s_job,
-    get_user_defined_k8s_config,
-)
-from kubernetes.client import ApiClient
 
-from cto_dagster.core.names import asset_name_for
+from cto_dagster.core.names import asset_name_for, label_value
 from cto_dagster.core.sample import create_sample_repository, guide_tasks_json
+from cto_dagster.defs.k8s_tags import quantity
 from cto_dagster.defs.loader import build_definitions
 from tests.helpers import REPO_ROOT
 
@@ -49,13 +44,35 @@ def test_values_configure_what_the_design_asks_for():
     assert values["dagsterDaemon"]["runMonitoring"]["enabled"] is True
     assert values["concurrency"]["pools"]["defaultLimit"] > 0
     assert {"name": "cto-dagster-git"} in deployment["envSecrets"]
+    # issue 14's defects 8: private registry, lasting step logs, fresh images, no password here
+    assert values["imagePullSecrets"] == [{"name": "ghcr-pull"}]
+    assert values["computeLogManager"]["type"] != "NoOpComputeLogManager"
+    assert deployment["image"]["pullPolicy"] == "Always"
+    assert "postgresqlPassword" not in values["postgresql"]
+    assert values["generatePostgresqlPasswordSecret"] is False
+    # defect 5: runs and integration pods are not labelled as task pods
+    assert "project-play" not in (
+        values["runLauncher"]["config"]["k8sRunLauncher"].get("labels") or {}
+    )
+
+
+def test_the_image_build_context_and_layers_stay_small():
+    """Defect 6: the build context held .venv (991 MB); a README edit rebuilt the dependencies."""
+    lines = (REPO_ROOT / ".dockerignore").read_text().splitlines()
+    ignore = [line for line in lines if line and not line.startswith("#")]
+    assert ignore[0] == "*" and {"!pyproject.toml", "!uv.lock", "!cto_dagster/"} <= set(ignore)
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    dependencies = dockerfile.index("--no-install-project")
+    assert dockerfile.index("COPY README.md") > dependencies
+    assert "COPY --from=builder /opt/cto-dagster/.venv" in dockerfile  # uv stays in the builder
+    assert "WORKDIR /home/agent" in dockerfile and "USER 1000" in dockerfile
 
 
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
         (
-            "pullPolicy: IfNotPresent",
+            "pullPolicy: Always",
             "pullPolicy: Sometimes",
             "dagster-user-deployments.deployments.0.image.pullPolicy: 'Sometimes' is not one of",
         ),
@@ -93,31 +110,152 @@ def test_validator_cli_exit_codes(tmp_path):
     assert failed.returncode == 1 and "dagsterWebserver.replicaCount" in failed.stderr
 
 
-@pytest.fixture
-def k8s_defs(monkeypatch, tmp_path):
+# --------------------------------------------------------------------------------- rendered Jobs
+# Every kind of step Job, made by dagster-k8s's own step handler inside a real run (the
+# play_k8s executor), with the run launcher configured from helm-values/values.yaml as the chart
+# renders it, sent to a stand-in of the Kubernetes API and validated as the API server would.
+
+LABEL = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+IMAGE = "ghcr.io/your-org/cto-dagster:0.1.0"
+
+
+def write_project(tmp_path, monkeypatch, long_id: str | None = None) -> None:
     tasks = json.loads(guide_tasks_json())
+    if long_id:
+        tasks["master"]["tasks"].append({"id": long_id, "title": "long", "dependencies": [1]})
     remote = create_sample_repository(tmp_path / "repo", json.dumps(tasks))
+    project = {
+        "name": "shop",
+        "repository": str(remote),
+        "agent": {"preset": "demo", "timeout_seconds": 1800},
+        "kubernetes": {"task_resources": {"3": {"requests": {"cpu": "2", "memory": "4Gi"}}}},
+        "max_retries": 0,
+    }
     config = tmp_path / "cto.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "projects": [
-                    {
-                        "name": "shop",
-                        "repository": str(remote),
-                        "agent": {"preset": "demo", "timeout_seconds": 1800},
-                        "kubernetes": {
-                            "task_resources": {"3": {"requests": {"cpu": "2", "memory": "4Gi"}}}
-                        },
-                    }
-                ]
-            }
-        )
-    )
+    config.write_text(yaml.safe_dump({"projects": [project]}))
     monkeypatch.setenv("CTO_DAGSTER_CONFIG", str(config))
     monkeypatch.setenv("CTO_DAGSTER_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("CTO_DAGSTER_KIND", "kubernetes")
+
+
+@pytest.fixture
+def k8s_defs(monkeypatch, tmp_path):
+    write_project(tmp_path, monkeypatch)
     return build_definitions()
+
+
+def render_step_jobs(tmp_path, steps: dict[str, tuple[str, bool]]) -> dict[str, dict]:
+    """name -> the Job manifest the step handler sent for that asset (run with parallel or not)."""
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+    from dagster._core.instance.ref import InstanceRef
+
+    from tests.k8s_api import KubernetesApi, run_launcher_config
+
+    module = tmp_path / "k8s_defs_module.py"
+    module.write_text(
+        "from cto_dagster.defs.loader import build_definitions\ndefs = build_definitions()\n"
+    )
+    job = ReconstructableRepository.for_file(str(module), "defs").get_reconstructable_job(
+        "play_project"
+    )
+    values = yaml.safe_load(VALUES.read_text())
+    rendered = {}
+    with KubernetesApi(refuse_jobs=True) as api:
+        home = tmp_path / "home"
+        home.mkdir()
+        launcher = run_launcher_config(values, api.kubeconfig(tmp_path / "kubeconfig"))
+        (home / "dagster.yaml").write_text(yaml.safe_dump({"run_launcher": launcher}))
+        with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+            for name, (asset, parallel) in steps.items():
+                before = len(api.jobs)
+                config = {"job_image": IMAGE, "parallel_execution": parallel}
+                dg.execute_job(
+                    job.get_subset(asset_selection={dg.AssetKey(["shop", asset])}),
+                    instance,
+                    run_config={"execution": {"config": config}},
+                    raise_on_error=False,
+                )
+                assert len(api.jobs) == before + 1, f"no Job was created for {name}"
+                rendered[name] = api.jobs[-1]
+    return rendered
+
+
+def check_rules(manifest: dict) -> None:
+    """What the schema cannot see: requests within limits, valid labels, no API token."""
+    kubernetes_validate.validate(manifest, "1.37.0", strict=True)
+    for labels in (
+        manifest["metadata"]["labels"],
+        manifest["spec"]["template"]["metadata"]["labels"],
+    ):
+        for key, value in labels.items():
+            assert LABEL.match(value) and len(value) <= 63, (key, value)
+    pod = manifest["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False  # a step needs no Kubernetes API
+    for container in pod["containers"]:
+        resources = container.get("resources") or {}
+        for name, wanted in (resources.get("requests") or {}).items():
+            limit = (resources.get("limits") or {}).get(name)
+            assert limit is None or quantity(limit) >= quantity(wanted), (name, wanted, limit)
+    assert manifest["spec"]["activeDeadlineSeconds"] > 0
+
+
+def test_every_kind_of_step_job_renders_valid_through_the_real_step_handler(monkeypatch, tmp_path):
+    write_project(tmp_path, monkeypatch)
+    jobs = render_step_jobs(
+        tmp_path,
+        {
+            "task": ("task_002", True),
+            "task with its own resources": ("task_003", True),
+            "integration": ("integration_level_0", True),
+            "metrics": ("run_metrics", True),
+            "one pod at a time": ("task_001", False),
+        },
+    )
+    for manifest in jobs.values():
+        check_rules(manifest)
+    task = jobs["task"]
+    labels = task["spec"]["template"]["metadata"]["labels"]
+    assert {
+        "task-id": "2",
+        "execution-level": "1",
+        "project-play": "true",
+    }.items() <= labels.items()
+    assert labels["parallel-execution"] == "true" and labels["repository"] == "shop"
+    container = task["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == IMAGE
+    assert container["resources"]["requests"] == {"cpu": "500m", "memory": "1Gi"}
+    assert task["spec"]["activeDeadlineSeconds"] == 1800 + 600
+    # the agent's sandbox on Kubernetes: root with just the capabilities to start it as nobody
+    security = container["securityContext"]
+    assert security["runAsUser"] == 0 and security["allowPrivilegeEscalation"] is False
+    assert (
+        security["capabilities"]["drop"] == ["ALL"] and "SETUID" in security["capabilities"]["add"]
+    )
+    # a 4Gi request under the run launcher's 1Gi limit: the task's own limit wins the merge
+    heavy = jobs["task with its own resources"]["spec"]["template"]["spec"]["containers"][0]
+    assert heavy["resources"]["requests"] == {"cpu": "2", "memory": "4Gi"}
+    assert quantity(heavy["resources"]["limits"]["memory"]) >= quantity("4Gi")
+    sequential = jobs["one pod at a time"]["spec"]["template"]["metadata"]["labels"]
+    assert sequential["parallel-execution"] == "false"
+    for kind in ("integration", "metrics"):
+        pod_labels = jobs[kind]["spec"]["template"]["metadata"]["labels"]
+        assert "project-play" not in pod_labels and "task-id" not in pod_labels, kind
+        assert pod_labels["cto-step"] == kind
+
+
+def test_a_long_slug_id_loads_and_renders(monkeypatch, tmp_path):
+    """Slug ids up to TaskMaster's limits: tag and label values hold 63 characters."""
+    long_id = "implement-the-" + "very-" * 15 + "long-task"  # 98 characters
+    write_project(tmp_path, monkeypatch, long_id=long_id)
+    defs = build_definitions()
+    name = asset_name_for(long_id)
+    node = defs.resolve_asset_graph().get(dg.AssetKey(["shop", name]))
+    assert len(node.tags["cto/task_id"]) <= 63
+    jobs = render_step_jobs(tmp_path, {"long": (name, True)})
+    check_rules(jobs["long"])
+    label = jobs["long"]["metadata"]["labels"]["task-id"]
+    assert label.startswith("implement-the-very") and len(label) <= 63
+    assert label != label_value(long_id + "x")  # a hash keeps two long ids apart
 
 
 def test_kubernetes_variant_loads_with_the_k8s_executor(k8s_defs):
@@ -127,112 +265,33 @@ def test_kubernetes_variant_loads_with_the_k8s_executor(k8s_defs):
     assert k8s_defs.resolve_asset_graph().get(dg.AssetKey(["shop", "task_004"]))
 
 
-def step_job_manifest(defs, task_id: str) -> dict:
-    """Build the step's Job exactly as K8sStepHandler.launch_step does."""
-    assets = defs.resolve_assets_def(dg.AssetKey(["shop", asset_name_for(task_id)]))
-    user_config = get_user_defined_k8s_config(assets.op.tags)
-    job_config = DagsterK8sJobConfig(
-        job_image="ghcr.io/your-org/cto-dagster:0.1.0",
-        dagster_home="/opt/dagster/dagster_home",
-        instance_config_map="dagster-instance",
-        image_pull_policy="IfNotPresent",
-    )
-    job = construct_dagster_k8s_job(
-        job_config=job_config,
-        args=["dagster", "api", "execute_step"],
-        job_name="dagster-step-0123456789abcdef",
-        pod_name="dagster-step-0123456789abcdef",
-        component="step_worker",
-        user_defined_k8s_config=user_config,
-        labels={
-            "dagster/job": "play_project",
-            "dagster/op": f"shop__{asset_name_for(task_id)}",
-            "dagster/run-id": "0123456789",
-        },
-        env_vars=[{"name": "DAGSTER_RUN_STEP_KEY", "value": f"shop__{asset_name_for(task_id)}"}],
-    )
-    manifest = ApiClient().sanitize_for_serialization(job)
-    manifest.setdefault("apiVersion", "batch/v1")
-    manifest.setdefault("kind", "Job")
-    return manifest
-
-
-def test_step_job_manifest_is_valid_and_carries_labels_resources_deadline(k8s_defs):
-    manifest = step_job_manifest(k8s_defs, "2")
-    kubernetes_validate.validate(manifest, "1.37.0", strict=True)
-    expected = {
-        "task-id": "2",
-        "execution-level": "1",
-        "project-play": "true",
-        "parallel-execution": "true",
-    }
-    job_labels = manifest["metadata"]["labels"]
-    pod_labels = manifest["spec"]["template"]["metadata"]["labels"]
-    for labels in (job_labels, pod_labels):
-        assert expected.items() <= labels.items()
-        assert labels["repository"] == "shop"
-    container = manifest["spec"]["template"]["spec"]["containers"][0]
-    assert container["resources"] == {
-        "requests": {"cpu": "500m", "memory": "1Gi"},
-        "limits": {"memory": "4Gi"},
-    }
-    assert manifest["spec"]["activeDeadlineSeconds"] == 1800 + 600
-    # per-task resources replace the default for that task only
-    heavy = step_job_manifest(k8s_defs, "3")["spec"]["template"]["spec"]["containers"][0]
-    assert heavy["resources"] == {"requests": {"cpu": "2", "memory": "4Gi"}}
-
-
-def test_a_broken_manifest_is_caught_by_the_same_check(k8s_defs):
-    manifest = step_job_manifest(k8s_defs, "2")
-    manifest["spec"]["activeDeadlineSeconds"] = "soon"
-    with pytest.raises(kubernetes_validate.ValidationError):
-        kubernetes_validate.validate(manifest, "1.37.0", strict=True)
-
-
-def test_dockerfile_serves_the_code_location():
-    text = (REPO_ROOT / "Dockerfile").read_text()
-    assert "git" in text and '-m", "cto_dagster.definitions"' in text
-    assert shutil.which("git")
-
-
 def test_step_pods_plan_from_the_commit_the_run_planned_from(k8s_defs, tmp_path):
     """A run lasts hours: its step pods get the commit of the tasks file it planned from."""
     from dagster._config import process_config
     from dagster._core.definitions.job_base import InMemoryJob
 
     from cto_dagster.core.settings import PINNED_COMMITS_ENV, planned_commits
+    from tests.k8s_api import KubernetesApi
 
     job = k8s_defs.resolve_job_def("play_project")
     schema = job.executor_def.config_schema.config_type
-    kubeconfig = tmp_path / "kubeconfig"  # read at start-up; no cluster is contacted
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
-                "users": [{"name": "u", "user": {"token": "t"}}],
-                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-                "current-context": "x",
-            }
-        )
-    )
-    raw = {
-        "env_vars": ["EXTRA=1"],
-        "parallel_execution": False,
-        "load_incluster_config": False,
-        "kubeconfig_file": str(kubeconfig),
-    }
-    config = process_config(schema, raw).value
-    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
-        executor = job.executor_def.executor_creation_fn(
-            dg.InitExecutorContext(
-                job=InMemoryJob(job),
-                executor_def=job.executor_def,
-                executor_config=config,
-                instance=instance,
+    with KubernetesApi() as api:
+        raw = {
+            "env_vars": ["EXTRA=1"],
+            "parallel_execution": False,
+            "load_incluster_config": False,
+            "kubeconfig_file": str(api.kubeconfig(tmp_path / "kubeconfig")),
+        }
+        config = process_config(schema, raw).value
+        with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+            executor = job.executor_def.executor_creation_fn(
+                dg.InitExecutorContext(
+                    job=InMemoryJob(job),
+                    executor_def=job.executor_def,
+                    executor_config=config,
+                    instance=instance,
+                )
             )
-        )
     context = executor._step_handler._executor_container_context
     env = {e["name"]: e.get("value") for e in context.run_k8s_config.container_config["env"]}
     commits = planned_commits()

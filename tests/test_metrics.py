@@ -2,7 +2,7 @@
 
 import pytest
 
-from cto_dagster.core.metrics import TaskTiming, compute_metrics, gantt_png, telemetry_lines
+from cto_dagster.core.metrics import TaskTiming, compute_metrics, gantt_svg, telemetry_lines
 
 DEPS = {"1": [], "2": [], "3": ["1"], "4": ["2", "3"]}
 
@@ -73,8 +73,14 @@ def test_partial_run_says_what_is_missing():
 def test_empty_run_and_chart():
     empty = compute_metrics("run3", [], DEPS, ["1"], 1)
     assert empty.summary["actual_speedup"] == 0.0 and empty.missing == ["1"]
-    png = gantt_png(compute_metrics("run4", timings(), DEPS, list(DEPS), 3))
-    assert png.startswith(b"\x89PNG") and len(png) > 5000
+    svg = gantt_svg(compute_metrics("run4", timings(), DEPS, list(DEPS), 3))
+    import xml.etree.ElementTree as ElementTree
+
+    root = ElementTree.fromstring(svg)  # well-formed
+    assert root.tag.endswith("svg") and root.get("width") == "900"
+    assert svg.count("<title>task ") == 4  # a bar a task
+    assert svg.count('fill="url(#hatch)"') == 2  # 2 -> 4, the critical path
+    assert "L0 · task 2" in svg and "1.33x theoretical" in svg
 
 
 def test_a_re_executed_run_reads_complete_with_its_parent_runs_work():

@@ -176,3 +176,13 @@ def test_secret_names_cover_every_project():
     assert "ANTHROPIC_BASE_URL" not in names.others  # a URL is not a secret
     env = {"A_TOKEN": "tokenA123", "B_KEY": "keyB4567", "ANTHROPIC_BASE_URL": "http://x"}
     assert names.redact("a tokenA123 b keyB4567 http://x", env) == "a *** b *** http://x"
+
+
+def test_an_ssh_url_on_kubernetes_is_refused_with_what_to_use_instead(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("projects:\n  - name: shop\n    repository: git@github.com:acme/shop.git\n")
+    environ = {"CTO_DAGSTER_CONFIG": str(config), "CTO_DAGSTER_KIND": "kubernetes"}
+    with pytest.raises(SettingsError) as info:
+        load_settings(environ)
+    assert "SSH URL" in str(info.value) and "git.token_env" in str(info.value)
+    assert load_settings({"CTO_DAGSTER_CONFIG": str(config)}).projects[0].kind == "local"

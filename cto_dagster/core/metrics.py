@@ -6,7 +6,6 @@ three frames (tasks, levels, run) and the picture of the run.
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -240,45 +239,73 @@ def _median(column: pd.Series) -> float:
     return round(float(known.median()), 3) if len(known) else float("nan")
 
 
-def gantt_png(metrics: RunMetrics, title: str = "") -> bytes:
-    """A Gantt chart of the run, by level, with the critical path marked."""
-    import matplotlib
+_LEVEL_COLORS = (
+    "#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2",
+    "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac",
+)  # fmt: skip
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    frame = metrics.tasks.sort_values(["level", "start_s"], key=None).reset_index(drop=True)
-    height = max(2.0, 0.45 * len(frame) + 1.2)
-    fig, ax = plt.subplots(figsize=(9, height), dpi=100)
-    colors = plt.get_cmap("tab10")
-    critical = set(metrics.critical_path)
-    for index, row in frame.iterrows():
-        on_path = row["task"] in critical
-        ax.barh(
-            index,
-            row["duration_s"],
-            left=row["start_s"],
-            color=colors(int(row["level"]) % 10),
-            edgecolor="black" if on_path else "none",
-            linewidth=2.0 if on_path else 0,
-            hatch="//" if on_path else None,
-        )
-    ax.set_yticks(range(len(frame)))
-    ax.set_yticklabels([f"L{r.level} · task {r.task}" for r in frame.itertuples()])
-    ax.invert_yaxis()
-    ax.set_xlabel("seconds since the run started")
+def gantt_svg(metrics: RunMetrics, title: str = "") -> str:
+    """A Gantt chart of the run (SVG: no plotting library, and the UI shows it as an image),
+    one bar a task, coloured by level, the critical path outlined and hatched."""
+    from xml.sax.saxutils import escape
+
+    frame = metrics.tasks.sort_values(["level", "start_s"]).reset_index(drop=True)
+    left, right, top, row = 150, 20, 50, 26
+    width = 900
+    plot = width - left - right
+    height = top + row * max(1, len(frame)) + 40
+    end = float(frame["finish_s"].max()) if not frame.empty else 1.0
+    scale = plot / (end or 1.0)
     summary = metrics.summary
-    ax.set_title(
-        title
-        or f"Run {metrics.run_id[:8]}: {summary['actual_speedup']}x actual, "
-        f"{summary['theoretical_speedup']}x theoretical (hatched: critical path)"
+    heading = title or (
+        f"Run {metrics.run_id[:8]}: {summary['actual_speedup']:.2f}x actual, "
+        f"{summary['theoretical_speedup']:.2f}x theoretical (hatched: critical path)"
     )
-    ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return buffer.getvalue()
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        'font-family="DejaVu Sans, Arial, sans-serif" font-size="12">',
+        '<defs><pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse" '
+        'patternTransform="rotate(45)"><line x1="0" y1="0" x2="0" y2="6" stroke="black" '
+        'stroke-width="1.5"/></pattern></defs>',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        f'<text x="{width / 2}" y="24" text-anchor="middle" font-size="14">'
+        f"{escape(heading)}</text>",
+    ]
+    ticks = 6
+    for i in range(ticks + 1):
+        x = left + plot * i / ticks
+        seconds = end * i / ticks
+        parts.append(
+            f'<line x1="{x:.1f}" y1="{top - 6}" x2="{x:.1f}" y2="{height - 34}" stroke="#ddd"/>'
+            f'<text x="{x:.1f}" y="{height - 20}" text-anchor="middle">{seconds:.1f}</text>'
+        )
+    parts.append(
+        f'<text x="{left + plot / 2}" y="{height - 4}" text-anchor="middle">'
+        "seconds since the run started</text>"
+    )
+    critical = set(metrics.critical_path)
+    for index, task in enumerate(frame.itertuples()):
+        y = top + index * row
+        x = left + float(task.start_s) * scale
+        bar = max(2.0, float(task.duration_s) * scale)
+        color = _LEVEL_COLORS[int(task.level) % len(_LEVEL_COLORS)]
+        on_path = task.task in critical
+        outline = ' stroke="black" stroke-width="2"' if on_path else ""
+        parts.append(
+            f'<text x="{left - 8}" y="{y + 17}" text-anchor="end">'
+            f"L{task.level} · task {escape(str(task.task))}</text>"
+            f'<rect x="{x:.1f}" y="{y + 3}" width="{bar:.1f}" height="{row - 6}" '
+            f'fill="{color}"{outline}><title>task {escape(str(task.task))}: '
+            f"{task.duration_s:.1f} s</title></rect>"
+        )
+        if on_path:
+            parts.append(
+                f'<rect x="{x:.1f}" y="{y + 3}" width="{bar:.1f}" height="{row - 6}" '
+                'fill="url(#hatch)"/>'
+            )
+    parts.append("</svg>")
+    return "".join(parts)
 
 
 def timeline_text(metrics: RunMetrics, width: int = 40) -> str:

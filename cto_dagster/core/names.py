@@ -7,6 +7,7 @@ an asset name must be one Dagster accepts.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 
@@ -154,6 +155,11 @@ def check_project_name(name: str) -> str:
 
 
 def label_value(text: str) -> str:
-    """A valid Kubernetes label value: at most 63 of [A-Za-z0-9_.-], alphanumeric at both ends."""
-    clean = re.sub(r"[^A-Za-z0-9_.-]+", "-", text)[:63].strip("-_.")
+    """A valid Kubernetes label (and Dagster tag) value: at most 63 of [A-Za-z0-9_.-],
+    alphanumeric at both ends. A longer value is cut and ends with a hash of the whole, so that
+    two long task ids never share a label."""
+    clean = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-_.")
+    if len(clean) > 63 or clean != text:
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        clean = clean if len(clean) <= 63 else f"{clean[:54].strip('-_.')}-{digest}"
     return clean or "none"

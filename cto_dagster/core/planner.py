@@ -1,7 +1,7 @@
 """The execution plan: a validated task graph, its levels, critical path and advice.
 
-Levels, paths and redundancy are linear passes over plain adjacency lists; networkx (slow to
-import) analyses cycles and offers the graph to callers that want it. Levels are computed in one
+Levels, paths, redundancy and cycles are linear passes over plain adjacency lists (no graph
+library: importing one cost ~1 s of every process start). Levels are computed in one
 topological pass (O(V + E)), not round by round as the original did
 (O(levels x V x deps)). A task's level is one more than its deepest dependency's; levels label
 tasks for tags, integration and reports, and never hold a task back (DESIGN.md principle 2).
@@ -9,18 +9,12 @@ tasks for tags, integration and reports, and never hold a task back (DESIGN.md p
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
-from typing import TYPE_CHECKING
 
 from cto_dagster.core.names import InvalidName, asset_name_for, id_sort_key, sorted_ids, task_branch
 from cto_dagster.core.taskmaster import FIX_HINT, Task, TaskList, TasksFileError, read_task_list
-
-if TYPE_CHECKING:
-    import networkx as nx
 
 REDUNDANCY_CHECK_LIMIT = 20_000
 MAX_CYCLES_SHOWN = 20
@@ -60,16 +54,6 @@ class ExecutionPlan:
     def dependencies_to_run(self, task_id: str) -> list[str]:
         """Dependencies that this plan runs (done ones are already satisfied)."""
         return sorted_ids(self.dependencies[task_id])
-
-    @cached_property
-    def graph(self) -> nx.DiGraph:
-        """The tasks to run as a networkx graph, edge dependency -> dependent."""
-        import networkx as nx  # imported on demand: it costs ~1 s of every process start
-
-        graph = nx.DiGraph()
-        graph.add_nodes_from(self.task_ids)
-        graph.add_edges_from((d, t) for t, deps in self.dependencies.items() for d in deps)
-        return graph
 
     @property
     def stats(self) -> dict[str, float | int]:
@@ -137,23 +121,90 @@ def topological_levels(deps: Deps) -> tuple[list[list[str]], list[str]]:
     return levels, leftover
 
 
-def find_cycles(deps: Deps, among: Iterable[str], limit: int = MAX_CYCLES_SHOWN) -> list[list[str]]:
-    """Cycles as `[5, 16, 5]` (5 depends on 16, which depends on 5): at least one per strongly
-    connected component of `among`. O(V + E) for the components, then a bounded search in each."""
-    import networkx as nx  # only invalid files pay for it
+def strongly_connected(edges: Mapping[str, list[str]]) -> list[list[str]]:
+    """Tarjan's strongly connected components, iteratively (deep chains never recurse). O(V + E)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    components: list[list[str]] = []
+    for root in edges:
+        if root in index:
+            continue
+        work = [(root, iter(edges[root]))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, successors = work[-1]
+            advanced = False
+            for successor in successors:
+                if successor not in index:
+                    index[successor] = low[successor] = len(index)
+                    stack.append(successor)
+                    on_stack.add(successor)
+                    work.append((successor, iter(edges[successor])))
+                    advanced = True
+                    break
+                if successor in on_stack:
+                    low[node] = min(low[node], index[successor])
+            if advanced:
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                components.append(component)
+    return components
 
-    graph = nx.DiGraph()
+
+def _shortest_cycle_through(start: str, edges: Mapping[str, list[str]]) -> list[str] | None:
+    """Breadth first from `start` back to it: the shortest cycle through `start`."""
+    came_from: dict[str, str] = {}
+    frontier = [start]
+    while frontier:
+        following = []
+        for node in frontier:
+            for successor in sorted_ids(edges[node]):
+                if successor == start:
+                    path = [node]
+                    while path[-1] != start:
+                        path.append(came_from[path[-1]])
+                    return path[::-1]
+                if successor not in came_from:
+                    came_from[successor] = node
+                    following.append(successor)
+        frontier = following
+    return None
+
+
+def find_cycles(deps: Deps, among: Iterable[str], limit: int = MAX_CYCLES_SHOWN) -> list[list[str]]:
+    """Cycles as `[5, 16, 5]` (5 depends on 16, which depends on 5): the shortest few of each
+    strongly connected component of `among`. O(V + E) for the components, then a bounded
+    breadth-first search from their first members."""
     members = set(among)
-    graph.add_edges_from((t, d) for t in members for d in deps[t] if d in members)
+    edges = {t: [d for d in deps[t] if d in members] for t in sorted_ids(members)}
     cycles: list[list[str]] = []
-    components = [c for c in nx.strongly_connected_components(graph) if len(c) > 1]
-    for component in sorted(components, key=lambda c: id_sort_key(min(c, key=id_sort_key))):
-        sub = graph.subgraph(component)
-        candidates = itertools.islice(nx.simple_cycles(sub, length_bound=8), 50)
-        found = sorted(candidates, key=len)[:3] or [[u for u, _ in nx.find_cycle(sub)]]
-        for cycle in found:
-            start = min(range(len(cycle)), key=lambda i: id_sort_key(cycle[i]))
-            rotated = cycle[start:] + cycle[:start]
+    components = [sorted_ids(c) for c in strongly_connected(edges) if len(c) > 1]
+    for component in sorted(components, key=lambda c: id_sort_key(c[0])):
+        inside = set(component)
+        sub = {t: [d for d in edges[t] if d in inside] for t in component}
+        found: list[list[str]] = []
+        for start in component[:50]:
+            cycle = _shortest_cycle_through(start, sub)
+            if cycle and not any(set(cycle) == set(other) for other in found):
+                found.append(cycle)
+        for cycle in sorted(found, key=len)[:3]:
+            first = min(range(len(cycle)), key=lambda i: id_sort_key(cycle[i]))
+            rotated = cycle[first:] + cycle[:first]
             cycles.append([*rotated, rotated[0]])
         if len(cycles) >= limit:
             break

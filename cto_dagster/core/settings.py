@@ -357,7 +357,18 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         settings = Settings(
             projects=[p.model_copy(update={"kind": kind}) for p in settings.projects]
         )
+    for project in settings.projects:
+        if project.kind == "kubernetes" and _is_ssh(project.repository):
+            raise SettingsError(
+                f"❌ project {project.name}: {project.repository} is an SSH URL; on Kubernetes "
+                "the image has no ssh client or keys. Use the https URL and the NAME of the "
+                "token's variable in git.token_env (a Secret in the pod's environment)."
+            )
     return settings
+
+
+def _is_ssh(url: str) -> bool:
+    return url.startswith("ssh://") or bool(re.match(r"^[\w.-]+@[\w.-]+:", url))
 
 
 def _cache_root(environ: Mapping[str, str]) -> Path:

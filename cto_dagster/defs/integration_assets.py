@@ -17,6 +17,7 @@ from cto_dagster.core.planner import ExecutionPlan
 from cto_dagster.core.secrets import SecretNames
 from cto_dagster.core.settings import ProjectSettings
 from cto_dagster.defs.background import run_in_background
+from cto_dagster.defs.k8s_tags import K8S_CONFIG_TAG, bookkeeping_k8s_config
 from cto_dagster.defs.resources import PlayParameters
 from cto_dagster.defs.task_assets import HEAD_COMMIT, recorded_heads
 from cto_dagster.defs.translator import TAG_LEVEL, TAG_PROJECT, TaskTranslator
@@ -106,7 +107,11 @@ def build_integration_asset(
             + (f"level {level - 1}'s integration branch." if level else "the base branch.")
         ),
         tags={TAG_LEVEL: str(level)},
-        op_tags={TAG_LEVEL: str(level), TAG_PROJECT: project.name},
+        op_tags={
+            TAG_LEVEL: str(level),
+            TAG_PROJECT: project.name,
+            K8S_CONFIG_TAG: bookkeeping_k8s_config(project, "integration"),
+        },
         kinds={"git", "github"} if project.github_repository else {"git"},
         check_specs=[
             dg.AssetCheckSpec(

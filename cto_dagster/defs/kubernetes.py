@@ -1,19 +1,38 @@
 """Kubernetes: task steps as pods (`k8s_job_executor`), labelled the way the original's users
-query them (`kubectl get pods -l execution-level=0`); the labels, resources and deadline of each
-step live in `k8s_tags.py`. Imported only when a project runs on Kubernetes."""
+query them (`kubectl get pods -l execution-level=0`); what each step pod looks like lives in
+`k8s_tags.py`. Imported only when a project runs on Kubernetes.
+
+`play_k8s` is dagster-k8s's own executor with two things added through its public configuration:
+the guide's `parallel_execution` switch (false: one pod at a time, and the task pods say so in
+their `parallel-execution` label), and the commits the run planned from, passed to every step pod.
+"""
 
 import dagster as dg
 from dagster._core.definitions.executor_definition import multiple_process_executor_requirements
-from dagster_k8s.executor import _K8S_EXECUTOR_CONFIG_SCHEMA, k8s_job_executor
+from dagster_k8s.executor import k8s_job_executor
 
 from cto_dagster.core.settings import PINNED_COMMITS_ENV, planned_commits_pin
+from cto_dagster.defs.translator import TAG_TASK_ID
 
 PLAY_K8S_CONFIG = {
-    **_K8S_EXECUTOR_CONFIG_SCHEMA,
+    **k8s_job_executor.config_schema.config_type.fields,
     "parallel_execution": dg.Field(
         bool, default_value=True, description="false: one task pod at a time."
     ),
 }
+
+
+def task_ops(job: dg.JobDefinition) -> list[str]:
+    """The op names of the job's task steps (their op tags name the task)."""
+    return sorted(
+        node.name for node in job.graph.nodes if TAG_TASK_ID in (node.definition.tags or {})
+    )
+
+
+def per_run_labels(job: dg.JobDefinition, parallel: bool) -> dict[str, dict]:
+    label = {"parallel-execution": "true" if parallel else "false"}
+    metadata = {"job_metadata": {"labels": label}, "pod_template_spec_metadata": {"labels": label}}
+    return {op: metadata for op in task_ops(job)}
 
 
 @dg.executor(
@@ -26,10 +45,27 @@ def play_k8s_executor(init_context: dg.InitExecutorContext):
     commits this run planned from: a run lasts hours, and its pods must not pick up a tasks file
     pushed meanwhile."""
     config = dict(init_context.executor_config)
-    if not config.pop("parallel_execution", True):
+    parallel = config.pop("parallel_execution", True)
+    if not parallel:
         config["max_concurrent"] = 1
+    labels = per_run_labels(init_context.job.get_definition(), parallel)
+    per_step = dict(config.get("per_step_k8s_config") or {})
+    for op, extra in labels.items():
+        per_step[op] = _merge(extra, per_step.get(op) or {})
+    config["per_step_k8s_config"] = per_step
     pin = planned_commits_pin()
     if pin:
         config["env_vars"] = [*(config.get("env_vars") or []), f"{PINNED_COMMITS_ENV}={pin}"]
     inner = init_context._replace(executor_config=config)
     return k8s_job_executor.executor_creation_fn(inner)
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = (
+            _merge(out[key], value)
+            if isinstance(value, dict) and isinstance(out.get(key), dict)
+            else value
+        )
+    return out

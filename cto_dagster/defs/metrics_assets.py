@@ -10,6 +10,7 @@ from cto_dagster.core.settings import ProjectSettings
 from cto_dagster.defs.background import run_in_background
 from cto_dagster.defs.executor import DEFAULT_AGENT_SLOTS
 from cto_dagster.defs.integration_assets import integration_key
+from cto_dagster.defs.k8s_tags import K8S_CONFIG_TAG, bookkeeping_k8s_config
 from cto_dagster.defs.run_records import run_chain, step_launches, task_records
 from cto_dagster.defs.translator import TAG_PROJECT, TaskTranslator
 
@@ -188,9 +189,9 @@ def _reported_before(instance: dg.DagsterInstance, key: dg.AssetKey, run_id: str
 def _metrics_metadata(metrics, history: list[dict], plotted: bool) -> dict[str, object]:
     import pandas as pd
 
-    from cto_dagster.core.metrics import gantt_png, is_nan, timeline_text
+    from cto_dagster.core.metrics import gantt_svg, is_nan, timeline_text
 
-    chart = base64.b64encode(gantt_png(metrics)).decode()
+    chart = base64.b64encode(gantt_svg(metrics).encode()).decode()
     # NaN (a figure no step recorded) is left out: JSON, and so the UI, has no NaN
     figures = {k: v for k, v in metrics.summary.items() if not is_nan(v)}
     if not plotted:
@@ -204,7 +205,7 @@ def _metrics_metadata(metrics, history: list[dict], plotted: bool) -> dict[str, 
         **figures,
         "timeline": dg.MetadataValue.md(timeline_text(metrics)),
         GANTT_CHART: dg.MetadataValue.md(
-            f"![Gantt chart of the run](data:image/png;base64,{chart})"
+            f"![Gantt chart of the run](data:image/svg+xml;base64,{chart})"
         ),
         "tasks": _table(metrics.tasks),
         "levels": _table(metrics.levels),
@@ -232,7 +233,10 @@ def build_metrics_asset(
             "materializes it for that run, saying what is missing (or materialize it alone)."
         ),
         kinds={"pandas"},
-        op_tags={TAG_PROJECT: project.name},
+        op_tags={
+            TAG_PROJECT: project.name,
+            K8S_CONFIG_TAG: bookkeeping_k8s_config(project, "metrics"),
+        },
     )
     def _metrics(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         run_in_background()

@@ -3,7 +3,7 @@ the way `DagsterDbtTranslator` lets dbt users shape their assets."""
 
 import dagster as dg
 
-from cto_dagster.core.names import asset_name_for
+from cto_dagster.core.names import asset_name_for, label_value
 from cto_dagster.core.planner import ExecutionPlan
 from cto_dagster.core.settings import ProjectSettings
 from cto_dagster.core.taskmaster import Task
@@ -30,7 +30,9 @@ class TaskTranslator:
         priority = (
             task.priority if task.priority in ("critical", "high", "medium", "low") else "medium"
         )
-        return {TAG_LEVEL: str(level), TAG_TASK_ID: task.id, TAG_PRIORITY: priority}
+        # tag values hold 63 characters: a longer slug id is shortened with a stable hash (the
+        # step's op tag keeps the whole id)
+        return {TAG_LEVEL: str(level), TAG_TASK_ID: label_value(task.id), TAG_PRIORITY: priority}
 
     def description(self, task: Task) -> str:
         """Plain text, title first: the catalog shows it as written, one line of it."""
