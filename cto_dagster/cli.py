@@ -20,16 +20,22 @@ def _write_json(data: dict, destination: str) -> None:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from cto_dagster.core.plan_text import render_plan
     from cto_dagster.core.planner import plan_tasks_file
 
-    plan = plan_tasks_file(args.path, tag=args.tag, include_all=args.all)
+    plan = plan_tasks_file(args.path, tags=args.tag, all_tags=args.all_tags, include_all=args.all)
     data = plan.to_json()
     if args.output:
         _write_json(data, args.output)
-    if args.json:
+    output_format = "json" if args.json else args.format
+    if output_format == "json":
         print(json.dumps(data, ensure_ascii=False))
+    elif output_format == "mermaid":
+        from cto_dagster.core.mermaid import render_mermaid
+
+        print(render_mermaid(plan))
     else:
+        from cto_dagster.core.plan_text import render_plan
+
         print(render_plan(plan))
         if args.output:
             print(f"\n📝 Plan written to {args.output}")
@@ -80,9 +86,26 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="tasks.json, or a project folder (default: the current folder)",
     )
-    plan.add_argument("--tag", help="TaskMaster tag (default: the project's current tag)")
-    plan.add_argument("--all", action="store_true", help="plan every task, whatever its status")
-    plan.add_argument("--json", action="store_true", help="print the plan as one JSON object")
+    plan.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        metavar="TAG",
+        help="TaskMaster tag (default: the project's current tag); repeat to plan several tags "
+        "together, in the order their `dependsOn` gives",
+    )
+    plan.add_argument("--all-tags", action="store_true", help="plan every tag of the file")
+    plan.add_argument(
+        "--all", action="store_true", help="plan every task, whatever its status (review too)"
+    )
+    plan.add_argument(
+        "--format",
+        choices=("text", "json", "mermaid"),
+        default="text",
+        help="text (default), json (one object), or mermaid (a flowchart: levels as subgraphs, "
+        "critical path highlighted)",
+    )
+    plan.add_argument("--json", action="store_true", help="same as --format json")
     plan.add_argument("--output", metavar="FILE", help="also write the JSON plan to FILE")
     plan.set_defaults(func=cmd_plan)
 

@@ -23,14 +23,18 @@ class Project:
     def __init__(
         self,
         root: Path,
-        tasks: list[dict],
+        tasks: list[dict] | dict | str,
         settings: dict | None = None,
         files: dict[str, str] | None = None,
     ):
         self.root = root
-        self.remote = create_sample_repository(
-            root / "repo", json.dumps({"master": {"tasks": tasks}}), extra_files=files
-        )
+        if isinstance(tasks, str):  # a whole tasks file, as written
+            text = tasks
+        elif isinstance(tasks, dict):  # several tags
+            text = json.dumps(tasks, indent=2) + "\n"
+        else:
+            text = json.dumps({"master": {"tasks": tasks}})
+        self.remote = create_sample_repository(root / "repo", text, extra_files=files)
         self.home = root / "dagster_home"
         prepare_home(self.home)
         project = {
@@ -109,7 +113,7 @@ class Project:
 @pytest.fixture
 def make_project(tmp_path):
     def _make(
-        tasks: list[dict],
+        tasks: list[dict] | dict | str,
         settings: dict | None = None,
         name: str = "p",
         files: dict[str, str] | None = None,

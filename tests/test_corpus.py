@@ -44,16 +44,29 @@ def independent_levels(raw_tasks):
         deps[tid] = {_norm(v) for v in values} - {tid}
     status = {tid: str(t.get("status") or "pending").strip().lower() for tid, t in tasks.items()}
     done = {t for t, s in status.items() if s in ("done", "completed")}
-    held = {t for t, s in status.items() if s in ("cancelled", "deferred")}
+    review = {t for t, s in status.items() if s == "review"}
+    held = {t for t, s in status.items() if s in ("cancelled", "deferred", "blocked")}
+
+    def through_review(tid, seen=()):
+        """A review task is not run: its dependents wait for what it waits for."""
+        found = set()
+        for dep in deps[tid] - done - held:
+            found |= through_review(dep, (*seen, dep)) if dep in review else {dep}
+        return found
+
+    deps = {
+        tid: (deps[tid] - review).union(*(through_review(r) for r in deps[tid] & review))
+        for tid in tasks
+    }
     blocked = set(held)
     changed = True
     while changed:
         changed = False
         for tid in tasks:
-            if tid not in blocked and tid not in done and deps[tid] & blocked:
+            if tid not in blocked and tid not in done | review and deps[tid] & blocked:
                 blocked.add(tid)
                 changed = True
-    remaining = set(tasks) - done - blocked
+    remaining = set(tasks) - done - blocked - review
     placed, levels = set(), []
     while remaining:
         level = {t for t in remaining if (deps[t] - done) <= placed}

@@ -53,7 +53,10 @@ def test_done_tasks_are_skipped_and_satisfy_dependents(tmp_path):
         task(4, [3]),
     )
     assert result.levels == [["2", "4"]]
-    assert result.skipped == [{"id": "1", "status": "done"}, {"id": "3", "status": "completed"}]
+    assert result.skipped == [
+        {"id": "1", "status": "done", "group": "done"},
+        {"id": "3", "status": "completed", "group": "done"},
+    ]
 
 
 def test_cancelled_and_deferred_block_everything_downstream(tmp_path):

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from cto_dagster.core.git.credentials import redact
 
+PR_BODY_LIMIT = 65_000  # GitHub refuses bodies over 65,536 characters
+
 
 class ForgeError(Exception):
     pass
@@ -23,17 +25,36 @@ def pr_title(level: int, run_token: str) -> str:
     return f"Integration PR: Level {level} for {run_token}"
 
 
-def pr_body(level: int, tasks: list[tuple[str, str, str]], missing: list[str]) -> str:
+def pr_body(
+    level: int,
+    tasks: list[tuple[str, str, str]],
+    missing: list[str],
+    chart: str = "",
+    status_note: str = "",
+) -> str:
+    """The table of the level's tasks, what is missing, the statuses the merge records, and the
+    plan's chart (GitHub renders Mermaid blocks)."""
     lines = [
         f"Integration of execution level {level}, by cto-dagster.",
         "",
         "| Task | Title | Branch |",
         "|---|---|---|",
     ]
-    lines += [f"| {t} | {title.replace('|', '/')} | `{branch}` |" for t, title, branch in tasks]
+    lines += [f"| {t} | {_cell(title)} | `{branch}` |" for t, title, branch in tasks]
     if missing:
         lines += ["", f"⚠️ Incomplete: tasks {', '.join(missing)} produced no branch."]
-    return "\n".join(lines)
+    if status_note:
+        lines += ["", status_note]
+    if chart:
+        lines += ["", "<details><summary>The plan</summary>", "", chart, "", "</details>"]
+    body = "\n".join(lines)
+    return body if len(body) <= PR_BODY_LIMIT else body[: PR_BODY_LIMIT - 1] + "…"
+
+
+def _cell(text: str) -> str:
+    """Task text in a table cell: one line, no column breaks, no HTML."""
+    clean = " ".join(text.split()).replace("|", "/").replace("<", "‹").replace(">", "›")
+    return clean[:120]
 
 
 def open_or_reuse_pull_request(

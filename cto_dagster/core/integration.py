@@ -10,12 +10,14 @@ clone, no work tree.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from cto_dagster.core.git.cache import ObjectCache, backup_ref
 from cto_dagster.core.git.command import GitError, MergeConflict
 from cto_dagster.core.names import check_base_branch, id_sort_key, integration_branch, task_branch
 from cto_dagster.core.task_run import Repository
+from cto_dagster.core.taskmaster.write_back import set_statuses
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,16 @@ class IntegrationRequest:
     tasks: dict[str, str | None]  # task id -> recorded head commit (None: did not run)
     build_branch: bool = True  # False when integration_pr_enabled is false
     detect_overlaps: bool = True
+    write_back: StatusWriteBack | None = None
+
+
+@dataclass(frozen=True)
+class StatusWriteBack:
+    """Set the status of the merged tasks in the tasks file, in one commit on top of the merges."""
+
+    tasks_file: str  # path in the repository
+    status: str  # `review` or `done`
+    names: Mapping[str, tuple[str, str]]  # plan task id -> (tag, id in the file)
 
 
 @dataclass
@@ -46,6 +58,7 @@ class IntegrationResult:
     conflict_tasks: list[str] = field(default_factory=list)
     files_changed: list[str] = field(default_factory=list)
     backup_ref: str | None = None
+    statuses_written: list[str] = field(default_factory=list)  # task ids set in the tasks file
 
     @property
     def complete(self) -> bool:
@@ -105,6 +118,36 @@ def _merge_in_order(cache, result: IntegrationResult, present, touched) -> str |
     return head
 
 
+def _write_back(
+    cache: ObjectCache,
+    head: str,
+    write_back: StatusWriteBack,
+    merged: list[str],
+    result: IntegrationResult,
+) -> str:
+    """One commit setting the merged tasks' status; the head unchanged when there is nothing to
+    set (statuses already right, or no readable tasks file on the branch)."""
+    content = cache.read_blob(head, write_back.tasks_file)
+    if content is None:
+        return head
+    wanted: dict[str, dict[str, str]] = {}
+    for task_id in merged:
+        tag, file_id = write_back.names[task_id]
+        wanted.setdefault(tag, {})[file_id] = write_back.status
+    updated = set_statuses(content, wanted)
+    if updated is None:
+        return head
+    tree = cache.tree_with_file(head, write_back.tasks_file, updated)
+    shown = ", ".join(merged[:20]) + (f" and {len(merged) - 20} more" if len(merged) > 20 else "")
+    message = (
+        f"TaskMaster: tasks {shown} -> {write_back.status}\n\n"
+        f"Level {result.level} integration by cto-dagster: merging this branch records the "
+        "tasks' new status.\n"
+    )
+    result.statuses_written = list(merged)
+    return cache.commit_tree(tree, [head], message)
+
+
 def integrate_level(request: IntegrationRequest) -> IntegrationResult:
     """Merges are computed in the object cache, without a work tree: no clone, no checkout."""
     repo = request.repository
@@ -142,6 +185,8 @@ def integrate_level(request: IntegrationRequest) -> IntegrationResult:
     head = _merge_in_order(cache, result, present, touched)
     if head is None:
         return result
+    if request.write_back and present:
+        head = _write_back(cache, head, request.write_back, list(present), result)
     remote_now = remote[branch]
     # the branch belongs to this run (and its re-executions); what it replaces is kept
     backup = backup_ref(branch, remote_now) if remote_now and remote_now != head else None

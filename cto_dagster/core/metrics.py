@@ -12,8 +12,8 @@ from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
+from cto_dagster.core.graphs import longest_path
 from cto_dagster.core.names import id_sort_key, sorted_ids
-from cto_dagster.core.planner import longest_path
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ _SUBTASK_REF = re.compile(r"^(\d{1,18})\.(\d{1,18})$")
 # read as subtask references), no slashes (paths), no leading `-` (git options).
 _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
 _ASSET_UNSAFE = re.compile(r"[^A-Za-z0-9_]")
+# A tag name (TaskMaster's own rule is looser; these are the ones that make safe branch names)
+_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _RUN_TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _PROJECT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
@@ -53,6 +55,28 @@ def canonical_id(value: object) -> str | None:
     return None
 
 
+def qualified_id(tag: str, task_id: str) -> str:
+    """A task's name in a plan of several tags: `api.3`. Ids never hold a dot, so the name is
+    unambiguous, and it is a valid branch name, label and (once mapped) asset name."""
+    if not _TAG.match(tag):
+        raise InvalidName(f"tag {describe_bad_id(tag)} cannot name branches")
+    if canonical_id(task_id) != task_id:
+        raise InvalidName(f"task id {describe_bad_id(task_id)} is not a usable name")
+    return f"{tag}.{task_id}"
+
+
+def is_task_name(name: str) -> bool:
+    """A plain id (`7`, `auth-api`) or a tag-qualified one (`api.7`)."""
+    if canonical_id(name) == name:
+        return True
+    tag, dot, task_id = name.partition(".")
+    return bool(dot) and bool(_TAG.match(tag)) and canonical_id(task_id) == task_id
+
+
+def valid_tag_name(tag: str) -> bool:
+    return bool(_TAG.match(tag))
+
+
 def subtask_reference(value: object) -> tuple[str, str] | None:
     """`(parent, sub)` when a dependency value names a subtask (`"3.2"` or the float `3.2`)."""
     if isinstance(value, bool):
@@ -69,11 +93,13 @@ def subtask_reference(value: object) -> tuple[str, str] | None:
     return str(int(match.group(1))), str(int(match.group(2)))
 
 
-def id_sort_key(task_id: str) -> tuple[int, int, str]:
-    """Numeric ids by value first, then slugs by text; mixing both never fails."""
-    if task_id.isdigit():
-        return (0, int(task_id), "")
-    return (1, 0, task_id)
+def id_sort_key(task_id: str) -> tuple[str, int, int, str]:
+    """Numeric ids by value first, then slugs by text; mixing both never fails. Tag-qualified
+    ids (`api.7`) sort by tag, then by id."""
+    tag, _, local = task_id.rpartition(".")
+    if local.isdigit():
+        return (tag, 0, int(local), "")
+    return (tag, 1, 0, local)
 
 
 def sorted_ids(ids) -> list[str]:
@@ -90,18 +116,20 @@ ASSET_ID_DIGITS = 3  # numeric ids are zero-padded so that asset lists sort 1, 2
 
 
 def asset_name_for(task_id: str) -> str:
-    """`7` -> `task_007`, `rust-data-models` -> `task_rust_data_models`: a valid Dagster asset
-    name that sorts in task order in the UI's lists."""
-    if canonical_id(task_id) != task_id:
+    """`7` -> `task_007`, `rust-data-models` -> `task_rust_data_models`, `api.7` ->
+    `task_api_007`: a valid Dagster asset name that sorts in task order in the UI's lists."""
+    if not is_task_name(task_id):
         raise InvalidName(f"task id {describe_bad_id(task_id)} is not a usable name")
-    if task_id.isdigit():
-        return f"task_{task_id.zfill(ASSET_ID_DIGITS)}"
-    return "task_" + _ASSET_UNSAFE.sub("_", task_id)
+    tag, _, local = task_id.rpartition(".")
+    prefix = f"task_{_ASSET_UNSAFE.sub('_', tag)}_" if tag else "task_"
+    if local.isdigit():
+        return prefix + local.zfill(ASSET_ID_DIGITS)
+    return prefix + _ASSET_UNSAFE.sub("_", local)
 
 
 def task_branch(task_id: str) -> str:
     """The guide's branch name for a task, refusing anything that is not a plain id."""
-    if canonical_id(task_id) != task_id:
+    if not is_task_name(task_id):
         raise InvalidName(f"task id {describe_bad_id(task_id)} cannot be used in a branch name")
     return f"{TASK_BRANCH_PREFIX}{task_id}{TASK_BRANCH_SUFFIX}"
 
@@ -118,7 +146,7 @@ def check_branch_name(name: str) -> str:
     """Accept only branch names this tool creates: `feature/task-*` or `integration/level-*`."""
     if name.startswith(TASK_BRANCH_PREFIX) and name.endswith(TASK_BRANCH_SUFFIX):
         task_id = name[len(TASK_BRANCH_PREFIX) : -len(TASK_BRANCH_SUFFIX)]
-        if canonical_id(task_id) == task_id:
+        if is_task_name(task_id):
             return name
     if name.startswith(INTEGRATION_BRANCH_PREFIX):
         rest = name[len(INTEGRATION_BRANCH_PREFIX) :]

@@ -11,7 +11,9 @@ def _title(plan: ExecutionPlan, task_id: str) -> str:
     title = " ".join(plan.tasks[task_id].title.split())
     if len(title) > _TITLE_WIDTH:
         title = title[: _TITLE_WIDTH - 1] + "…"
-    return f"Task {task_id}: {title}" if title else f"Task {task_id}"
+    text = f"Task {task_id}: {title}" if title else f"Task {task_id}"
+    complexity = plan.tasks[task_id].complexity
+    return f"{text} (complexity {complexity:g})" if complexity is not None else text
 
 
 def summary_lines(plan: ExecutionPlan) -> list[str]:
@@ -33,26 +35,56 @@ def level_lines(plan: ExecutionPlan) -> list[str]:
     return lines
 
 
+_NOT_RUN = (
+    ("review", "🔍 In review (not run again; dependents build on their branches)"),
+    ("done", "⏭️  Done (not run)"),
+    ("held", "⏸️  Held: cancelled, deferred or blocked (not run)"),
+)
+
+
+def _tag_line(plan: ExecutionPlan) -> str:
+    if not plan.planned_tags:
+        return f"Tag: {plan.tag} ({plan.task_list.path})"
+    waits = [
+        f"{tag} waits for {', '.join(needed)}"
+        for tag, needed in plan.task_list.tag_depends.items()
+        if needed
+    ]
+    order = f" ({'; '.join(waits)})" if waits else ""
+    return f"Tags: {', '.join(plan.planned_tags)}{order} ({plan.task_list.path})"
+
+
+def status_lines(plan: ExecutionPlan) -> list[str]:
+    """The tasks that do not run, by status group, then the blocked ones with the reason."""
+    lines: list[str] = []
+    for group, heading in _NOT_RUN:
+        members = [s for s in plan.skipped if s.get("group", group) == group]
+        if members:
+            lines += ["", f"{heading} ({len(members)}):"]
+            lines += [f"  - {_title(plan, s['id'])} [{s['status']}]" for s in members]
+    if plan.blocked:
+        lines += ["", f"⛔ Blocked ({len(plan.blocked)}):"]
+        lines += [f"  - Task {b['id']}: {b['reason']}" for b in plan.blocked]
+    return lines
+
+
 def render_plan(plan: ExecutionPlan) -> str:
     lines = summary_lines(plan)
     lines.append("")
-    lines.append(f"Tag: {plan.tag} ({plan.task_list.path})")
+    lines.append(_tag_line(plan))
     if not plan.levels:
-        lines.append("Nothing to run: every task is done, cancelled, deferred or blocked.")
+        lines.append("Nothing to run: every task is done, in review, held or blocked.")
     lines += level_lines(plan)
     if plan.critical_path:
         chain = " -> ".join(plan.critical_path)
         if plan.critical_path_seconds is not None:
             weight = f"{plan.critical_path_seconds:g} s estimated"
+        elif any(plan.tasks[t].complexity is not None for t in plan.task_ids):
+            weight = f"{len(plan.critical_path)} tasks, weighted by complexity"
         else:
             weight = f"{len(plan.critical_path)} tasks"
         lines += ["", f"🧭 Critical path ({weight}): {chain}"]
-    if plan.skipped:
-        lines += ["", f"⏭️  Not run ({len(plan.skipped)}):"]
-        lines += [f"  - Task {s['id']} ({s['status']})" for s in plan.skipped]
-    if plan.blocked:
-        lines += ["", f"⛔ Blocked ({len(plan.blocked)}):"]
-        lines += [f"  - Task {b['id']}: {b['reason']}" for b in plan.blocked]
+    lines += status_lines(plan)
     if plan.advice:
         lines += ["", "💡 Advice:"]
         lines += [f"  - {item}" for item in plan.advice]

@@ -10,17 +10,21 @@ tasks for tags, integration and reports, and never hold a task back (DESIGN.md p
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from cto_dagster.core.names import InvalidName, asset_name_for, id_sort_key, sorted_ids, task_branch
-from cto_dagster.core.taskmaster import FIX_HINT, Task, TaskList, TasksFileError, read_task_list
+from cto_dagster.core.graphs import (
+    Deps,
+    find_cycles,
+    longest_path,
+    redundant_edges,
+    topological_levels,
+)
+from cto_dagster.core.names import InvalidName, asset_name_for, sorted_ids, task_branch
+from cto_dagster.core.taskmaster import FIX_HINT, Task, TaskList, TasksFileError, read_tasks
+from cto_dagster.core.taskmaster.statuses import status_group
 
 REDUNDANCY_CHECK_LIMIT = 20_000
-MAX_CYCLES_SHOWN = 20
-
-
-Deps = Mapping[str, list[str]]  # task -> the tasks it depends on (its predecessors)
 
 
 @dataclass
@@ -36,10 +40,23 @@ class ExecutionPlan:
     blocked: list[dict[str, str]]
     redundant_dependencies: list[tuple[str, str]] = field(default_factory=list)
     advice: list[str] = field(default_factory=list)
+    # run task -> the `review` tasks it depends on: not run again, their branches are built on
+    reviewed: dict[str, list[str]] = field(default_factory=dict)
+    # (task, dependency) edges added between tags (`<tag>.metadata.dependsOn`)
+    cross_tag_dependencies: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def tag(self) -> str:
         return self.task_list.tag
+
+    @property
+    def planned_tags(self) -> tuple[str, ...]:
+        """The tags planned together (empty for a plan of one tag)."""
+        return self.task_list.planned_tags
+
+    def review_dependencies(self, task_id: str) -> list[str]:
+        """Dependencies in `review`: not run again; the task builds on their branches."""
+        return list(self.reviewed.get(task_id, []))
 
     @property
     def tasks(self) -> dict[str, Task]:
@@ -71,6 +88,7 @@ class ExecutionPlan:
     def to_json(self) -> dict:
         return {
             "tag": self.tag,
+            "tags": list(self.planned_tags or [self.tag]),
             "tasks_file": str(self.task_list.path),
             "levels": [list(level) for level in self.levels],
             "stats": self.stats,
@@ -81,198 +99,26 @@ class ExecutionPlan:
             "redundant_dependencies": [
                 {"task": task, "dependency": dep} for task, dep in self.redundant_dependencies
             ],
+            "review_dependencies": {t: list(r) for t, r in self.reviewed.items()},
+            "cross_tag_dependencies": [
+                {"task": task, "dependency": dep} for task, dep in self.cross_tag_dependencies
+            ],
+            "complexity": {
+                t: self.tasks[t].complexity
+                for t in self.task_ids
+                if self.tasks[t].complexity is not None
+            },
             "advice": list(self.advice),
         }
 
 
 # ---------------------------------------------------------------------------------------------
-# Pure graph algorithms
+# Building a plan
 
 
 def dependency_map(tasks: Mapping[str, Task]) -> dict[str, list[str]]:
     """task -> its dependencies that exist (missing ones are reported by the reader)."""
     return {t.id: [d for d in t.dependencies if d in tasks and d != t.id] for t in tasks.values()}
-
-
-def topological_levels(deps: Deps) -> tuple[list[list[str]], list[str]]:
-    """Kahn's generations: level(v) = 1 + max(level(dependencies)). O(V + E).
-
-    Returns the levels (ids sorted numerically, then slugs) and the tasks left over, which lie on
-    or behind a cycle (empty for a DAG).
-    """
-    waiting = {task: len(parents) for task, parents in deps.items()}
-    children: dict[str, list[str]] = {task: [] for task in deps}
-    for task, parents in deps.items():
-        for parent in parents:
-            children[parent].append(task)
-    current = [task for task, count in waiting.items() if count == 0]
-    levels: list[list[str]] = []
-    while current:
-        levels.append(sorted_ids(current))
-        following = []
-        for task in current:
-            for child in children[task]:
-                waiting[child] -= 1
-                if waiting[child] == 0:
-                    following.append(child)
-        current = following
-    placed = sum(map(len, levels))
-    leftover = [] if placed == len(deps) else [t for t, c in waiting.items() if c > 0]
-    return levels, leftover
-
-
-def strongly_connected(edges: Mapping[str, list[str]]) -> list[list[str]]:
-    """Tarjan's strongly connected components, iteratively (deep chains never recurse). O(V + E)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    on_stack: set[str] = set()
-    stack: list[str] = []
-    components: list[list[str]] = []
-    for root in edges:
-        if root in index:
-            continue
-        work = [(root, iter(edges[root]))]
-        index[root] = low[root] = len(index)
-        stack.append(root)
-        on_stack.add(root)
-        while work:
-            node, successors = work[-1]
-            advanced = False
-            for successor in successors:
-                if successor not in index:
-                    index[successor] = low[successor] = len(index)
-                    stack.append(successor)
-                    on_stack.add(successor)
-                    work.append((successor, iter(edges[successor])))
-                    advanced = True
-                    break
-                if successor in on_stack:
-                    low[node] = min(low[node], index[successor])
-            if advanced:
-                continue
-            work.pop()
-            if work:
-                parent = work[-1][0]
-                low[parent] = min(low[parent], low[node])
-            if low[node] == index[node]:
-                component = []
-                while True:
-                    member = stack.pop()
-                    on_stack.discard(member)
-                    component.append(member)
-                    if member == node:
-                        break
-                components.append(component)
-    return components
-
-
-def _shortest_cycle_through(start: str, edges: Mapping[str, list[str]]) -> list[str] | None:
-    """Breadth first from `start` back to it: the shortest cycle through `start`."""
-    came_from: dict[str, str] = {}
-    frontier = [start]
-    while frontier:
-        following = []
-        for node in frontier:
-            for successor in sorted_ids(edges[node]):
-                if successor == start:
-                    path = [node]
-                    while path[-1] != start:
-                        path.append(came_from[path[-1]])
-                    return path[::-1]
-                if successor not in came_from:
-                    came_from[successor] = node
-                    following.append(successor)
-        frontier = following
-    return None
-
-
-def find_cycles(deps: Deps, among: Iterable[str], limit: int = MAX_CYCLES_SHOWN) -> list[list[str]]:
-    """Cycles as `[5, 16, 5]` (5 depends on 16, which depends on 5): the shortest few of each
-    strongly connected component of `among`. O(V + E) for the components, then a bounded
-    breadth-first search from their first members."""
-    members = set(among)
-    edges = {t: [d for d in deps[t] if d in members] for t in sorted_ids(members)}
-    cycles: list[list[str]] = []
-    components = [sorted_ids(c) for c in strongly_connected(edges) if len(c) > 1]
-    for component in sorted(components, key=lambda c: id_sort_key(c[0])):
-        inside = set(component)
-        sub = {t: [d for d in edges[t] if d in inside] for t in component}
-        found: list[list[str]] = []
-        for start in component[:50]:
-            cycle = _shortest_cycle_through(start, sub)
-            if cycle and not any(set(cycle) == set(other) for other in found):
-                found.append(cycle)
-        for cycle in sorted(found, key=len)[:3]:
-            first = min(range(len(cycle)), key=lambda i: id_sort_key(cycle[i]))
-            rotated = cycle[first:] + cycle[:first]
-            cycles.append([*rotated, rotated[0]])
-        if len(cycles) >= limit:
-            break
-    return cycles[:limit]
-
-
-def longest_path(
-    deps: Deps, order: Iterable[str], weight: Callable[[str], float]
-) -> tuple[list[str], float]:
-    """The heaviest dependency chain (weights on tasks), given a topological `order`. O(V + E).
-    Ties go to the smaller ids."""
-    best: dict[str, float] = {}
-    parent: dict[str, str | None] = {}
-    for node in order:
-        top = None
-        for candidate in deps[node]:
-            if (
-                top is None
-                or best[candidate] > best[top]
-                or (best[candidate] == best[top] and id_sort_key(candidate) < id_sort_key(top))
-            ):
-                top = candidate
-        best[node] = weight(node) + (best[top] if top is not None else 0.0)
-        parent[node] = top
-    if not best:
-        return [], 0.0
-    end = min(best, key=lambda n: (-best[n], id_sort_key(n)))
-    path = [end]
-    while (previous := parent[path[-1]]) is not None:
-        path.append(previous)
-    return path[::-1], best[end]
-
-
-def remaining_path_lengths(
-    deps: Deps, order: list[str], weight: Callable[[str], float]
-) -> dict[str, float]:
-    """For each task, the heaviest chain from it to the end (itself included): its urgency."""
-    tail: dict[str, float] = {task: 0.0 for task in order}
-    remaining: dict[str, float] = {}
-    for node in reversed(order):
-        remaining[node] = weight(node) + tail[node]
-        for parent in deps[node]:
-            if remaining[node] > tail[parent]:
-                tail[parent] = remaining[node]
-    return remaining
-
-
-def redundant_edges(deps: Deps, order: list[str]) -> list[tuple[str, str]]:
-    """Dependencies implied by another path, as (`task`, `dependency`), with ancestor bitsets.
-    O(E x V / 64) word operations; bounded by REDUNDANCY_CHECK_LIMIT tasks."""
-    bit = {node: 1 << index for index, node in enumerate(order)}
-    ancestors: dict[str, int] = {}
-    redundant: list[tuple[str, str]] = []
-    for node in order:
-        parents = deps[node]
-        reach = 0
-        for p in parents:
-            reach |= ancestors[p] | bit[p]
-        ancestors[node] = reach
-        if len(parents) > 1:
-            for p in parents:
-                if any(ancestors[q] & bit[p] for q in parents if q != p):
-                    redundant.append((node, p))
-    return sorted(redundant, key=lambda e: (id_sort_key(e[0]), id_sort_key(e[1])))
-
-
-# ---------------------------------------------------------------------------------------------
-# Building a plan
 
 
 def _check_names(tasks: Mapping[str, Task]) -> list[str]:
@@ -291,32 +137,95 @@ def _check_names(tasks: Mapping[str, Task]) -> list[str]:
     return problems
 
 
-def _split_by_status(
-    tasks: Mapping[str, Task], deps: Deps, order: list[str], include_all: bool
-) -> tuple[list[str], list[dict[str, str]], list[dict[str, str]]]:
-    """Done tasks are satisfied; cancelled/deferred ones are not run and block what needs them."""
+@dataclass
+class _Split:
+    run: list[str]
+    skipped: list[dict[str, str]]
+    blocked: list[dict[str, str]]
+    run_deps: dict[str, list[str]]  # run task -> the run tasks it waits for
+    reviewed: dict[str, list[str]]  # run task -> the review tasks whose branches it builds on
+
+
+def _split_by_status(tasks: Mapping[str, Task], deps: Deps, order: list[str], include_all: bool):
+    """Done tasks are satisfied; `review` ones are not run again, and their dependents build on
+    their branches (and wait for what those wait for); held ones (cancelled, deferred, blocked)
+    are not run and block what needs them."""
     if include_all:
-        return list(order), [], []
+        return _Split(list(order), [], [], {t: list(deps[t]) for t in order}, {})
     skipped = [
-        {"id": t, "status": tasks[t].status} for t in order if tasks[t].is_done or tasks[t].is_held
+        {"id": t, "status": tasks[t].status, "group": status_group(tasks[t].status)}
+        for t in sorted_ids(order)
+        if status_group(tasks[t].status) != "run"
     ]
     run: list[str] = []
+    run_deps: dict[str, list[str]] = {}
+    reviewed: dict[str, list[str]] = {}
     blocked: dict[str, str] = {}
+    review_waits: dict[str, set[str]] = {}  # review task -> run tasks its dependents wait for
     for task_id in order:  # topological: a dependency's fate is known before its dependents'
         task = tasks[task_id]
-        if task.is_done or task.is_held:
+        group = status_group(task.status)
+        if group in ("done", "held"):
+            continue
+        through = [d for d in deps[task_id] if tasks[d].is_in_review]
+        needs = {d for d in deps[task_id] if d in run_deps}
+        for review_task in through:
+            needs |= review_waits[review_task]
+        if group == "review":
+            review_waits[task_id] = needs
             continue
         held = [d for d in deps[task_id] if tasks[d].is_held]
-        waiting = [d for d in deps[task_id] if d in blocked]
+        behind = [d for d in deps[task_id] if d in blocked]
         if held:
             blocked[task_id] = "depends on " + ", ".join(
                 f"{tasks[d].status} task {d}" for d in sorted_ids(held)
             )
-        elif waiting:
-            blocked[task_id] = "waits for blocked task " + ", ".join(sorted_ids(waiting))
+        elif behind:
+            blocked[task_id] = "waits for blocked task " + ", ".join(sorted_ids(behind))
         else:
             run.append(task_id)
-    return run, skipped, [{"id": t, "reason": blocked[t]} for t in sorted_ids(blocked)]
+            run_deps[task_id] = sorted_ids(needs)
+            if through:
+                reviewed[task_id] = sorted_ids(through)
+    return _Split(
+        run,
+        skipped,
+        [{"id": t, "reason": blocked[t]} for t in sorted_ids(blocked)],
+        run_deps,
+        reviewed,
+    )
+
+
+def _cross_tag_edges(
+    task_list: TaskList, tasks: Mapping[str, Task], split: _Split
+) -> list[tuple[str, str]]:
+    """(task, dependency) edges between tags: the first tasks of a tag wait for the last tasks of
+    every tag it depends on, which wait for all the others: every task of the tag runs after
+    every task of those tags. Review tasks count, their branches being built on."""
+    if not task_list.planned_tags:
+        return []
+    running = set(split.run)
+    members: dict[str, list[str]] = {tag: [] for tag in task_list.planned_tags}
+    for task_id in split.run:
+        members[tasks[task_id].tag or ""].append(task_id)
+    edges: list[tuple[str, str]] = []
+    for tag, needed_tags in task_list.tag_depends.items():
+        firsts = [
+            t
+            for t in members.get(tag, [])
+            if not any(tasks[d].tag == tag for d in split.run_deps[t])
+        ]
+        for needed in needed_tags:
+            own = [t for t in members.get(needed, [])]
+            depended = {d for t in own for d in split.run_deps[t]}
+            lasts = [t for t in own if t not in depended]
+            reviewed = [
+                t.id
+                for t in tasks.values()
+                if t.tag == needed and t.is_in_review and t.id not in running
+            ]
+            edges += [(first, last) for first in firsts for last in [*lasts, *reviewed]]
+    return edges
 
 
 def _advice(
@@ -339,14 +248,41 @@ def _advice(
         )
     if blocked:
         advice.append(
-            f"{len(blocked)} tasks are blocked behind cancelled or deferred tasks and will not run."
+            f"{len(blocked)} tasks are blocked behind cancelled, deferred or blocked tasks and "
+            "will not run."
         )
     advice.extend(task_list.notes)
     return advice
 
 
+def task_weight(task: Task) -> float:
+    """A task's relative size when no run has timed it: its complexity score over 5 (TaskMaster
+    scores 1-10, so a medium task weighs 1), else 1."""
+    if task.complexity is not None and task.complexity > 0:
+        return task.complexity / 5.0
+    return 1.0
+
+
+def weights(tasks: Mapping[str, Task], run: list[str]) -> tuple[Callable[[str], float], bool]:
+    """Weights for the critical path and priorities: estimated seconds when every task to run
+    has one (`True`), else relative sizes from the complexity report (`False`)."""
+    if run and all(tasks[t].duration is not None for t in run):
+        return (lambda t: tasks[t].duration or 0.0), True
+    return (lambda t: task_weight(tasks[t])), False
+
+
+def _invalid(task_list: TaskList, problems: list[str]) -> TasksFileError:
+    return TasksFileError(
+        f"invalid tasks in {task_list.path} (tag {task_list.tag}): {len(problems)} "
+        + ("problems" if len(problems) != 1 else "problem"),
+        problems,
+        hint=FIX_HINT,
+    )
+
+
 def build_plan(task_list: TaskList, include_all: bool = False) -> ExecutionPlan:
-    """Validate the graph of one tag and plan it; raise `TasksFileError` naming every error."""
+    """Validate the graph of one tag (or several) and plan it; raise `TasksFileError` naming
+    every error at once."""
     tasks = task_list.tasks
     deps = dependency_map(tasks)
     problems = list(task_list.problems) + _check_names(tasks)
@@ -354,28 +290,27 @@ def build_plan(task_list: TaskList, include_all: bool = False) -> ExecutionPlan:
     if leftover:
         problems += ["dependency cycle: " + " -> ".join(c) for c in find_cycles(deps, leftover)]
     if problems:
-        raise TasksFileError(
-            f"invalid tasks in {task_list.path} (tag {task_list.tag}): {len(problems)} "
-            + ("problems" if len(problems) != 1 else "problem"),
-            problems,
-            hint=FIX_HINT,
-        )
+        raise _invalid(task_list, problems)
     order = [t for level in all_levels for t in level]
-    run, skipped, blocked = _split_by_status(tasks, deps, order, include_all)
-    if len(run) == len(order):
-        run_deps, levels = deps, all_levels
-    else:
-        running = set(run)
-        run_deps = {t: [d for d in deps[t] if d in running] for t in run}
-        levels, _ = topological_levels(run_deps)
+    split = _split_by_status(tasks, deps, order, include_all)
+    run, run_deps = split.run, split.run_deps
+    cross = _cross_tag_edges(task_list, tasks, split)
+    for task_id, needed in cross:
+        if tasks[needed].is_in_review and needed not in run_deps:
+            split.reviewed.setdefault(task_id, []).append(needed)
+        elif needed not in run_deps[task_id]:
+            run_deps[task_id] = [*run_deps[task_id], needed]
+    levels, _ = topological_levels(run_deps)
     level_of = {task_id: index for index, level in enumerate(levels) for task_id in level}
     plan_order = [t for level in levels for t in level]
-    seconds = None
-    if run and all(tasks[t].duration is not None for t in run):
-        path, seconds = longest_path(run_deps, plan_order, lambda t: tasks[t].duration or 0.0)
-    else:
-        path, _ = longest_path(run_deps, plan_order, lambda _: 1.0)
-    redundant = redundant_edges(run_deps, plan_order) if len(run) <= REDUNDANCY_CHECK_LIMIT else []
+    weight, in_seconds = weights(tasks, run)
+    path, length = longest_path(run_deps, plan_order, weight)
+    own = (
+        {t: [d for d in run_deps[t] if (t, d) not in set(cross)] for t in run}
+        if cross
+        else run_deps
+    )
+    redundant = redundant_edges(own, plan_order) if len(run) <= REDUNDANCY_CHECK_LIMIT else []
     return ExecutionPlan(
         task_list=task_list,
         include_all=include_all,
@@ -383,11 +318,13 @@ def build_plan(task_list: TaskList, include_all: bool = False) -> ExecutionPlan:
         levels=levels,
         level_of=level_of,
         critical_path=path,
-        critical_path_seconds=seconds,
-        skipped=skipped,
-        blocked=blocked,
+        critical_path_seconds=length if in_seconds else None,
+        skipped=split.skipped,
+        blocked=split.blocked,
         redundant_dependencies=redundant,
-        advice=_advice(task_list, run, levels, redundant, blocked),
+        advice=_advice(task_list, run, levels, redundant, split.blocked),
+        reviewed={t: sorted_ids(r) for t, r in split.reviewed.items()},
+        cross_tag_dependencies=sorted(cross),
     )
 
 
@@ -396,5 +333,9 @@ def plan_tasks_file(
     tag: str | None = None,
     include_all: bool = False,
     environ: Mapping[str, str] | None = None,
+    tags: list[str] | None = None,
+    all_tags: bool = False,
 ) -> ExecutionPlan:
-    return build_plan(read_task_list(path, tag, environ), include_all=include_all)
+    """Plan one tag (`tag`, else the project's current one) or several (`tags`, `all_tags`)."""
+    wanted = list(tags or ([tag] if tag else []))
+    return build_plan(read_tasks(path, wanted, all_tags, environ), include_all=include_all)

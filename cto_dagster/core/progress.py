@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from cto_dagster.core.graphs import remaining_path_lengths, topological_levels
 from cto_dagster.core.names import sorted_ids
-from cto_dagster.core.planner import remaining_path_lengths, topological_levels
 
 
 def format_duration(seconds: float) -> str:

@@ -2,7 +2,8 @@
 
 Where the configuration comes from, in order:
 1. `CTO_DAGSTER_CONFIG`: a YAML file with a `projects:` list (paths in it are relative to it);
-2. `CTO_REPOSITORY` (+ `CTO_PROJECT`, `CTO_TAG`, `CTO_BASE_BRANCH`, `CTO_AGENT`, ...): one project;
+2. `CTO_REPOSITORY` (+ `CTO_PROJECT`, `CTO_TAG` or `CTO_TAGS`, `CTO_BASE_BRANCH`, `CTO_AGENT`, ...):
+   one project;
 3. nothing: the embedded demo, a sample repository under `CTO_DAGSTER_DEMO_DIR`
    (default `.cto-dagster/demo`) with the guide's example tasks and the demo agent.
 """
@@ -26,10 +27,17 @@ from cto_dagster.core.agents import PRESETS, AgentSpec
 from cto_dagster.core.git.command import GitError, Identity, git_environment, is_local_path
 from cto_dagster.core.git.credentials import has_embedded_credentials
 from cto_dagster.core.git.files import read_files_at
-from cto_dagster.core.names import InvalidName, check_base_branch, check_project_name
+from cto_dagster.core.names import (
+    InvalidName,
+    check_base_branch,
+    check_project_name,
+    valid_tag_name,
+)
 from cto_dagster.core.planner import ExecutionPlan, plan_tasks_file
 from cto_dagster.core.sample import create_sample_repository
 from cto_dagster.core.secrets import SECRET_NAME, SecretNames
+from cto_dagster.core.taskmaster import TasksFileError, find_tags
+from cto_dagster.core.taskmaster.complexity import report_path
 
 DEFAULT_DEMO_DIR = ".cto-dagster/demo"
 
@@ -174,6 +182,17 @@ class ProjectSettings(_Strict):
     )
     tasks_path: str | None = Field(None, description="a local tasks.json to plan from instead")
     tag: str | None = None
+    tags: list[str] = Field(
+        default_factory=list,
+        description="several TaskMaster tags planned together (their `dependsOn` order kept); "
+        "each becomes its own asset group",
+    )
+    all_tags: bool = Field(False, description="plan every tag of the tasks file together")
+    status_write_back: Literal["review", "done", "off"] = Field(
+        "review",
+        description="each integration branch carries the tasks file with the status of the "
+        "tasks it merged set to this, so merging its PR updates TaskMaster; `off`: untouched",
+    )
     base_branch: str = "main"
     include_all: bool = False
     agent: AgentSettings = Field(default_factory=AgentSettings)
@@ -224,6 +243,21 @@ class ProjectSettings(_Strict):
             return check(value)
         except InvalidName as exc:
             raise ValueError(str(exc)) from None
+
+    @field_validator("tags")
+    @classmethod
+    def _tag_names(cls, value: list[str], info) -> list[str]:
+        if info.data.get("tag") and value:
+            raise ValueError("give `tag` or `tags`, not both")
+        bad = [tag for tag in value if not valid_tag_name(tag)]
+        if bad:
+            raise ValueError(f"tags {bad} cannot name branches (letters, digits, `-`, `_`)")
+        return list(dict.fromkeys(value))
+
+    @property
+    def planned_tags(self) -> list[str]:
+        """The tags to plan: `tags`, else `tag` (else the project's current tag: empty)."""
+        return list(self.tags) or ([self.tag] if self.tag else [])
 
     @property
     def identity(self) -> Identity:
@@ -318,6 +352,12 @@ def _settings_from_env(environ: Mapping[str, str]) -> Settings:
     for env_name, key in optional.items():
         if environ.get(env_name):
             project[key] = environ[env_name]
+    if environ.get("CTO_TAGS"):  # several tags: `database,api`, or `all`
+        names = [t.strip() for t in environ["CTO_TAGS"].split(",") if t.strip()]
+        if names == ["all"]:
+            project["all_tags"] = True
+        else:
+            project["tags"] = names
     if environ.get("CTO_GIT_TOKEN_ENV"):
         project["git"] = {"token_env": environ["CTO_GIT_TOKEN_ENV"]}
     try:
@@ -434,7 +474,7 @@ def plan_project(
     """Plan a project from its tasks file: a local override, or the file on the base branch."""
     environ = os.environ if environ is None else environ
     if project.tasks_path:
-        return plan_tasks_file(project.tasks_path, project.tag, project.include_all, environ)
+        return _plan(project, project.tasks_path, environ)
     cache = _cache_root(environ) / hashlib.sha256(project.repository.encode()).hexdigest()[:16]
     wanted = [project.tasks_file]
     if project.tasks_file == ".taskmaster/tasks/tasks.json":
@@ -458,5 +498,34 @@ def plan_project(
             f"❌ TaskMaster tasks.json not found: {project.tasks_file} on branch "
             f"{project.base_branch} of {project.repository} (project {project.name})"
         )
-    checkout = _files_at_commit(cache / "files", commit, files)
-    return plan_tasks_file(checkout / project.tasks_file, project.tag, project.include_all, environ)
+    try:  # TaskMaster's complexity reports, at the same commit (no second fetch)
+        _, reports = read_files_at(
+            project.repository,
+            project.base_branch,
+            [report_path(tag) for tag in _tags_in(files[project.tasks_file])],
+            cache / "mirror",
+            env,
+            commit=commit,
+        )
+    except GitError:
+        reports = {}
+    checkout = _files_at_commit(cache / "files", commit, {**files, **reports})
+    return _plan(project, checkout / project.tasks_file, environ)
+
+
+def _tags_in(content: bytes | None) -> list[str]:
+    """The tags of a tasks file, or none when it cannot be read (planning reports why)."""
+    try:
+        return list(find_tags(json.loads(content or b""))[1])
+    except (ValueError, TasksFileError, RecursionError):
+        return []
+
+
+def _plan(project: ProjectSettings, path: str | Path, environ: Mapping[str, str]):
+    return plan_tasks_file(
+        path,
+        include_all=project.include_all,
+        environ=environ,
+        tags=project.planned_tags,
+        all_tags=project.all_tags,
+    )

@@ -13,8 +13,8 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cto_dagster.core.agents import (
@@ -71,6 +71,7 @@ class DependencyHead:
     commit: str | None  # as recorded by the dependency's materialization
     title: str = ""
     files: tuple[str, ...] = ()  # what it changed, for the agent's prompt
+    in_review: bool = False  # a `review` task: not run again; its branch's head is built on
 
     @property
     def branch(self) -> str:
@@ -154,9 +155,23 @@ def _check_ownership(request: TaskRunRequest, branch: str, remote_now: str | Non
     )
 
 
-def _dependency_commits(request: TaskRunRequest, cache: ObjectCache) -> list[tuple[str, str]]:
+def _review_head(dep: DependencyHead, remote: Mapping[str, str | None]) -> DependencyHead:
+    """A `review` dependency is built on as its branch stands now (reviewers may have pushed)."""
+    head = remote.get(dep.branch)
+    if head is None:
+        raise TaskFailed(
+            f"dependency task {dep.task_id} is in review, but its branch {dep.branch} does not "
+            "exist: set its status to `done` if its work is merged, or `pending` to run it",
+            retryable=False,
+        )
+    return replace(dep, commit=head)
+
+
+def _dependency_commits(
+    dependencies: Sequence[DependencyHead], cache: ObjectCache
+) -> list[tuple[str, str]]:
     heads: list[tuple[str, str]] = []
-    for dep in request.dependencies:
+    for dep in dependencies:
         if dep.commit is None:
             raise TaskFailed(
                 f"dependency task {dep.task_id} has no recorded materialization in this "
@@ -199,17 +214,19 @@ def _merge_dependencies(
 
 def _prepare(request: TaskRunRequest, cache: ObjectCache, branch: str) -> _Start:
     repo = request.repository
-    remote = cache.remote_heads([repo.base_branch, branch])
+    reviewed = [d for d in request.dependencies if d.in_review]
+    remote = cache.remote_heads([repo.base_branch, branch, *(d.branch for d in reviewed)])
     base_commit = repo.base_commit or remote[repo.base_branch]
     if base_commit is None:
         raise TaskFailed(f"base branch {repo.base_branch} does not exist", retryable=False)
     remote_now = remote[branch]
     _check_ownership(request, branch, remote_now)
+    dependencies = [_review_head(d, remote) if d.in_review else d for d in request.dependencies]
     # the branch's head too: a replaced head is kept under a backup ref, pushed from the cache
-    cache.ensure([base_commit, remote_now, *(d.commit for d in request.dependencies)])
+    cache.ensure([base_commit, remote_now, *(d.commit for d in dependencies)])
     if not cache.has_commit(base_commit):
         raise TaskFailed(f"the base commit {base_commit[:12]} is not in the repository", False)
-    heads = _dependency_commits(request, cache)
+    heads = _dependency_commits(dependencies, cache)
     start = _merge_dependencies(cache, base_commit, heads, branch)
     return _Start(base_commit, remote_now, start, [b for b, _ in heads])
 
@@ -376,7 +393,13 @@ def _commit_and_push(
     task, repo = request.task, request.repository
     try:
         recorded = record_work_tree(
-            cache, folder / "work", start.start, folder, repo.commit_exclude, task.id, repo.tag
+            cache,
+            folder / "work",
+            start.start,
+            folder,
+            repo.commit_exclude,
+            task.file_id,
+            task.tag or repo.tag,
         )
         _fail_on_findings(task, recorded, details)
         if recorded.tree == cache.tree_of(start.start) and not _may_change_nothing(request):

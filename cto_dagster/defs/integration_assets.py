@@ -8,10 +8,12 @@ from cto_dagster.core.git.command import GitError
 from cto_dagster.core.integration import (
     IntegrationRequest,
     IntegrationResult,
+    StatusWriteBack,
     conflict_report,
     integrate_level,
     overlap_report,
 )
+from cto_dagster.core.mermaid import mermaid_block
 from cto_dagster.core.names import integration_branch, task_branch
 from cto_dagster.core.planner import ExecutionPlan
 from cto_dagster.core.secrets import SecretNames
@@ -57,9 +59,24 @@ def _open_pr(project, play, result, level, token, plan, context_token) -> str:
         head=result.branch,
         base=base,
         title=pr_title(level, context_token),
-        body=pr_body(level, rows, result.missing),
+        body=pr_body(
+            level,
+            rows,
+            result.missing,
+            chart=mermaid_block(plan),
+            status_note=_status_note(project, result),
+        ),
     )
     return pull.url
+
+
+def _status_note(project: ProjectSettings, result: IntegrationResult) -> str:
+    if not result.statuses_written:
+        return ""
+    return (
+        f"Merging this PR sets the status of tasks {', '.join(result.statuses_written)} to "
+        f"`{project.status_write_back}` in `{project.tasks_file}`."
+    )
 
 
 def _metadata(result: IntegrationResult, pr: str) -> dict[str, object]:
@@ -78,7 +95,20 @@ def _metadata(result: IntegrationResult, pr: str) -> dict[str, object]:
         "predicted_conflicts": dg.MetadataValue.md(predicted or "(none)"),
         "pull_request": dg.MetadataValue.url(pr) if pr.startswith("http") else pr,
         "backup_ref": result.backup_ref or "(nothing replaced)",
+        "statuses_written": (
+            f"tasks {', '.join(result.statuses_written)}" if result.statuses_written else "(none)"
+        ),
     }
+
+
+def status_write_back(
+    project: ProjectSettings, plan: ExecutionPlan, level: int
+) -> StatusWriteBack | None:
+    """The tasks file edit this level's integration branch carries (None when turned off)."""
+    if project.status_write_back == "off":
+        return None
+    names = {t: (plan.tasks[t].tag or plan.tag, plan.tasks[t].file_id) for t in plan.levels[level]}
+    return StatusWriteBack(project.tasks_file, project.status_write_back, names)
 
 
 def _listed(ids: list[str], limit: int = 12) -> str:
@@ -96,11 +126,12 @@ def build_integration_asset(
     key = integration_key(project, level)
     task_keys = {t: translator.asset_key(project, t) for t in plan.levels[level]}
     previous_key = integration_key(project, level - 1) if level else None
+    write_back = status_write_back(project, plan, level)
 
     @dg.asset(
         key=key,
         deps=[*task_keys.values(), *([previous_key] if previous_key else [])],
-        group_name=translator.group_name(project, level),
+        group_name=translator.integration_group(project, plan, level),
         description=(
             f"Level {level} integration: integration/level-{level}-<run> stacks the branches of "
             f"tasks {_listed(plan.levels[level])} on "
@@ -148,6 +179,7 @@ def build_integration_asset(
             tasks={t: heads[k] for t, k in task_keys.items()},
             build_branch=play.integration_pr_enabled,
             detect_overlaps=play.conflict_detection,
+            write_back=write_back,
         )
         try:
             result = integrate_level(request)

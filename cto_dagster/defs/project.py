@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from cto_dagster.core.mermaid import mermaid_block
 from cto_dagster.core.planner import ExecutionPlan
 from cto_dagster.core.secrets import SecretNames
 from cto_dagster.core.settings import ProjectSettings
@@ -18,6 +19,18 @@ from cto_dagster.defs.translator import TaskTranslator
 
 def job_name(project: ProjectSettings, single: bool) -> str:
     return "play_project" if single else f"play_project_{project.name}"
+
+
+def job_description(project: ProjectSettings, plan: ExecutionPlan) -> str:
+    """What the job runs, and the plan's Mermaid chart (levels, critical path, what is skipped)."""
+    tags = ", ".join(plan.planned_tags) if plan.planned_tags else plan.tag
+    label = "tags" if plan.planned_tags else "tag"
+    return (
+        f"Run project {project.name}'s TaskMaster tasks ({label} {tags}) with the "
+        f"{project.agent.preset or 'custom'} agent: {len(plan.task_ids)} tasks in "
+        f"{len(plan.levels)} levels, theoretical speedup {plan.stats['theoretical_speedup']}x."
+        f"\n\n{mermaid_block(plan)}"
+    )
 
 
 def build_project_definitions(
@@ -51,11 +64,7 @@ def build_project_definitions(
         name=job_name(project, single),
         selection=dg.AssetSelection.assets(*(asset.key for asset in assets)),
         executor_def=executor_def,
-        description=(
-            f"Run project {project.name}'s TaskMaster tasks (tag {plan.tag}) with the "
-            f"{project.agent.preset or 'custom'} agent: {len(plan.task_ids)} tasks in "
-            f"{len(plan.levels)} levels, theoretical speedup {plan.stats['theoretical_speedup']}x."
-        ),
+        description=job_description(project, plan),
         tags={"cto/project": project.name},
     )
     if not plan.task_ids:

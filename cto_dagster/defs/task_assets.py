@@ -5,7 +5,8 @@ from typing import NamedTuple
 
 import dagster as dg
 
-from cto_dagster.core.planner import ExecutionPlan, remaining_path_lengths
+from cto_dagster.core.graphs import remaining_path_lengths
+from cto_dagster.core.planner import ExecutionPlan, weights
 from cto_dagster.core.secrets import SecretNames
 from cto_dagster.core.settings import ProjectSettings
 from cto_dagster.core.task_run import (
@@ -69,15 +70,15 @@ def _recorded(instance, keys) -> dict[dg.AssetKey, Recorded]:
 
 
 def task_priorities(plan: ExecutionPlan) -> dict[str, int]:
-    """Longest remaining path (estimated seconds when known, else task count): with fewer agent
+    """Longest remaining path (estimated seconds when known, else complexity-weighted task count,
+    in tenths): with fewer agent
     slots than ready tasks, the critical chain goes first. `CTO_DAGSTER_PRIORITIES=off` gives
     every task the same priority (for comparisons; see benchmarks/schedule.py)."""
     if os.environ.get("CTO_DAGSTER_PRIORITIES", "on").lower() in ("off", "0", "false"):
         return dict.fromkeys(plan.task_ids, 0)
-    known = all(plan.tasks[t].duration is not None for t in plan.task_ids)
-    weight = (lambda t: plan.tasks[t].duration or 0.0) if known else (lambda _t: 1.0)
+    weight, _ = weights(plan.tasks, plan.task_ids)
     remaining = remaining_path_lengths(plan.dependencies, plan.task_ids, weight)
-    return {task_id: round(value) for task_id, value in remaining.items()}
+    return {task_id: round(value * 10) for task_id, value in remaining.items()}
 
 
 def result_metadata(result: TaskRunResult, level: int) -> dict[str, object]:
@@ -140,7 +141,7 @@ def build_task_asset(
     @dg.asset(
         key=key,
         deps=list(dependency_keys.values()),
-        group_name=translator.group_name(project, level),
+        group_name=translator.task_group(project, plan, task),
         tags=translator.tags(project, task, level),
         description=translator.description(task),
         metadata=translator.metadata(plan, task, level),
@@ -170,6 +171,10 @@ def build_task_asset(
                     dep_id, heads[dep_key].head, plan.tasks[dep_id].title, heads[dep_key].files
                 )
                 for dep_id, dep_key in dependency_keys.items()
+            )
+            + tuple(
+                DependencyHead(dep_id, None, plan.tasks[dep_id].title, in_review=True)
+                for dep_id in plan.review_dependencies(task_id)
             ),
             previous_head=heads[key].head,
             pushing_head=heads[key].pushing,

@@ -1,6 +1,8 @@
 """How a task looks in Dagster: subclass `TaskTranslator` to change keys, groups, tags or text,
 the way `DagsterDbtTranslator` lets dbt users shape their assets."""
 
+import re
+
 import dagster as dg
 
 from cto_dagster.core.names import asset_name_for, label_value
@@ -12,19 +14,36 @@ TAG_LEVEL = "cto/level"
 TAG_TASK_ID = "cto/task_id"
 TAG_PRIORITY = "cto/priority"
 TAG_PROJECT = "cto/project"
+TAG_TASKMASTER_TAG = "cto/tag"
 DESCRIPTION_LIMIT = 20_000
+_GROUP_UNSAFE = re.compile(r"[^A-Za-z0-9_]")
 
 
 class TaskTranslator:
     def asset_key(self, project: ProjectSettings, task_id: str) -> dg.AssetKey:
         return dg.AssetKey([project.name, asset_name_for(task_id)])
 
-    def group_name(self, project: ProjectSettings, level: int | None = None) -> str:
+    def group_name(
+        self, project: ProjectSettings, level: int | None = None, tag: str | None = None
+    ) -> str:
         """One group per level (its tasks and its integration), and one for the run's metrics
-        (`level=None`): a 100-task graph reads as a short chain of collapsible groups."""
+        (`level=None`): a 100-task graph reads as a short chain of collapsible groups. With
+        several tags, one group per tag (`tag`), and one for the integration of all levels."""
+        if tag is not None:
+            return f"{project.name}_{_GROUP_UNSAFE.sub('_', tag)}"
         if level is None:
             return f"{project.name}_metrics"
         return f"{project.name}_level_{level}"
+
+    def task_group(self, project: ProjectSettings, plan: ExecutionPlan, task: Task) -> str:
+        if plan.planned_tags and task.tag:
+            return self.group_name(project, tag=task.tag)
+        return self.group_name(project, plan.level_of[task.id])
+
+    def integration_group(self, project: ProjectSettings, plan: ExecutionPlan, level: int) -> str:
+        if plan.planned_tags:
+            return self.group_name(project, tag="integration")
+        return self.group_name(project, level)
 
     def tags(self, project: ProjectSettings, task: Task, level: int) -> dict[str, str]:
         priority = (
@@ -32,7 +51,10 @@ class TaskTranslator:
         )
         # tag values hold 63 characters: a longer slug id is shortened with a stable hash (the
         # step's op tag keeps the whole id)
-        return {TAG_LEVEL: str(level), TAG_TASK_ID: label_value(task.id), TAG_PRIORITY: priority}
+        tags = {TAG_LEVEL: str(level), TAG_TASK_ID: label_value(task.id), TAG_PRIORITY: priority}
+        if task.tag:
+            tags[TAG_TASKMASTER_TAG] = label_value(task.tag)
+        return tags
 
     def description(self, task: Task) -> str:
         """Plain text, title first: the catalog shows it as written, one line of it."""
@@ -60,5 +82,8 @@ class TaskTranslator:
             "priority": task.priority,
             "execution_level": level,
             "dependencies": ", ".join(plan.dependencies_to_run(task.id)) or "(none)",
+            "review_dependencies": ", ".join(plan.review_dependencies(task.id)) or "(none)",
             "subtasks": len(task.subtasks),
+            "complexity": task.complexity if task.complexity is not None else "(no report)",
+            **({"taskmaster_tag": task.tag} if task.tag else {}),
         }

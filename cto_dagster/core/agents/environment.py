@@ -49,6 +49,7 @@ def task_environment(
 ) -> dict[str, str]:
     return {
         "CTO_TASK_ID": task.id,
+        "CTO_TASK_TAG": task.tag or "",
         "CTO_TASK_TITLE": _env_value(task.title),
         "CTO_TASK_DESCRIPTION": _env_value(task.description),
         "CTO_TASK_DETAILS": _env_value(task.details),

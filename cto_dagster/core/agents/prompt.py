@@ -24,6 +24,8 @@ def render_prompt(
     task: Task, level: int, branch: str, dependencies: Sequence[DoneDependency] = ()
 ) -> str:
     parts = [f"# Task {task.id}: {task.title}", ""]
+    if task.tag:
+        parts += [f"(TaskMaster tag `{task.tag}`, task {task.file_id})", ""]
     if task.description:
         parts += [task.description, ""]
     if task.details:

@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import re
 import subprocess
+import tempfile
 from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -194,6 +195,42 @@ class ObjectCache:
         for parent in parents:
             args += ["-p", parent]
         return self.git(*args, "-F", "-", input=message)
+
+    def read_blob(self, commit: str, path: str) -> bytes | None:
+        """A file's content at a commit (None when the commit has no such file)."""
+        result = run_git(
+            ["cat-file", "blob", f"{commit}:{path}"],
+            self.local_env,
+            git_dir=self.path,
+            check=False,
+            text=False,
+        )
+        return result.stdout if result.returncode == 0 else None
+
+    def tree_with_file(self, commit: str, path: str, content: bytes) -> str:
+        """The commit's tree with one file's content replaced (its mode kept), built in a
+        throwaway index: no work tree, nothing else touched."""
+        blob = (
+            run_git(
+                ["hash-object", "-w", "--stdin"],
+                self.local_env,
+                git_dir=self.path,
+                input=content,
+                text=False,
+            )
+            .stdout.decode()
+            .strip()
+        )
+        mode = self.git("ls-tree", "--format=%(objectmode)", commit, "--", path) or "100644"
+        with tempfile.TemporaryDirectory(prefix="index-", dir=self.path) as scratch:
+            env = {**self.local_env, "GIT_INDEX_FILE": str(Path(scratch) / "index")}
+            git_output(["read-tree", commit], env, git_dir=self.path)
+            git_output(
+                ["update-index", "--add", "--cacheinfo", f"{mode},{blob},{path}"],
+                env,
+                git_dir=self.path,
+            )
+            return git_output(["write-tree"], env, git_dir=self.path)
 
     def merge(self, head: str, commit: str, label: str, into: str) -> str:
         """`git merge --no-ff` of `commit` (named `label`) into `head`, as a new commit."""

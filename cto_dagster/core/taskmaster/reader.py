@@ -7,99 +7,24 @@ so a person fixes them in one pass.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from functools import cached_property
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from cto_dagster.core.names import canonical_id, describe_bad_id, sorted_ids, subtask_reference
-
-DONE_STATUSES = frozenset({"done", "completed"})
-HOLDING_STATUSES = frozenset({"cancelled", "deferred"})
-DEPENDENCY_KEYS = ("dependencies", "dependsOn", "depends_on")
-PRIORITY_RANK = {"critical": 4, "high": 3, "medium": 2, "low": 1}
-FIX_HINT = (
-    "Fix tasks.json, or run `task-master validate-dependencies` / `task-master fix-dependencies`."
+from cto_dagster.core.taskmaster.complexity import read_reports
+from cto_dagster.core.taskmaster.model import (
+    DEPENDENCY_KEYS,
+    MAX_FILE_BYTES,
+    Subtask,
+    Task,
+    TaskList,
+    TasksFileError,
 )
-MAX_FILE_BYTES = 256 * 1024 * 1024
-
-
-class TasksFileError(Exception):
-    """A tasks file that cannot be planned; `problems` lists every reason, one line each."""
-
-    def __init__(self, headline: str, problems: list[str] | None = None, hint: str = ""):
-        self.headline = headline
-        self.problems = list(problems or [])
-        self.hint = hint
-        super().__init__(self.render())
-
-    def render(self) -> str:
-        lines = [f"❌ {self.headline}"]
-        lines += [f"  - {problem}" for problem in self.problems]
-        if self.hint:
-            lines.append(f"  {self.hint}")
-        return "\n".join(lines)
-
-
-@dataclass(frozen=True)
-class Subtask:
-    id: str
-    title: str
-    status: str
-    description: str = ""
-    details: str = ""
-    dependencies: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Task:
-    id: str
-    title: str
-    status: str = "pending"
-    priority: str = "medium"
-    description: str = ""
-    details: str = ""
-    test_strategy: str = ""
-    dependencies: tuple[str, ...] = ()
-    subtasks: tuple[Subtask, ...] = ()
-    duration: float | None = None
-    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
-
-    @cached_property
-    def content_hash(self) -> str:
-        """Identifies the work asked for; becomes the asset's code version."""
-        return _content_hash(self.raw)
-
-    @property
-    def is_done(self) -> bool:
-        return self.status in DONE_STATUSES
-
-    @property
-    def is_held(self) -> bool:
-        return self.status in HOLDING_STATUSES
-
-    @property
-    def priority_rank(self) -> int:
-        return PRIORITY_RANK.get(self.priority, 2)
-
-
-@dataclass(frozen=True)
-class TaskList:
-    """The tasks of one tag, parsed and checked task by task (graph checks live in the planner)."""
-
-    path: Path
-    tag: str
-    tags: tuple[str, ...]
-    file_format: str
-    tasks: dict[str, Task]
-    notes: tuple[str, ...] = field(default=())
-    # Per-task problems; the planner reports them together with the graph's (cycles, names).
-    problems: tuple[str, ...] = field(default=())
-
+from cto_dagster.core.taskmaster.tags import combine, tag_dependencies, tag_problems
 
 # ---------------------------------------------------------------------------------------------
 # Finding the file and the tag
@@ -259,17 +184,6 @@ def _raw_dependencies(raw: Mapping[str, Any], where: str, problems: list[str]) -
     return values
 
 
-def _content_hash(raw: Mapping[str, Any]) -> str:
-    """What the agent is asked to do; status and timestamps change without changing the work."""
-    volatile = {"status", "updatedAt", "createdAt", "actualEffort", "lastModified"}
-    stable = {key: value for key, value in raw.items() if key not in volatile}
-    try:
-        blob = json.dumps(stable, sort_keys=True, ensure_ascii=False, default=str)
-    except (ValueError, RecursionError):
-        blob = repr(sorted(stable))
-    return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-
-
 def _parse_subtasks(raw: Mapping[str, Any], parent: str) -> tuple[Subtask, ...]:
     subtasks = raw.get("subtasks")
     if not isinstance(subtasks, list):
@@ -351,29 +265,99 @@ def parse_tasks(raw_tasks: list[Any], problems: list[str]) -> dict[str, Task]:
     return tasks
 
 
-def read_task_list(
-    path: str | os.PathLike[str] | None,
-    tag: str | None = None,
-    environ: Mapping[str, str] | None = None,
+def _project_root(tasks_path: Path) -> Path | None:
+    """The project folder of `<root>/.taskmaster/tasks/tasks.json` (None for other layouts)."""
+    if tasks_path.parent.name == "tasks" and tasks_path.parent.parent.name == ".taskmaster":
+        return tasks_path.parent.parent.parent
+    return None
+
+
+def _one_tag(
+    tasks_path: Path, file_format: str, tags: Mapping[str, Any], tag: str, scores: Mapping
 ) -> TaskList:
-    """Read one tag of a tasks file. A file that cannot be read raises `TasksFileError`; problems
-    of single tasks are kept in `problems` for the planner to report with the graph's."""
-    tasks_path = resolve_tasks_path(path)
-    file_format, tags = find_tags(load_json(tasks_path))
-    chosen = choose_tag(list(tags), tasks_path, tag, os.environ if environ is None else environ)
     problems: list[str] = []
-    tasks = parse_tasks(tags[chosen], problems)
+    tasks = parse_tasks(tags[tag], problems)
+    known = scores.get(tag, {})
+    if known:
+        tasks = {i: replace(t, complexity=known[i]) if i in known else t for i, t in tasks.items()}
     notes = []
     if file_format == "list":
         notes.append("the file is a bare list of tasks (TaskMaster itself cannot read it)")
     if file_format == "tag-list":
-        notes.append(f"tag {chosen} maps straight to a list of tasks (not TaskMaster's format)")
+        notes.append(f"tag {tag} maps straight to a list of tasks (not TaskMaster's format)")
     return TaskList(
         path=tasks_path,
-        tag=chosen,
+        tag=tag,
         tags=tuple(tags),
         file_format=file_format,
         tasks={task_id: tasks[task_id] for task_id in sorted_ids(tasks)},
         notes=tuple(notes),
         problems=tuple(problems),
     )
+
+
+def _tag_complete(task_list: TaskList) -> bool:
+    """Nothing left to run in a tag: every task done (or cancelled)."""
+    return all(t.is_done or t.status == "cancelled" for t in task_list.tasks.values())
+
+
+def read_tasks(
+    path: str | os.PathLike[str] | None,
+    tags: Sequence[str] | None = None,
+    all_tags: bool = False,
+    environ: Mapping[str, str] | None = None,
+) -> TaskList:
+    """Read one tag (the chosen one, see `choose_tag`) or several (`tags`, or `all_tags`) of a
+    tasks file, with complexity scores when the project has a report. A file that cannot be read
+    raises `TasksFileError`; problems of single tasks (and of the tags' graph) are kept in
+    `problems` for the planner to report together with the graph's."""
+    tasks_path = resolve_tasks_path(path)
+    data = load_json(tasks_path)
+    file_format, found = find_tags(data)
+    environ = os.environ if environ is None else environ
+    wanted = list(dict.fromkeys(found if all_tags else (tags or ())))
+    if len(wanted) <= 1:
+        wanted = [choose_tag(list(found), tasks_path, wanted[0] if wanted else None, environ)]
+    missing = [t for t in wanted if t not in found]
+    if missing:
+        raise TasksFileError(
+            f"{'tags' if len(missing) > 1 else 'tag'} {', '.join(map(describe_bad_id, missing))} "
+            f"not in {tasks_path}",
+            [f"tags present: {', '.join(found) or '(none)'}"],
+        )
+    root = _project_root(tasks_path)
+    scores = read_reports(root, wanted) if root else {}
+    depends = tag_dependencies(data, list(found))
+    lists = {t: _one_tag(tasks_path, file_format, found, t, scores) for t in wanted}
+    if len(wanted) == 1:
+        only = lists[wanted[0]]
+        waiting = [
+            needed
+            for needed in depends.get(wanted[0], ())
+            if needed in found
+            and not _tag_complete(_one_tag(tasks_path, file_format, found, needed, {}))
+        ]
+        if not waiting:
+            return only
+        note = (
+            f"tag {wanted[0]} depends on tag {', '.join(waiting)}, which has tasks not done: "
+            f"plan them together (--tag {' --tag '.join([*waiting, wanted[0]])}) to run in order"
+        )
+        return replace(only, notes=(*only.notes, note))
+    complete = {
+        t: _tag_complete(_one_tag(tasks_path, file_format, found, t, {}))
+        for t in found
+        if t not in lists
+    }
+    combined = combine(lists, depends)
+    problems = tag_problems(wanted, depends, list(found), complete)
+    return replace(combined, problems=(*problems, *combined.problems))
+
+
+def read_task_list(
+    path: str | os.PathLike[str] | None,
+    tag: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> TaskList:
+    """Read one tag of a tasks file (see `read_tasks`)."""
+    return read_tasks(path, [tag] if tag else None, environ=environ)
