@@ -42,6 +42,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from cto_dagster.init_command import run_init
+
+    return run_init(args.path, args.agent, args.tag, yes=args.yes, force=args.force)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from cto_dagster.demo import run_demo
 
@@ -108,6 +114,23 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--json", action="store_true", help="same as --format json")
     plan.add_argument("--output", metavar="FILE", help="also write the JSON plan to FILE")
     plan.set_defaults(func=cmd_plan)
+
+    init = sub.add_parser(
+        "init",
+        help="set up a repository: write cto-dagster.yaml and a DAGSTER_HOME, show the plan",
+    )
+    init.add_argument("path", nargs="?", default=None, help="the repository (default: .)")
+    init.add_argument(
+        "--agent",
+        choices=("claude", "codex", "gemini", "aider", "demo"),
+        help="the agent preset (default: the first CLI found on PATH)",
+    )
+    init.add_argument(
+        "--tag", action="append", default=[], metavar="TAG", help="TaskMaster tag(s) to run"
+    )
+    init.add_argument("--yes", action="store_true", help="ask nothing: take the defaults")
+    init.add_argument("--force", action="store_true", help="overwrite an existing config")
+    init.set_defaults(func=cmd_init)
 
     demo = sub.add_parser("demo", help="run the main job on a sample repository and demo agent")
     demo.add_argument(

@@ -11,7 +11,13 @@ import pytest
 
 from cto_dagster.cli import main
 from cto_dagster.core.mermaid import parse_edges, render_mermaid
-from cto_dagster.core.names import asset_name_for, check_branch_name, label_value, task_branch
+from cto_dagster.core.names import (
+    asset_name_for,
+    canonical_id,
+    check_branch_name,
+    label_value,
+    task_branch,
+)
 from cto_dagster.core.planner import build_plan, plan_tasks_file
 from cto_dagster.core.taskmaster import TasksFileError, read_tasks
 from cto_dagster.core.taskmaster.complexity import parse_report, report_path
@@ -280,6 +286,24 @@ def test_write_back_changes_only_the_statuses_asked_for():
     assert len(changed) == 3
 
 
+def test_write_back_keeps_a_hand_written_layout_and_adds_a_missing_status():
+    from cto_dagster.core.sample import guide_tasks_json
+
+    original = guide_tasks_json().encode()
+    updated = set_statuses(original, {"master": {"1": "review", "4": "done"}})
+    changed = [
+        (a, b) for a, b in zip(original.splitlines(), updated.splitlines(), strict=True) if a != b
+    ]
+    assert len(changed) == 2
+    assert all(
+        a.replace(b'"pending"', b"") == b.replace(b'"review"', b"").replace(b'"done"', b"")
+        for a, b in changed
+    )
+    no_status = b'{"master": {"tasks": [{"id": 3, "title": "t \\" \\u00e9"}]}}'
+    done = set_statuses(no_status, {"master": {"3": "review"}})
+    assert json.loads(done)["master"]["tasks"][0] == {"id": 3, "status": "review", "title": 't " é'}
+
+
 def test_write_back_reads_every_shape_and_leaves_what_it_cannot():
     legacy = json.dumps({"tasks": [task(1)]}, indent=4).encode()
     assert b'\n    "tasks"' in set_statuses(legacy, {"master": {"1": "review"}})
@@ -349,3 +373,35 @@ def test_long_ids_load_as_definitions_with_short_tags_and_labels(tmp_path):
     labels = step_labels(project, plan.tasks[name], 0)
     assert all(len(value) <= 63 for value in labels.values())
     assert labels["task-id"] != step_labels(project, plan.tasks[f"{long_tag}.2"], 1)["task-id"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [*sorted(FIXTURES.glob("*.json")), *corpus_files()],
+    ids=lambda p: p.name,
+)
+def test_write_back_on_every_file_changes_exactly_the_statuses(path):
+    """On every fixture and corpus file: the text edit and a JSON rewrite agree."""
+    from cto_dagster.core.taskmaster import find_tags
+
+    content = path.read_bytes()
+    try:
+        data = json.loads(content.decode("utf-8-sig"))
+        _, tags = find_tags(data)
+    except (ValueError, TasksFileError):
+        assert set_statuses(content, {"master": {"1": "review"}}) is None
+        return
+    wanted = {
+        tag: {canonical_id(t.get("id")): "review" for t in items if isinstance(t, dict)}
+        for tag, items in tags.items()
+    }
+    updated = set_statuses(content, wanted)
+    before = json.dumps(data, sort_keys=True)
+    for items in tags.values():
+        for raw in items:
+            if isinstance(raw, dict) and canonical_id(raw.get("id")) is not None:
+                raw["status"] = "review"
+    if updated is None:  # only when there was nothing to change
+        assert json.dumps(data, sort_keys=True) == before
+        return
+    assert json.loads(updated.decode("utf-8-sig")) == data

@@ -74,6 +74,11 @@ class AgentSettings(_Strict):
         default_factory=list, description="names passed from the step's environment as they are"
     )
     timeout_seconds: float = Field(3600.0, gt=0, le=7 * 24 * 3600)
+    heartbeat_seconds: float = Field(
+        300.0,
+        ge=0,
+        description="a line in the run's log when the agent has been silent this long (0: never)",
+    )
     sandbox: Literal["auto", "bwrap", "user", "none"] = Field(
         "auto",
         description="auto: bubblewrap where it runs, else an unprivileged user when the step "
@@ -114,6 +119,7 @@ class AgentSettings(_Strict):
             env_from=dict(self.env_from),
             pass_env=tuple(self.pass_env),
             timeout_seconds=self.timeout_seconds,
+            heartbeat_seconds=self.heartbeat_seconds,
             sandbox=self.sandbox,
             sandbox_user=self.sandbox_user,
             sandbox_read_only=tuple(self.sandbox_read_only),

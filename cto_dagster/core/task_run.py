@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -27,6 +28,7 @@ from cto_dagster.core.agents import (
     run_agent,
     task_environment,
 )
+from cto_dagster.core.agents.follow import AgentWatch
 from cto_dagster.core.agents.presets import Usage
 from cto_dagster.core.agents.prompt import DoneDependency
 from cto_dagster.core.git.cache import ObjectCache, backup_ref
@@ -271,8 +273,27 @@ def _run_agent(request: TaskRunRequest, folder: Path, work: Path, branch: str, l
     readable = (prompt_file, task_file, repo.cache().objects)
     masked = tuple(Path(f) for f in repo.secret_files)
     place = AgentPlace(folder, work, home, readable, sandbox, masked, prompt_file)
-    agent = run_agent(request.agent, values, place, env, folder / "agent.log")
+    watch = _watch(request, log)
+    agent = run_agent(request.agent, values, place, env, folder / "agent.log", watch)
     return sandbox, agent
+
+
+def _watch(request: TaskRunRequest, log) -> AgentWatch:
+    """The agent's output, live, on the step's stdout (the UI's captured log, the pod's log),
+    each line prefixed with the task; its tool calls and silences in the run's event log."""
+    task_id = request.task.id
+
+    def output(lines: list[str]) -> None:
+        sys.stdout.write("".join(f"[task {task_id}] {line}\n" for line in lines))
+        sys.stdout.flush()
+
+    return AgentWatch(
+        output=output,
+        activity=lambda text: log(f"🔧 Task {task_id}: {text}"),
+        silence=lambda text: log(f"⏳ Task {task_id}: {text}"),
+        redact=request.repository.redact,
+        heartbeat_seconds=request.agent.heartbeat_seconds,
+    )
 
 
 def _fail_on_findings(task: Task, recorded: RecordedTree, details: dict) -> None:

@@ -7,6 +7,7 @@ dependencies are done starts in well under a second instead of 4 to 8.
 """
 
 import os
+import time
 from collections import defaultdict
 
 import dagster as dg
@@ -20,6 +21,7 @@ from dagster._core.executor.multiprocess import MultiprocessExecutor
 
 from cto_dagster.core.names import id_sort_key
 from cto_dagster.core.processes import ProcessIdentity
+from cto_dagster.core.progress import RunProgress
 from cto_dagster.core.settings import PINNED_COMMITS_ENV, planned_commits_pin
 from cto_dagster.defs.step_polling import collective_polling
 from cto_dagster.defs.translator import TAG_LEVEL, TAG_TASK_ID
@@ -94,6 +96,55 @@ def plan_log_lines(execution_plan) -> list[str]:
     return lines
 
 
+PROGRESS_TAG = "cto/progress"
+
+
+class RunProgressTag:
+    """The run's progress as a run tag (`cto/progress`: done/total, what runs, time left), updated
+    as task steps start and end, so the UI's run list and run page show it while the run goes."""
+
+    def __init__(self, instance: dg.DagsterInstance, run_id: str, execution_plan, slots: int):
+        self._instance = instance
+        self._run_id = run_id
+        self._task_of: dict[str, str] = {}
+        for key in execution_plan.step_keys_to_execute:
+            tags = execution_plan.get_step_by_key(key).tags or {}
+            if TAG_TASK_ID in tags:
+                self._task_of[key] = tags[TAG_TASK_ID]
+        dependencies = {
+            task_id: [
+                self._task_of[u]
+                for u in execution_plan.get_step_by_key(key).get_execution_dependency_keys()
+                if u in self._task_of
+            ]
+            for key, task_id in self._task_of.items()
+        }
+        self._progress = RunProgress(dependencies=dependencies, slots=slots)
+        if self._task_of:
+            self._write(time.time())
+
+    def see(self, event: DagsterEvent) -> None:
+        task_id = self._task_of.get(event.step_key or "")
+        if task_id is None:
+            return
+        now = time.time()
+        if event.event_type == dg.DagsterEventType.STEP_START:
+            self._progress.start(task_id, now)
+        elif event.event_type == dg.DagsterEventType.STEP_SUCCESS:
+            self._progress.finish(task_id, now)
+        elif event.event_type == dg.DagsterEventType.STEP_FAILURE:
+            self._progress.fail(task_id)
+        else:
+            return
+        self._write(now)
+
+    def _write(self, now: float) -> None:
+        try:
+            self._instance.add_run_tags(self._run_id, {PROGRESS_TAG: self._progress.line(now)})
+        except Exception:  # noqa: S110 - progress is for people; it never fails a run
+            pass
+
+
 class PlayMultiprocessExecutor(MultiprocessExecutor):
     def __init__(self, parallel_execution: bool, extra_preload: list[str], **kwargs):
         super().__init__(**kwargs)
@@ -122,8 +173,13 @@ class PlayMultiprocessExecutor(MultiprocessExecutor):
         yield DagsterEvent.engine_event(
             plan_context, "\n".join([header, *lines]), EngineEventData(metadata=identity)
         )
+        progress = RunProgressTag(
+            plan_context.instance, plan_context.run_id, execution_plan, self._max_concurrent
+        )
         with collective_polling():
-            yield from super().execute(plan_context, execution_plan)
+            for event in super().execute(plan_context, execution_plan):
+                progress.see(event)
+                yield event
 
 
 @dg.executor(

@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from cto_dagster.core.agents.follow import AgentWatch, OutputFollower
 from cto_dagster.core.agents.presets import LaunchContext, Problem, Usage
 from cto_dagster.core.agents.sandbox import Sandbox, prepare_launch
 from cto_dagster.core.agents.spec import PLACEHOLDERS, AgentSpec
@@ -81,6 +82,10 @@ def log_lines(path: Path, last_bytes: int | None = None) -> Iterator[str]:
             yield raw.decode("utf-8", "replace")
 
 
+def _no_events(_line: str) -> list[str]:
+    return []
+
+
 def _kill_group(process: subprocess.Popen) -> None:
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
@@ -140,8 +145,10 @@ def run_agent(
     place: AgentPlace,
     env: Mapping[str, str],
     log_path: Path,
+    watch: AgentWatch | None = None,
 ) -> AgentRun:
-    """Run the agent to completion or timeout; its output goes to `log_path`, not to memory."""
+    """Run the agent to completion or timeout; its output goes to `log_path`, not to memory,
+    and, while it runs, to `watch` (redacted lines, tool calls, heartbeats)."""
     preset = spec.validate().preset_definition
     argv, env, problem = _command(spec, argv_values, place, env)
     if problem is not None:
@@ -187,6 +194,11 @@ def run_agent(
             )
         # recorded so that a step killed with SIGKILL does not leave its agent running
         (place.step_folder / AGENT_PGID_FILE).write_text(str(process.pid))
+        follower = (
+            OutputFollower(log_path, watch, preset.events if preset else _no_events).start()
+            if watch
+            else None
+        )
         try:
             exit_code = process.wait(timeout=spec.timeout_seconds)
         except subprocess.TimeoutExpired:
@@ -196,11 +208,13 @@ def run_agent(
         finally:
             if process.poll() is None:
                 _kill_group(process)
-        # children that outlived a leader that exited normally are ended too
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+            # children that outlived a leader that exited normally are ended too
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            if follower:
+                follower.stop()
     tail, size = _read_tail(log_path)
     usage = preset.usage(log_lines(log_path)) if preset else None
     if preset:

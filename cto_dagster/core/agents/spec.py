@@ -23,6 +23,7 @@ class AgentSpec:
     env_from: Mapping[str, str] = field(default_factory=dict)  # NAME -> variable holding it
     pass_env: tuple[str, ...] = ()  # names passed from the step's environment as they are
     timeout_seconds: float = 3600.0
+    heartbeat_seconds: float = 300.0  # a log line when the agent has been silent this long
     sandbox: str = "auto"
     sandbox_user: str | None = None
     sandbox_read_only: tuple[str, ...] = ()  # extra folders the sandboxed agent may read
