@@ -132,6 +132,9 @@ def render_config(
         f"      preset: {agent}                    # demo | claude | codex | gemini | aider\n"
         "      timeout_seconds: 3600\n"
         "      sandbox: auto                     # bwrap when installed (see the README)\n"
+        "    conflicts:\n"
+        '      resolve: "off"                    # "agent": an agent resolves merge conflicts\n'
+        "      # verify: [npm, test]             # argv that must pass on a resolved merge\n"
         f"{git_block}"
         "    max_retries: 1\n"
     )

@@ -262,7 +262,7 @@ def _report_failed_run(instance, workspace, run: dg.DagsterRun, say) -> None:
     say(f"📊 Metrics of the failed run: {status.value.lower()} (run {metrics_run.run_id[:8]})")
 
 
-_SHOWN_LOG_MARKS = ("🚀", "✅", "❌", "⏱️", "⚠️", "🔧", "🧩", "⏳")
+_SHOWN_LOG_MARKS = ("🚀", "✅", "❌", "⏱️", "⚠️", "🔧", "🧩", "⏳", "🔀")
 
 
 def _progress_for(instance: dg.DagsterInstance, run: dg.DagsterRun) -> RunProgress:

@@ -25,7 +25,12 @@ def print_run_summary(
 
     from cto_dagster.core.metrics import join_runs, speedup_figures
     from cto_dagster.defs.metrics_assets import run_parts
-    from cto_dagster.defs.run_records import integration_records, run_chain, task_records
+    from cto_dagster.defs.run_records import (
+        conflict_counts,
+        integration_records,
+        run_chain,
+        task_records,
+    )
 
     with open_instance(home) as instance:
         if run_id:
@@ -45,6 +50,7 @@ def print_run_summary(
                 if record.status == "materialized" or earlier.run_id == run_id:
                     records[record.task_id] = record
             integrations.update(integration_records(instance, earlier.run_id))
+        conflicts = conflict_counts(instance, run_id)
     print(f"\nRun {run_id} ({run.dagster_run.status.value})")
     for record in records.values():
         if record.status == "failed":
@@ -66,6 +72,12 @@ def print_run_summary(
         print(
             f"🔗 Level {level}: {meta.get('integration_branch')} ({state}; merged "
             f"{meta.get('merged_branches')}; PR: {meta.get('pull_request')})"
+        )
+    if any(conflicts.values()):
+        print(
+            f"🔀 Merge conflicts: {conflicts['conflicts_predicted']} predicted, "
+            f"{conflicts['conflicts_resolved']} resolved by an agent (review them: the "
+            f"resolved_conflicts checks), {conflicts['conflicts_left']} left for a person"
         )
     sequential, makespan, speedup = speedup_figures(timings)
     print(f"\n📊 Sequential time (sum of task durations): {sequential:.1f} s")

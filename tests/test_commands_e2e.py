@@ -30,9 +30,15 @@ def test_the_demo_then_report_and_resume_find_its_instance(tmp_path):
     demo = run(["demo"], tmp_path, **cache)
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     out = demo.stdout
-    assert "📊 Theoretical speedup: 2.0x" in out
+    assert "📊 Theoretical speedup: 3.0x" in out
     assert "it is listed under the job in the UI" in out
-    assert "🚀 Task 3 started" in out and "[6/6 tasks done]" in out
+    assert "🚀 Task 3 started" in out and "[9/9 tasks done]" in out
+    # the demo's conflicting pair: resolved by the demo agent, verified, at both merge places
+    assert "🔀 Conflict in task 9's dependencies" in out
+    assert "🔀 Conflict in level 0 integration" in out
+    assert out.count("✅ Conflict resolved: feature/task-8-implementation") == 2
+    assert "verify passed (`python" in out
+    assert "🔀 Merge conflicts: 1 predicted, 2 resolved by an agent" in out
     assert "📊 Performance report: uv run cto-dagster report" in out  # the closing lines
     assert "dagster - DEBUG" not in out  # the run's own log goes to a file, not the terminal
 

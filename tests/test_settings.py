@@ -62,7 +62,9 @@ def test_environment_quick_start(tmp_path):
 def test_embedded_demo_default_plans(tmp_path):
     settings = load_settings({"CTO_DAGSTER_DEMO_DIR": str(tmp_path / "demo")})
     plan = plan_project(settings.projects[0], environ={"CTO_DAGSTER_CACHE": str(tmp_path / "c")})
-    assert plan.levels == [["1", "3", "5"], ["2", "6"], ["4"]]
+    # the guide's example, plus the demo's conflicting pair (7, 8) and the task needing both (9)
+    assert plan.levels == [["1", "3", "5", "7", "8"], ["2", "6", "9"], ["4"]]
+    assert settings.projects[0].conflicts.resolve == "agent"
 
 
 def test_missing_tasks_file_on_the_branch(tmp_path):

@@ -126,7 +126,11 @@ def test_a_command_line_run_is_re_executed_from_the_ui(make_project):
             demo_task(2, deps=[1], duration=1, title="Create API Endpoints"),
             demo_task(3, duration=1, title="Build Frontend"),
             demo_task(4, deps=[2, 3], title="Integration Tests"),
-        ]
+            # a pair editing one file: the level's integration shows the conflict resolved
+            demo_task(5, files={"routes.py": 'ROUTES = [\n    "/cart",\n]\n'}),
+            demo_task(6, files={"routes.py": 'ROUTES = [\n    "/orders",\n]\n'}),
+        ],
+        settings={"conflicts": {"resolve": "agent"}},
     )
     hundred = make_project(json.loads(HUNDRED_TASKS.read_text())["master"]["tasks"], name="big")
     launched = project.cli("launch", CTO_DEMO_FAIL_TASKS="3")
@@ -163,6 +167,12 @@ def test_a_command_line_run_is_re_executed_from_the_ui(make_project):
             page.reload()
             page.get_by_text("Success").first.wait_for()
             page.screenshot(path=str(SCREENSHOTS / "run-re-executed-from-failure.png"))
+
+            # the conflict an agent resolved is a WARN check to review
+            page.goto(f"{ui.base}/assets/proj/integration_level_0?view=checks")
+            page.get_by_text("resolved_conflicts").first.click()
+            page.get_by_text("resolved by an agent: review these files: routes.py").wait_for()
+            page.screenshot(path=str(SCREENSHOTS / "conflict-resolved-check.png"))
 
             shoot_guide_project(page, ui.base)
             shoot_hundred_tasks(page, big_ui.base)

@@ -5,6 +5,10 @@ It writes `tasks/task-<id>.md` from the task, plus any files named in the task's
 `metadata.duration` (seconds, times `CTO_DEMO_SPEED`), and fails when `metadata.demo.exit_code` is
 set or the task id is listed in `CTO_DEMO_FAIL_TASKS` (comma separated). That is enough to exercise
 every path of the engine: parallel timing, overlaps, conflicts and failures.
+
+As a conflict resolver (`CTO_CONFLICT_FILES` set: the conflicted files, one a line) it resolves
+deterministically by keeping both sides' lines, ours first, and drops the markers (and a diff3
+base section); `CTO_DEMO_RESOLVE=fail|leave-markers|sleep` make it fail on purpose, for tests.
 """
 
 from __future__ import annotations
@@ -34,7 +38,51 @@ def _inside(root: Path, relative: str) -> Path | None:
     return candidate
 
 
+def keep_both_sides(text: str) -> str:
+    """A conflicted file with both sides' lines kept, ours first, and no markers left."""
+    kept: list[str] = []
+    in_base = False
+    for line in text.splitlines(keepends=True):
+        bare = line.rstrip("\r\n")
+        if bare.startswith("<<<<<<<") or bare.startswith(">>>>>>>"):
+            in_base = False
+            continue
+        if bare.startswith("|||||||"):
+            in_base = True
+            continue
+        if bare == "=======":
+            in_base = False
+            continue
+        if not in_base:
+            kept.append(line)
+    return "".join(kept)
+
+
+def resolve(files: list[str]) -> int:
+    mode = os.environ.get("CTO_DEMO_RESOLVE", "")
+    print(f"demo agent: resolving the conflict in {', '.join(files)}", flush=True)
+    if mode == "sleep":
+        time.sleep(3600)
+    if mode == "fail":
+        print("demo agent: giving up on purpose", flush=True)
+        return 3
+    root = Path.cwd().resolve()
+    for relative in files:
+        target = _inside(root, relative)
+        if target is None or not target.is_file():
+            print(f"demo agent: cannot resolve {relative!r}: not a file here", flush=True)
+            return 2
+        if mode != "leave-markers":
+            text = target.read_text(encoding="utf-8")
+            target.write_text(keep_both_sides(text), encoding="utf-8")
+        print(f"demo agent: resolved {relative} (kept both sides)", flush=True)
+    return 0
+
+
 def main() -> int:
+    conflicted = [f for f in os.environ.get("CTO_CONFLICT_FILES", "").splitlines() if f]
+    if conflicted:
+        return resolve(conflicted)
     task_id = os.environ.get("CTO_TASK_ID", "unknown")
     title = os.environ.get("CTO_TASK_TITLE", "")
     task = _task()

@@ -31,9 +31,11 @@ def pr_body(
     missing: list[str],
     chart: str = "",
     status_note: str = "",
+    resolved: str = "",
 ) -> str:
-    """The table of the level's tasks, what is missing, the statuses the merge records, and the
-    plan's chart (GitHub renders Mermaid blocks)."""
+    """The table of the level's tasks, what is missing, the statuses the merge records, the
+    conflicts an agent resolved (for reviewers to read first), and the plan's chart (GitHub
+    renders Mermaid blocks)."""
     lines = [
         f"Integration of execution level {level}, by cto-dagster.",
         "",
@@ -45,6 +47,8 @@ def pr_body(
         lines += ["", f"⚠️ Incomplete: tasks {', '.join(missing)} produced no branch."]
     if status_note:
         lines += ["", status_note]
+    if resolved:
+        lines += ["", "## Conflicts resolved by an agent", "", resolved]
     if chart:
         lines += ["", "<details><summary>The plan</summary>", "", chart, "", "</details>"]
     body = "\n".join(lines)

@@ -10,13 +10,23 @@ clone, no work tree.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from cto_dagster.core.agents import AgentSpec
 from cto_dagster.core.git.cache import ObjectCache, backup_ref
-from cto_dagster.core.git.command import GitError, MergeConflict
+from cto_dagster.core.git.command import GitError
 from cto_dagster.core.names import check_base_branch, id_sort_key, integration_branch, task_branch
-from cto_dagster.core.task_run import Repository
+from cto_dagster.core.repository import Repository
+from cto_dagster.core.resolution import (
+    Conflict,
+    ConflictPolicy,
+    Resolution,
+    ResolutionFailed,
+    Resolver,
+    SideTask,
+)
+from cto_dagster.core.taskmaster import Task
 from cto_dagster.core.taskmaster.write_back import set_statuses
 
 
@@ -31,6 +41,9 @@ class IntegrationRequest:
     build_branch: bool = True  # False when integration_pr_enabled is false
     detect_overlaps: bool = True
     write_back: StatusWriteBack | None = None
+    conflicts: ConflictPolicy = field(default_factory=ConflictPolicy)
+    agent: AgentSpec | None = None  # the project's agent (the default resolver)
+    task_info: Mapping[str, Task] = field(default_factory=dict)  # for a resolver's prompt
 
 
 @dataclass(frozen=True)
@@ -59,6 +72,9 @@ class IntegrationResult:
     files_changed: list[str] = field(default_factory=list)
     backup_ref: str | None = None
     statuses_written: list[str] = field(default_factory=list)  # task ids set in the tasks file
+    resolutions: list[Resolution] = field(default_factory=list)  # conflicts an agent resolved
+    resolution_failure: str | None = None  # why the resolver could not resolve the conflict
+    resolver_log_tail: str = ""
 
     @property
     def complete(self) -> bool:
@@ -77,6 +93,27 @@ def conflict_report(result: IntegrationResult) -> str:
     lines += [f"conflicting path: {path}" for path in result.conflict_paths]
     if result.conflict_tasks:
         lines.append(f"tasks involved: {', '.join(result.conflict_tasks)}")
+    if result.resolution_failure:
+        lines.append(result.resolution_failure)
+    return "\n".join(lines)
+
+
+def resolution_report(resolutions: list[Resolution]) -> str:
+    """Markdown for reviewers: each conflict an agent resolved, and what it changed."""
+    if not resolutions:
+        return "No conflict needed resolving."
+    lines = [
+        "Resolved by an agent: review these files.",
+        "",
+        "| merged | into | files | resolver | seconds | verify | resolution diff |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in resolutions:
+        files = ", ".join(f"`{p}`" for p in r.files[:20])
+        lines.append(
+            f"| {r.merged} | {r.into} | {files} | {r.resolver} | {r.seconds:.1f} | {r.verify} "
+            f"| +{r.insertions} -{r.deletions} in {len(r.diff_files)} files |"
+        )
     return "\n".join(lines)
 
 
@@ -98,23 +135,64 @@ def _overlaps_and_predictions(cache: ObjectCache, result: IntegrationResult, pre
                 result.predicted_conflicts.append((left, right, paths))
 
 
-def _merge_in_order(cache, result: IntegrationResult, present, touched) -> str | None:
-    """Merge the level's branches in id order; on a conflict, record it and return None."""
+def _involved(result: IntegrationResult, task_id: str, paths, touched) -> list[str]:
+    involved = {task_id}
+    for other in result.merged:
+        other_id = other[len("feature/task-") : -len("-implementation")]
+        if set(touched.get(other_id, [])) & set(paths):
+            involved.add(other_id)
+    return sorted(involved, key=id_sort_key)
+
+
+def _side(request: IntegrationRequest, task_id: str, touched) -> SideTask:
+    task = request.task_info.get(task_id)
+    return SideTask(
+        task_id,
+        task.title if task else "",
+        task.details if task else "",
+        tuple(touched.get(task_id, ())),
+    )
+
+
+def _merge_in_order(request, cache, result: IntegrationResult, present, touched, log):
+    """Merge the level's branches in id order. A conflict is resolved by an agent when the
+    project lets one; otherwise, or when the resolution fails, it is recorded and None returned
+    (nothing half-merged is pushed)."""
     head = result.start_commit
+    resolver = Resolver(request.conflicts, request.agent or AgentSpec(), request.repository, log)
     for task_id, commit in present.items():
-        try:
-            head = cache.merge(head, commit, task_branch(task_id), result.branch)
-        except MergeConflict as exc:
-            result.conflict_branch = task_branch(task_id)
-            result.conflict_paths = exc.paths
-            involved = {task_id}
-            for other in result.merged:
-                other_id = other[len("feature/task-") : -len("-implementation")]
-                if set(touched.get(other_id, [])) & set(exc.paths):
-                    involved.add(other_id)
-            result.conflict_tasks = sorted(involved, key=id_sort_key)
-            return None  # nothing half-merged is pushed
-        result.merged.append(task_branch(task_id))
+        label = task_branch(task_id)
+        tree, paths = cache.merge_tree(head, commit)
+        if tree is not None:
+            head = cache.commit_tree(tree, [head, commit], f"Merge {label} into {result.branch}")
+            result.merged.append(label)
+            continue
+        involved = _involved(result, task_id, paths, touched)
+        if request.conflicts.enabled:
+            conflict = Conflict(
+                where=f"level {result.level} integration",
+                ours=head,
+                theirs=commit,
+                theirs_label=label,
+                into=result.branch,
+                ours_tasks=tuple(_side(request, t, touched) for t in involved if t != task_id),
+                theirs_tasks=(_side(request, task_id, touched),),
+                task=request.task_info.get(task_id) or Task(id=task_id, title=""),
+                level=result.level,
+            )
+            try:
+                head = resolver.resolve(cache, conflict, paths)
+                result.merged.append(label)
+                continue
+            except ResolutionFailed as exc:
+                result.resolution_failure = exc.message
+                result.resolver_log_tail = exc.resolution.resolver_log_tail
+            finally:
+                result.resolutions = list(resolver.resolutions)
+        result.conflict_branch = label
+        result.conflict_paths = paths
+        result.conflict_tasks = involved
+        return None
     return head
 
 
@@ -148,7 +226,9 @@ def _write_back(
     return cache.commit_tree(tree, [head], message)
 
 
-def integrate_level(request: IntegrationRequest) -> IntegrationResult:
+def integrate_level(
+    request: IntegrationRequest, log: Callable[[str], None] = print
+) -> IntegrationResult:
     """Merges are computed in the object cache, without a work tree: no clone, no checkout."""
     repo = request.repository
     check_base_branch(request.base_branch)
@@ -182,7 +262,7 @@ def integrate_level(request: IntegrationRequest) -> IntegrationResult:
         _overlaps_and_predictions(cache, result, present, touched)
     if not request.build_branch:
         return result
-    head = _merge_in_order(cache, result, present, touched)
+    head = _merge_in_order(request, cache, result, present, touched, log)
     if head is None:
         return result
     if request.write_back and present:

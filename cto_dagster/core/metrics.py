@@ -122,6 +122,7 @@ def compute_metrics(
     run_started_at: float | None = None,
     agent_slots: int | None = None,
     failed: Sequence[str] = (),
+    conflicts: Mapping[str, int] | None = None,
 ) -> RunMetrics:
     """Everything the metrics asset and `cto-dagster report` show, for one run."""
     done = {t.task_id: t for t in timings}
@@ -215,6 +216,7 @@ def compute_metrics(
         "median_slot_wait_s": _median(tasks["slot_wait_s"]),
         "median_start_up_s": _median(tasks["start_up_s"]),
         **usage_totals(timings),
+        **{name: int(count) for name, count in (conflicts or {}).items()},
     }
     return RunMetrics(
         run_id=run_id,
@@ -361,6 +363,12 @@ def telemetry_lines(metrics: RunMetrics) -> list[str]:
         lines.append(
             f"💰 Agents: {cost}{s['agent_input_tokens']:.0f} input and "
             f"{s['agent_output_tokens']:.0f} output tokens{turns}"
+        )
+    if "conflicts_predicted" in s:
+        lines.append(
+            f"🔀 Merge conflicts: {s['conflicts_predicted']} predicted, "
+            f"{s.get('conflicts_resolved', 0)} resolved by an agent, "
+            f"{s.get('conflicts_left', 0)} left for a person"
         )
     if metrics.failed:
         lines.append(f"❌ Failed: tasks {', '.join(metrics.failed)}")

@@ -23,6 +23,12 @@ def guide_tasks_json() -> str:
     return resources.files("cto_dagster.sample_data").joinpath("guide_tasks.json").read_text()
 
 
+def demo_tasks_json() -> str:
+    """The guide's tasks plus a pair that both add the same file, and a task depending on both:
+    the demo shows a conflict resolved by an agent (at the dependency merge and at integration)."""
+    return resources.files("cto_dagster.sample_data").joinpath("demo_tasks.json").read_text()
+
+
 def create_sample_repository(
     folder: Path,
     tasks_json: str | None = None,

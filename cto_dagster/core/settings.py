@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -34,7 +35,8 @@ from cto_dagster.core.names import (
     valid_tag_name,
 )
 from cto_dagster.core.planner import ExecutionPlan, plan_tasks_file
-from cto_dagster.core.sample import create_sample_repository
+from cto_dagster.core.resolution import ConflictPolicy
+from cto_dagster.core.sample import create_sample_repository, demo_tasks_json
 from cto_dagster.core.secrets import SECRET_NAME, SecretNames
 from cto_dagster.core.taskmaster import TasksFileError, find_tags
 from cto_dagster.core.taskmaster.complexity import report_path
@@ -127,6 +129,45 @@ class AgentSettings(_Strict):
         ).validate()
 
 
+class ConflictSettings(_Strict):
+    """What happens when a merge conflicts (a task's dependencies, or a task branch into its
+    level's integration branch)."""
+
+    resolve: Literal["off", "agent"] = Field(
+        "off",
+        description="off: the step fails and a person resolves (the guide's behaviour); agent: "
+        "an agent resolves it in a work tree, checked (no marker left, `verify` passes) before "
+        "anything is pushed",
+    )
+    agent: AgentSettings | None = Field(None, description="the resolver (default: the project's)")
+    verify: list[str] = Field(
+        default_factory=list,
+        description="argv run on the resolved tree, in the resolver's sandbox (e.g. the test "
+        "command); it must exit 0",
+    )
+    verify_timeout_seconds: float = Field(900.0, gt=0, le=24 * 3600)
+
+    @field_validator("resolve", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: object) -> object:
+        return "off" if value is False else value  # YAML reads a bare `off` as false
+
+    @field_validator("verify")
+    @classmethod
+    def _argv(cls, value: list[str]) -> list[str]:
+        if any(not item for item in value):
+            raise ValueError("verify is an argv list of non-empty strings (no shell)")
+        return value
+
+    def policy(self) -> ConflictPolicy:
+        return ConflictPolicy(
+            resolve=self.resolve,
+            agent=self.agent.spec() if self.agent else None,
+            verify=tuple(self.verify),
+            verify_timeout_seconds=self.verify_timeout_seconds,
+        )
+
+
 class GitSettings(_Strict):
     token_env: str | None = Field(
         None, description="name of the environment variable holding the git/GitHub token"
@@ -202,6 +243,7 @@ class ProjectSettings(_Strict):
     base_branch: str = "main"
     include_all: bool = False
     agent: AgentSettings = Field(default_factory=AgentSettings)
+    conflicts: ConflictSettings = Field(default_factory=ConflictSettings)
     git: GitSettings = Field(default_factory=GitSettings)
     github: GitHubSettings = Field(default_factory=GitHubSettings)
     max_retries: int = Field(1, ge=0, le=10)
@@ -373,7 +415,9 @@ def _settings_from_env(environ: Mapping[str, str]) -> Settings:
 
 
 def demo_settings(folder: Path) -> Settings:
-    remote = create_sample_repository(folder)
+    """The demo project: the guide's tasks and a conflicting pair, resolved by the demo agent and
+    verified by compiling the sources."""
+    remote = create_sample_repository(folder, tasks_json=demo_tasks_json())
     return Settings.model_validate(
         {
             "projects": [
@@ -381,6 +425,10 @@ def demo_settings(folder: Path) -> Settings:
                     "name": "demo",
                     "repository": str(remote.resolve()),
                     "workspace_root": str((folder / "workspaces").resolve()),
+                    "conflicts": {
+                        "resolve": "agent",
+                        "verify": [sys.executable, "-m", "compileall", "-q", "src"],
+                    },
                 }
             ]
         }

@@ -9,62 +9,41 @@ removed whatever happens.
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from cto_dagster.core.agents import (
-    AgentPlace,
-    AgentSpec,
-    SandboxUnavailable,
-    agent_environment,
-    choose_sandbox,
-    render_prompt,
-    run_agent,
-    task_environment,
-)
-from cto_dagster.core.agents.follow import AgentWatch
+from cto_dagster.core.agent_session import AgentUnavailable, run_agent_in_tree
+from cto_dagster.core.agents import AgentSpec, render_prompt
 from cto_dagster.core.agents.presets import Usage
 from cto_dagster.core.agents.prompt import DoneDependency
 from cto_dagster.core.git.cache import ObjectCache, backup_ref
-from cto_dagster.core.git.command import BranchMoved, GitError, Identity, git_environment
-from cto_dagster.core.git.credentials import redact
+from cto_dagster.core.git.command import BranchMoved, GitError
 from cto_dagster.core.git.inspect import RecordedTree, record_work_tree
 from cto_dagster.core.git.worktree import AgentWorkTree
 from cto_dagster.core.names import task_branch
+from cto_dagster.core.repository import Repository
+from cto_dagster.core.resolution import (
+    Conflict,
+    ConflictPolicy,
+    Resolution,
+    ResolutionFailed,
+    Resolver,
+    SideTask,
+)
 from cto_dagster.core.taskmaster import Task
-from cto_dagster.core.workspaces import default_cache_root, new_workspace
+from cto_dagster.core.workspaces import new_workspace
 
-
-@dataclass(frozen=True)
-class Repository:
-    """Where the work lives, how git reaches it, and what must never leak."""
-
-    url: str
-    base_branch: str = "main"
-    base_commit: str | None = None  # the commit the run planned from (None: the branch now)
-    identity: Identity = field(default_factory=Identity)
-    git_env: Mapping[str, str] = field(default_factory=dict)  # credentials, from credentials.py
-    denied_env: tuple[str, ...] = ()  # every project's secret variable names: never to agents
-    secrets: tuple[str, ...] = ()  # secret values, redacted from every message and log
-    secret_files: tuple[str, ...] = ()  # token files: hidden from agents
-    workspace_root: str | None = None
-    cache_root: str | None = None
-    commit_exclude: tuple[str, ...] = ()  # gitignore patterns the agent's leftovers are held to
-    adopt_existing_branches: bool = False  # replace branches this instance has no record of
-    tag: str | None = None  # the TaskMaster tag (to read a status the agent set)
-
-    def redact(self, text: str) -> str:
-        return redact(text, self.secrets)
-
-    def cache(self) -> ObjectCache:
-        root = Path(self.cache_root) if self.cache_root else default_cache_root()
-        return ObjectCache(root / "objects", self.url, git_environment(self.identity, self.git_env))
+__all__ = [
+    "DependencyHead",
+    "Repository",
+    "TaskFailed",
+    "TaskRunRequest",
+    "TaskRunResult",
+    "run_task",
+]
 
 
 @dataclass(frozen=True)
@@ -73,6 +52,7 @@ class DependencyHead:
     commit: str | None  # as recorded by the dependency's materialization
     title: str = ""
     files: tuple[str, ...] = ()  # what it changed, for the agent's prompt
+    details: str = ""  # the task's details, for a conflict resolver's prompt
     in_review: bool = False  # a `review` task: not run again; its branch's head is built on
 
     @property
@@ -90,6 +70,7 @@ class TaskRunRequest:
     previous_head: str | None = None  # our last recorded head of this task's branch
     pushing_head: str | None = None  # a push this instance announced but never recorded
     before_push: Callable[[str], None] | None = None  # records the commit about to be pushed
+    conflicts: ConflictPolicy = field(default_factory=ConflictPolicy)
 
 
 @dataclass
@@ -116,6 +97,7 @@ class TaskRunResult:
     flattened_repositories: list[str] = field(default_factory=list)
     taskmaster_edits: list[str] = field(default_factory=list)
     status_set_by_agent: str | None = None
+    resolutions: list[Resolution] = field(default_factory=list)  # conflicts an agent resolved
 
     @property
     def duration_seconds(self) -> float:
@@ -138,6 +120,7 @@ class _Start:
     remote_now: str | None
     start: str
     merged: list[str]
+    resolutions: list[Resolution] = field(default_factory=list)
 
 
 def _check_ownership(request: TaskRunRequest, branch: str, remote_now: str | None) -> None:
@@ -190,31 +173,82 @@ def _dependency_commits(
     return heads
 
 
+def _dependency_conflict(paths: Sequence[str], left: str, right: str) -> TaskFailed:
+    return TaskFailed(
+        f"the branches of this task's dependencies conflict with each other: "
+        f"{left} and {right} both change {', '.join(paths[:20])}. "
+        "Resolve the conflict on one of them (or add a dependency between the tasks, or let an "
+        "agent resolve conflicts: `conflicts: {resolve: agent}`) and re-run.",
+        retryable=False,
+        details={"conflicting_paths": list(paths), "branches": [left, right]},
+    )
+
+
 def _merge_dependencies(
-    cache: ObjectCache, base: str, heads: list[tuple[str, str]], branch: str
-) -> str:
+    request: TaskRunRequest,
+    cache: ObjectCache,
+    base: str,
+    dependencies: Sequence[DependencyHead],
+    branch: str,
+    log,
+) -> tuple[str, list[Resolution]]:
     """The task's starting commit: the base with every dependency merged in, `--no-ff`, in the
-    cache (no work tree). Dependencies that conflict with each other fail before the agent."""
-    for i, (left_branch, left) in enumerate(heads):
-        for right_branch, right in heads[i + 1 :]:
-            tree, paths = cache.merge_tree(left, right)
-            if tree is None:
-                raise TaskFailed(
-                    f"the branches of this task's dependencies conflict with each other: "
-                    f"{left_branch} and {right_branch} both change {', '.join(paths[:20])}. "
-                    "Resolve the conflict on one of them (or add a dependency between the tasks) "
-                    "and re-run.",
-                    retryable=False,
-                    details={"conflicting_paths": paths, "branches": [left_branch, right_branch]},
-                )
+    cache (no work tree). A conflict fails the task before its agent runs, unless the project
+    lets an agent resolve it (then the resolution is checked before it is built on)."""
+    policy = request.conflicts
+    heads = [(d, d.commit or "") for d in dependencies]  # checked by _dependency_commits
+    if not policy.enabled:
+        for i, (left, left_commit) in enumerate(heads):
+            for right, right_commit in heads[i + 1 :]:
+                tree, paths = cache.merge_tree(left_commit, right_commit)
+                if tree is None:
+                    raise _dependency_conflict(paths, left.branch, right.branch)
+    resolver = Resolver(policy, request.agent, request.repository, log)
     start = base
-    for dep_branch, commit in heads:
-        if not cache.is_ancestor(commit, start):  # else already in, through another dependency
-            start = cache.merge(start, commit, dep_branch, branch)
-    return start
+    merged: list[DependencyHead] = []
+    for dep, commit in heads:
+        if cache.is_ancestor(commit, start):  # already in, through another dependency
+            continue
+        tree, paths = cache.merge_tree(start, commit)
+        if tree is not None:
+            start = cache.commit_tree(tree, [start, commit], f"Merge {dep.branch} into {branch}")
+        elif not policy.enabled:
+            ours = merged[-1].branch if merged else request.repository.base_branch
+            raise _dependency_conflict(paths, ours, dep.branch)
+        else:
+            conflict = Conflict(
+                where=f"task {request.task.id}'s dependencies",
+                ours=start,
+                theirs=commit,
+                theirs_label=dep.branch,
+                into=branch,
+                ours_tasks=tuple(_side(d) for d in merged),
+                theirs_tasks=(_side(dep),),
+                task=request.task,
+                level=request.level,
+            )
+            try:
+                start = resolver.resolve(cache, conflict, paths)
+            except ResolutionFailed as exc:
+                ours = merged[-1].branch if merged else request.repository.base_branch
+                failed = _dependency_conflict(paths, ours, dep.branch)
+                raise TaskFailed(
+                    f"Task {request.task.id}: {exc.message}",
+                    retryable=False,
+                    details={
+                        **failed.details,
+                        "resolver_log_tail": exc.resolution.resolver_log_tail,
+                    },
+                ) from None
+        merged.append(dep)
+    return start, resolver.resolutions
 
 
-def _prepare(request: TaskRunRequest, cache: ObjectCache, branch: str) -> _Start:
+def _side(dep: DependencyHead) -> SideTask:
+    return SideTask(dep.task_id, dep.title, dep.details, dep.files)
+
+
+def _prepare(request: TaskRunRequest, cache: ObjectCache, branch: str, log) -> _Start:
     repo = request.repository
     reviewed = [d for d in request.dependencies if d.in_review]
     remote = cache.remote_heads([repo.base_branch, branch, *(d.branch for d in reviewed)])
@@ -229,71 +263,28 @@ def _prepare(request: TaskRunRequest, cache: ObjectCache, branch: str) -> _Start
     if not cache.has_commit(base_commit):
         raise TaskFailed(f"the base commit {base_commit[:12]} is not in the repository", False)
     heads = _dependency_commits(dependencies, cache)
-    start = _merge_dependencies(cache, base_commit, heads, branch)
-    return _Start(base_commit, remote_now, start, [b for b, _ in heads])
+    start, resolutions = _merge_dependencies(request, cache, base_commit, dependencies, branch, log)
+    return _Start(base_commit, remote_now, start, [b for b, _ in heads], resolutions)
 
 
-def _run_agent(request: TaskRunRequest, folder: Path, work: Path, branch: str, log) -> object:
-    task, repo = request.task, request.repository
-    try:
-        sandbox = choose_sandbox(request.agent.sandbox, request.agent.sandbox_user)
-    except SandboxUnavailable as exc:
-        raise TaskFailed(f"Task {task.id}: {exc}", retryable=False) from None
-    mark = "🔒" if sandbox.isolates else "⚠️"
-    log(f"{mark} Task {task.id}: agent sandbox: {sandbox.reason}")
-    home = folder / "home"
-    home.mkdir()
-    prompt_file = folder / "prompt.md"
+def _run_agent(request: TaskRunRequest, folder: Path, work: Path, branch: str, log):
+    task = request.task
     done = [DoneDependency(d.task_id, d.title, d.files) for d in request.dependencies]
-    prompt_file.write_text(render_prompt(task, request.level, branch, done), encoding="utf-8")
-    task_file = folder / "task.json"
-    task_file.write_text(json.dumps(dict(task.raw), default=str), encoding="utf-8")
-    task_env = task_environment(
-        task, request.level, branch, repo.base_branch, prompt_file, task_file
-    )
-    env = agent_environment(
-        os.environ,
-        preset_names=request.agent.preset_env_names,
-        pass_env=request.agent.pass_env,
-        env_from=request.agent.env_from,
-        literal=request.agent.env,
-        task_env=task_env,
-        identity=repo.identity,
-        home=home,
-        denied=repo.denied_env,
-    )
-    values = {
-        "prompt_file": str(prompt_file),
-        "prompt": prompt_file.read_text(encoding="utf-8"),
-        "task_id": task.id,
-        "task_file": str(task_file),
-        "workdir": str(work),
-    }
-    # the agent's repository borrows the cache's objects: readable, never writable
-    readable = (prompt_file, task_file, repo.cache().objects)
-    masked = tuple(Path(f) for f in repo.secret_files)
-    place = AgentPlace(folder, work, home, readable, sandbox, masked, prompt_file)
-    watch = _watch(request, log)
-    agent = run_agent(request.agent, values, place, env, folder / "agent.log", watch)
-    return sandbox, agent
-
-
-def _watch(request: TaskRunRequest, log) -> AgentWatch:
-    """The agent's output, live, on the step's stdout (the UI's captured log, the pod's log),
-    each line prefixed with the task; its tool calls and silences in the run's event log."""
-    task_id = request.task.id
-
-    def output(lines: list[str]) -> None:
-        sys.stdout.write("".join(f"[task {task_id}] {line}\n" for line in lines))
-        sys.stdout.flush()
-
-    return AgentWatch(
-        output=output,
-        activity=lambda text: log(f"🔧 Task {task_id}: {text}"),
-        silence=lambda text: log(f"⏳ Task {task_id}: {text}"),
-        redact=request.repository.redact,
-        heartbeat_seconds=request.agent.heartbeat_seconds,
-    )
+    try:
+        return run_agent_in_tree(
+            request.agent,
+            request.repository,
+            folder,
+            work,
+            task=task,
+            level=request.level,
+            branch=branch,
+            prompt=render_prompt(task, request.level, branch, done),
+            label=f"task {task.id}",
+            log=log,
+        )
+    except AgentUnavailable as exc:
+        raise TaskFailed(f"Task {task.id}: {exc}", retryable=False) from None
 
 
 def _fail_on_findings(task: Task, recorded: RecordedTree, details: dict) -> None:
@@ -325,7 +316,7 @@ def _run_task(request: TaskRunRequest, log) -> TaskRunResult:
     cache = repo.cache()
     try:
         try:
-            start = _prepare(request, cache, branch)
+            start = _prepare(request, cache, branch, log)
             tree = AgentWorkTree(folder / "work", cache, branch, start.start)
             tree.create(repo.commit_exclude)
         except GitError as exc:
@@ -368,6 +359,7 @@ def _run_task(request: TaskRunRequest, log) -> TaskRunResult:
             flattened_repositories=recorded.flattened,
             taskmaster_edits=recorded.taskmaster_paths,
             status_set_by_agent=recorded.taskmaster_status,
+            resolutions=start.resolutions,
         )
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -12,6 +12,7 @@ from cto_dagster.core.integration import (
     conflict_report,
     integrate_level,
     overlap_report,
+    resolution_report,
 )
 from cto_dagster.core.mermaid import mermaid_block
 from cto_dagster.core.names import integration_branch, task_branch
@@ -21,7 +22,15 @@ from cto_dagster.core.settings import ProjectSettings
 from cto_dagster.defs.background import run_in_background
 from cto_dagster.defs.k8s_tags import K8S_CONFIG_TAG, bookkeeping_k8s_config
 from cto_dagster.defs.resources import PlayParameters
-from cto_dagster.defs.task_assets import HEAD_COMMIT, recorded_heads
+from cto_dagster.defs.task_assets import (
+    HEAD_COMMIT,
+    recorded_heads,
+    recorded_resolutions,
+    resolution_check,
+    resolution_check_result,
+    resolution_metadata,
+    step_logger,
+)
 from cto_dagster.defs.translator import TAG_LEVEL, TAG_PROJECT, TaskTranslator
 from cto_dagster.defs.wiring import project_token, repository_for
 
@@ -38,7 +47,20 @@ def run_token(context: dg.AssetExecutionContext) -> str:
     return (context.run.tags.get("dagster/root_run_id") or context.run.run_id)[:8]
 
 
-def _open_pr(project, play, result, level, token, plan, context_token) -> str:
+def _resolved_section(result: IntegrationResult, by_task: dict[str, tuple[str, ...]]) -> str:
+    """The PR's section for reviewers: this level's resolutions, and the task branches whose
+    dependencies an agent merged."""
+    lines = [resolution_report(result.resolutions)] if result.resolutions else []
+    for task_id, files in sorted(by_task.items()):
+        if files:
+            lines.append(
+                f"- {task_branch(task_id)}: its dependencies' conflict in "
+                f"{', '.join(f'`{f}`' for f in files)} was resolved by an agent"
+            )
+    return "\n".join(lines)
+
+
+def _open_pr(project, play, result, level, token, plan, context_token, resolved="") -> str:
     if not result.pushed:
         return "no PR: the integration branch was not pushed"
     if not project.github_repository:
@@ -65,6 +87,7 @@ def _open_pr(project, play, result, level, token, plan, context_token) -> str:
             result.missing,
             chart=mermaid_block(plan),
             status_note=_status_note(project, result),
+            resolved=resolved,
         ),
     )
     return pull.url
@@ -98,6 +121,14 @@ def _metadata(result: IntegrationResult, pr: str) -> dict[str, object]:
         "statuses_written": (
             f"tasks {', '.join(result.statuses_written)}" if result.statuses_written else "(none)"
         ),
+        "predicted_conflict_count": len(result.predicted_conflicts),
+        "conflicts_left": 1 if result.conflict_branch else 0,
+        **resolution_metadata(result.resolutions),
+        **(
+            {"resolver_log_tail": dg.MetadataValue.md(f"```\n{result.resolver_log_tail}\n```")}
+            if result.resolution_failure
+            else {}
+        ),
     }
 
 
@@ -127,6 +158,8 @@ def build_integration_asset(
     task_keys = {t: translator.asset_key(project, t) for t in plan.levels[level]}
     previous_key = integration_key(project, level - 1) if level else None
     write_back = status_write_back(project, plan, level)
+    conflicts = project.conflicts.policy()
+    agent = project.agent.spec()
 
     @dg.asset(
         key=key,
@@ -154,6 +187,7 @@ def build_integration_asset(
                 blocking=True,
                 description="Every task branch merges without conflict",
             ),
+            *([resolution_check(key)] if conflicts.enabled else []),
         ],
     )
     def _integration(context: dg.AssetExecutionContext, play: PlayParameters):
@@ -180,16 +214,21 @@ def build_integration_asset(
             build_branch=play.integration_pr_enabled,
             detect_overlaps=play.conflict_detection,
             write_back=write_back,
+            conflicts=conflicts,
+            agent=agent,
+            task_info={t: plan.tasks[t] for t in plan.levels[level]},
         )
         try:
-            result = integrate_level(request)
+            result = integrate_level(request, log=step_logger(context))
         except GitError as exc:
             raise dg.Failure(repository.redact(str(exc)), allow_retries=True) from None
         if not play.integration_pr_enabled:
             pr = "integration disabled: integration_pr_enabled is false, no branch was built"
         else:
             try:
-                pr = _open_pr(project, play, result, level, token, plan, token)
+                by_task = recorded_resolutions(context.instance, list(task_keys.values()))
+                resolved = _resolved_section(result, {t: by_task[k] for t, k in task_keys.items()})
+                pr = _open_pr(project, play, result, level, token, plan, token, resolved)
             except ForgeError as exc:
                 pr = f"no PR: {exc}"
                 context.log.warning(pr)
@@ -214,7 +253,12 @@ def build_integration_asset(
             conflict_report(result)
             if result.conflict_branch
             else (
-                "Every branch merged cleanly."
+                (
+                    f"Every branch merged; {len(result.resolutions)} conflicts were resolved by "
+                    "an agent (see the resolved_conflicts check)"
+                    if result.resolutions
+                    else "Every branch merged cleanly."
+                )
                 if play.integration_pr_enabled
                 else "integration_pr_enabled is false: nothing was merged"
             )
@@ -238,8 +282,10 @@ def build_integration_asset(
                         "conflicting_paths": ", ".join(result.conflict_paths) or "(none)",
                         "tasks_involved": ", ".join(result.conflict_tasks) or "(none)",
                         "predicted_conflicts": len(result.predicted_conflicts),
+                        "conflicts_resolved": len(result.resolutions),
                     },
                 ),
+                *([resolution_check_result(result.resolutions)] if conflicts.enabled else []),
             ],
         )
 

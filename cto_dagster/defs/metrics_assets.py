@@ -11,7 +11,7 @@ from cto_dagster.defs.background import run_in_background
 from cto_dagster.defs.executor import DEFAULT_AGENT_SLOTS
 from cto_dagster.defs.integration_assets import integration_key
 from cto_dagster.defs.k8s_tags import K8S_CONFIG_TAG, bookkeeping_k8s_config
-from cto_dagster.defs.run_records import run_chain, step_launches, task_records
+from cto_dagster.defs.run_records import conflict_counts, run_chain, step_launches, task_records
 from cto_dagster.defs.translator import TAG_PROJECT, TaskTranslator
 
 if TYPE_CHECKING:
@@ -100,6 +100,7 @@ def metrics_for_run(instance: dg.DagsterInstance, run_id: str, plan: ExecutionPl
         run_started_at=started,
         agent_slots=_agent_slots(record.dagster_run, plan),
         failed=failed,
+        conflicts=conflict_counts(instance, run_id),
     )
 
 

@@ -82,12 +82,16 @@ def task_records(instance: dg.DagsterInstance, run_id: str) -> list[TaskRecord]:
         message = event.event_specific_data.user_failure_data
         text = message.description if message and message.description else None
         key = dg.AssetKey(event.step_key.split("__"))
+        failure_metadata = {
+            name: _plain(value)
+            for name, value in ((message.metadata if message else None) or {}).items()
+        }
         records[step.task_id] = TaskRecord(
             key,
             event.step_key,
             "failed",
             step.task_id,
-            {},
+            failure_metadata,
             text or (error.message.strip() if error else None),
         )
     return list(records.values())
@@ -129,3 +133,32 @@ def run_chain(instance: dg.DagsterInstance, run_id: str, limit: int = 50) -> lis
         chain.append(current)
         current = instance.get_run_by_id(current.parent_run_id) if current.parent_run_id else None
     return chain[::-1]
+
+
+def conflict_counts(instance: dg.DagsterInstance, run_id: str) -> dict[str, int]:
+    """Merge conflicts of a run and the runs it re-executes: predicted between a level's branches,
+    resolved by an agent (dependency merges and integrations), and left (steps they stopped)."""
+    integrations: dict[int, dict[str, object]] = {}
+    tasks: dict[str, TaskRecord] = {}
+    for run in run_chain(instance, run_id):
+        integrations.update(integration_records(instance, run.run_id))
+        for record in task_records(instance, run.run_id):
+            if record.status == "materialized" or record.task_id not in tasks:
+                tasks[record.task_id] = record
+
+    def number(metadata: dict[str, object], name: str) -> int:
+        value = metadata.get(name)
+        return int(value) if isinstance(value, int | float) else 0
+
+    levels = integrations.values()
+    return {
+        "conflicts_predicted": sum(number(m, "predicted_conflict_count") for m in levels),
+        "conflicts_resolved": sum(number(m, "conflicts_resolved") for m in levels)
+        + sum(number(r.metadata, "conflicts_resolved") for r in tasks.values()),
+        "conflicts_left": sum(number(m, "conflicts_left") for m in levels)
+        + sum(
+            1
+            for r in tasks.values()
+            if r.status == "failed" and r.metadata.get("conflicting_paths")
+        ),
+    }

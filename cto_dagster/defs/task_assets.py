@@ -6,7 +6,9 @@ from typing import NamedTuple
 import dagster as dg
 
 from cto_dagster.core.graphs import remaining_path_lengths
+from cto_dagster.core.integration import resolution_report
 from cto_dagster.core.planner import ExecutionPlan, weights
+from cto_dagster.core.resolution import Resolution
 from cto_dagster.core.secrets import SecretNames
 from cto_dagster.core.settings import ProjectSettings
 from cto_dagster.core.task_run import (
@@ -21,6 +23,9 @@ from cto_dagster.defs.translator import TAG_LEVEL, TAG_PROJECT, TAG_TASK_ID, Tas
 from cto_dagster.defs.wiring import repository_for
 
 HEAD_COMMIT = "head_commit"
+RESOLVED_CHECK = "resolved_conflicts"  # WARN: files a conflict resolver changed, to review
+RESOLVED_COUNT = "conflicts_resolved"
+RESOLVED_FILES = "files_resolved_by_agent"
 PUSHING_COMMIT = "pushing_commit"  # observed just before a push, in case the step dies after it
 
 
@@ -28,6 +33,14 @@ class Recorded(NamedTuple):
     head: str | None  # the head commit of the latest materialization
     pushing: str | None  # a later announced push that no materialization followed
     files: tuple[str, ...] = ()  # what the latest materialization changed
+    resolved: tuple[str, ...] = ()  # files in it that a conflict resolver changed
+
+
+def recorded_resolutions(
+    instance: dg.DagsterInstance, keys: list[dg.AssetKey]
+) -> dict[dg.AssetKey, tuple[str, ...]]:
+    """Files an agent resolved in each asset's latest materialization (empty: none)."""
+    return {key: found.resolved for key, found in _recorded(instance, keys).items()}
 
 
 def recorded_heads(
@@ -59,13 +72,15 @@ def _recorded(instance, keys) -> dict[dg.AssetKey, Recorded]:
         value = materialization.metadata.get(HEAD_COMMIT) if materialization else None
         head = str(value.value) if value is not None else None
         files = _changed_files(materialization.metadata) if materialization else ()
+        resolved_value = materialization.metadata.get(RESOLVED_FILES) if materialization else None
+        resolved = tuple(filter(None, str(getattr(resolved_value, "value", "")).split(", ")))
         pushing = None
         observation_id = entry.last_observation_storage_id
         if observation_id and observation_id > (entry.last_materialization_storage_id or 0):
             observed = entry.last_observation.asset_observation
             announced = observed.metadata.get(PUSHING_COMMIT) if observed else None
             pushing = str(announced.value) if announced is not None else None
-        found[entry.asset_key] = Recorded(head, pushing, files)
+        found[entry.asset_key] = Recorded(head, pushing, files, resolved)
     return found
 
 
@@ -111,7 +126,41 @@ def result_metadata(result: TaskRunResult, level: int) -> dict[str, object]:
         "taskmaster_edits_left_out": ", ".join(result.taskmaster_edits) or "(none)",
         "status_set_by_agent": result.status_set_by_agent or "(not set)",
         **(result.usage.metadata() if result.usage else {}),
+        **resolution_metadata(result.resolutions),
     }
+
+
+def resolution_metadata(resolutions: list[Resolution]) -> dict[str, object]:
+    if not resolutions:
+        return {RESOLVED_COUNT: 0}
+    return {
+        RESOLVED_COUNT: len(resolutions),
+        "conflict_resolutions": dg.MetadataValue.md(resolution_report(resolutions)),
+        RESOLVED_FILES: ", ".join(sorted({f for r in resolutions for f in r.files})),
+    }
+
+
+def resolution_check(key: dg.AssetKey) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        RESOLVED_CHECK,
+        asset=key,
+        description="Merge conflicts an agent resolved: review these files",
+    )
+
+
+def resolution_check_result(resolutions: list[Resolution]) -> dg.AssetCheckResult:
+    files = sorted({f for r in resolutions for f in r.files})
+    return dg.AssetCheckResult(
+        check_name=RESOLVED_CHECK,
+        passed=not resolutions,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            f"resolved by an agent: review these files: {', '.join(files)}"
+            if resolutions
+            else "No conflict needed resolving."
+        ),
+        metadata={"conflicts_resolved": len(resolutions), "files": ", ".join(files) or "(none)"},
+    )
 
 
 def build_task_asset(
@@ -129,6 +178,7 @@ def build_task_asset(
     dependency_ids = plan.dependencies_to_run(task_id)
     dependency_keys = {d: translator.asset_key(project, d) for d in dependency_ids}
     agent = project.agent.spec()
+    conflicts = project.conflicts.policy()
     op_tags = {
         "dagster/priority": str(priority),
         TAG_TASK_ID: task_id,
@@ -149,6 +199,7 @@ def build_task_asset(
         op_tags=op_tags,
         kinds=translator.kinds(project),
         pool=project.pool,
+        check_specs=[resolution_check(key)] if conflicts.enabled else None,
         retry_policy=dg.RetryPolicy(
             max_retries=project.max_retries, delay=2, backoff=dg.Backoff.EXPONENTIAL
         )
@@ -168,7 +219,11 @@ def build_task_asset(
             agent=agent,
             dependencies=tuple(
                 DependencyHead(
-                    dep_id, heads[dep_key].head, plan.tasks[dep_id].title, heads[dep_key].files
+                    dep_id,
+                    heads[dep_key].head,
+                    plan.tasks[dep_id].title,
+                    heads[dep_key].files,
+                    details=plan.tasks[dep_id].details,
                 )
                 for dep_id, dep_key in dependency_keys.items()
             )
@@ -179,9 +234,10 @@ def build_task_asset(
             previous_head=heads[key].head,
             pushing_head=heads[key].pushing,
             before_push=announce,
+            conflicts=conflicts,
         )
         try:
-            result = run_task(request, log=_logger(context))
+            result = run_task(request, log=step_logger(context))
         except TaskFailed as exc:
             metadata = {k: _metadata_value(v) for k, v in exc.details.items()}
             raise dg.Failure(
@@ -190,12 +246,15 @@ def build_task_asset(
         return dg.MaterializeResult(
             metadata=result_metadata(result, level),
             data_version=dg.DataVersion(result.head_commit),
+            check_results=[resolution_check_result(result.resolutions)]
+            if conflicts.enabled
+            else None,
         )
 
     return _task
 
 
-def _logger(context: dg.AssetExecutionContext):
+def step_logger(context: dg.AssetExecutionContext):
     """The step's lines into the run's log; warnings (no sandbox) at WARNING."""
 
     def log(line: str) -> None:

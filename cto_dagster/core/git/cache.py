@@ -189,6 +189,20 @@ class ObjectCache:
             return None, sorted(set(fields[1:]))
         raise GitError(f"cannot merge {left[:12]} and {right[:12]}: {stderr_text(result)}")
 
+    def merge_tree_with_markers(self, left: str, right: str) -> str:
+        """The tree of merging `right` into `left` as `git merge` leaves the work tree:
+        conflicted files hold their markers (`<<<<<<<`, `=======`, `>>>>>>>`)."""
+        result = run_git(
+            ["merge-tree", "--write-tree", "-z", "--no-messages", left, right],
+            self.local_env,
+            git_dir=self.path,
+            check=False,
+        )
+        tree = result.stdout.split("\0", 1)[0].strip()
+        if result.returncode not in (0, 1) or not tree:
+            raise GitError(f"cannot merge {left[:12]} and {right[:12]}: {stderr_text(result)}")
+        return tree
+
     def commit_tree(self, tree: str, parents: Iterable[str], message: str) -> str:
         """A commit object; the message goes through stdin (never a file anyone could redirect)."""
         args = ["commit-tree", tree]
