@@ -39,7 +39,7 @@ def job_execute_command(*extra: str, job: str = "play_project") -> list[str]:
 
 
 def run_demo(workdir: str, fresh: bool = False) -> int:
-    from cto_dagster.launch import create_run, start_and_follow
+    from cto_dagster.launch import LaunchError, create_run, start_and_follow
     from cto_dagster.summary import open_instance
 
     folder = Path(workdir).resolve()
@@ -57,9 +57,13 @@ def run_demo(workdir: str, fresh: bool = False) -> int:
         os.environ.pop(name, None)
     started = time.monotonic()
     with open_instance(home) as instance:
-        outcome = start_and_follow(
-            instance, lambda workspace: create_run(instance, workspace, "play_project")
-        )
+        try:
+            outcome = start_and_follow(
+                instance, lambda workspace: create_run(instance, workspace, "play_project")
+            )
+        except LaunchError as exc:
+            print(str(exc), file=sys.stderr)
+            return 1
     print(f"\n⏱️  The run took {time.monotonic() - started:.1f} s")
     print_run_summary(home, "play_project", plan.stats["theoretical_speedup"], outcome.run_id)
     default_dir = Path(DEFAULT_DEMO_DIR).resolve() == folder

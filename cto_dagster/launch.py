@@ -120,10 +120,49 @@ def _daemon_serves(instance: dg.DagsterInstance) -> bool:
     return bool(beat) and time.time() - beat.timestamp < DAEMON_FRESH_SECONDS
 
 
+PROJECT_TAG = "cto/project"
+
+
+_GOING = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
+
+
+class ProjectBusy(LaunchError):
+    """Another run of the same project is in progress; without a daemon's queue to hold this
+    one, it is not started."""
+
+
+def _project_run_in_progress(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str | None:
+    project = run.tags.get(PROJECT_TAG)
+    if not project:
+        return None
+    busy = instance.get_run_records(
+        dg.RunsFilter(tags={PROJECT_TAG: project}, statuses=_GOING),
+        limit=5,
+    )
+    others = [r.dagster_run.run_id for r in busy if r.dagster_run.run_id != run.run_id]
+    return others[0] if others else None
+
+
 def _start(instance: dg.DagsterInstance, run: dg.DagsterRun, workspace) -> str:
+    """Through the daemon's queue when one serves the instance (its `cto/project` limit holds a
+    second run of a project); otherwise launched here, unless the project has a run going."""
     if _daemon_serves(instance):
         instance.submit_run(run.run_id, workspace)
         return "queued (a daemon serves this instance)"
+    other = _project_run_in_progress(instance, run)
+    if other:
+        instance.report_run_canceled(run, "another run of the project is in progress")
+        raise ProjectBusy(
+            f"❌ run {other} of project {run.tags[PROJECT_TAG]} is still in progress: one run of "
+            "a project at a time (they would build on each other's half-done branches). Wait "
+            f"for it, or stop it (`dagster run delete {other}` after it ended, or Terminate in "
+            "the UI); a stale one whose process died is failed by `cto-dagster resume`."
+        )
     instance.launch_run(run.run_id, workspace)
     return "launched"
 

@@ -58,3 +58,17 @@ def push_to_main(remote: Path, workdir: Path, files: dict[str, str], message: st
     ident = ["-c", "user.name=t", "-c", "user.email=t@example.com"]
     subprocess.run(["git", *ident, "-C", str(workdir), "commit", "-qam", message], check=True)
     subprocess.run(["git", "-C", str(workdir), "push", "-q", "origin", "HEAD:main"], check=True)
+
+
+def processes_matching(pattern: str, timeout: float = 10.0) -> str:
+    """`pgrep -f pattern` once no process matches, or what still matches after `timeout`:
+    a killed process group takes a moment to disappear, so poll rather than sleep-then-check."""
+    import subprocess
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        left = subprocess.run(["pgrep", "-af", pattern], capture_output=True, text=True).stdout
+        if not left.strip() or time.monotonic() > deadline:
+            return left.strip()
+        time.sleep(0.1)

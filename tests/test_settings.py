@@ -188,3 +188,43 @@ def test_an_ssh_url_on_kubernetes_is_refused_with_what_to_use_instead(tmp_path):
         load_settings(environ)
     assert "SSH URL" in str(info.value) and "git.token_env" in str(info.value)
     assert load_settings({"CTO_DAGSTER_CONFIG": str(config)}).projects[0].kind == "local"
+
+
+def test_a_pinned_plan_is_read_at_its_commit_from_an_empty_cache(tmp_path):
+    """A step pod starts with an empty cache: it must plan from the commit its run planned from,
+    not from the branch head (issue 19: the head used to be fetched in its place)."""
+    import json
+    import subprocess
+
+    from cto_dagster.core.sample import create_sample_repository
+    from cto_dagster.core.settings import PINNED_COMMITS_ENV
+
+    one = {"master": {"tasks": [{"id": 1, "title": "one", "dependencies": []}]}}
+    remote = create_sample_repository(tmp_path / "r", tasks_json=json.dumps(one))
+    project = load_settings({"CTO_REPOSITORY": str(remote)}).projects[0]
+    first = plan_project(project, environ={"CTO_DAGSTER_CACHE": str(tmp_path / "c1")})
+    planned_at = subprocess.run(
+        ["git", f"--git-dir={remote}", "rev-parse", "main"], capture_output=True, text=True
+    ).stdout.strip()
+    # someone pushes a second task after the run was planned
+    work = tmp_path / "w"
+    subprocess.run(["git", "clone", "-q", str(remote), str(work)], check=True)
+    two = {"master": {"tasks": [*one["master"]["tasks"], {"id": 2, "title": "two"}]}}
+    (work / ".taskmaster/tasks/tasks.json").write_text(json.dumps(two))
+    ident = ["-c", "user.name=x", "-c", "user.email=x@x"]
+    subprocess.run(["git", *ident, "-C", str(work), "commit", "-qam", "two"], check=True)
+    subprocess.run(["git", "-C", str(work), "push", "-q", "origin", "main"], check=True)
+
+    pin = json.dumps({f"{remote} main": planned_at})
+    step = plan_project(
+        project, environ={"CTO_DAGSTER_CACHE": str(tmp_path / "empty"), PINNED_COMMITS_ENV: pin}
+    )
+    assert first.task_ids == step.task_ids == ["1"]
+    fresh = plan_project(project, environ={"CTO_DAGSTER_CACHE": str(tmp_path / "c2")})
+    assert fresh.task_ids == ["1", "2"]  # unpinned: the branch as it is now
+
+    gone = json.dumps({f"{remote} main": "0" * 40})
+    with pytest.raises(SettingsError, match="no longer has"):
+        plan_project(
+            project, environ={"CTO_DAGSTER_CACHE": str(tmp_path / "e2"), PINNED_COMMITS_ENV: gone}
+        )

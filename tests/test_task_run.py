@@ -17,6 +17,7 @@ from cto_dagster.core.task_run import (
     run_task,
 )
 from cto_dagster.core.taskmaster import parse_tasks
+from tests.helpers import processes_matching
 
 DEMO = AgentSpec(preset="demo")
 
@@ -222,17 +223,15 @@ def test_task_text_is_data_never_code(remote, tmp_path, monkeypatch):
 
 
 def test_agent_timeout_ends_its_whole_process_group(remote, tmp_path):
-    agent = AgentSpec(
-        preset=None, timeout_seconds=1.5, command=("sh", "-c", "sleep 300 & sleep 301 & sleep 302")
-    )
+    seconds = 400_000 + time.time_ns() % 99_991  # a command line no other process has
+    script = f"sleep {seconds} & sleep {seconds + 1} & sleep {seconds + 2}"
+    agent = AgentSpec(preset=None, timeout_seconds=1.5, command=("sh", "-c", script))
     started = time.monotonic()
     with pytest.raises(TaskFailed) as info:
         run_task(request(remote, tmp_path, make_task(9), agent))
     assert time.monotonic() - started < 20
     assert "exceeded its timeout of 1.5 s" in info.value.message and info.value.retryable
-    time.sleep(0.3)
-    left = subprocess.run(["pgrep", "-f", "sleep 30[012]"], capture_output=True, text=True)
-    assert left.stdout.strip() == "", "orphaned agent processes remain"
+    assert processes_matching(f"sleep {seconds}") == "", "orphaned agent processes remain"
     assert "feature/task-9-implementation" not in git_remote(remote, "branch", "--list")
 
 

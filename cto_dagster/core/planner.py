@@ -265,8 +265,9 @@ def task_weight(task: Task) -> float:
 
 def weights(tasks: Mapping[str, Task], run: list[str]) -> tuple[Callable[[str], float], bool]:
     """Weights for the critical path and priorities: estimated seconds when every task to run
-    has one (`True`), else relative sizes from the complexity report (`False`)."""
-    if run and all(tasks[t].duration is not None for t in run):
+    has one (`True`; a zero estimate is none), else relative sizes from the complexity report
+    (`False`)."""
+    if run and all((tasks[t].duration or 0) > 0 for t in run):
         return (lambda t: tasks[t].duration or 0.0), True
     return (lambda t: task_weight(tasks[t])), False
 

@@ -58,6 +58,11 @@ CONFIG_SCHEMA = {
     "preload_modules": dg.Field(
         [str], is_required=False, description="Extra modules for the forkserver to import once."
     ),
+    "tag_concurrency_limits": dg.Field(
+        [dict],
+        is_required=False,
+        description="Dagster's step limits by tag, e.g. [{key: cto/level, value: '0', limit: 2}].",
+    ),
     "retries": get_retries_config(),
 }
 
@@ -146,24 +151,20 @@ class RunProgressTag:
 
 
 class PlayMultiprocessExecutor(MultiprocessExecutor):
-    def __init__(self, parallel_execution: bool, extra_preload: list[str], **kwargs):
-        super().__init__(**kwargs)
+    """Dagster's multiprocess executor, through its constructor's own arguments (agent slots,
+    tag limits, forkserver and its preload list), plus what a run of tasks needs: the plan in the
+    run's log, the planned commits pinned for the steps, progress, and the collective poll."""
+
+    def __init__(self, parallel_execution: bool, slots: int, **kwargs):
+        super().__init__(max_concurrent=slots, **kwargs)
         self._parallel_execution = parallel_execution
-        self._extra_preload = extra_preload
+        self._slots = slots
 
     def execute(self, plan_context, execution_plan):
-        if self._start_method == "forkserver":
-            module = plan_context.reconstructable_job.get_module()
-            self._explicit_forkserver_preload = [
-                *PRELOAD,
-                *instance_modules(plan_context.instance),
-                *self._extra_preload,
-                *([module] if module else []),
-            ]
         pin_planned_commits()
         lines = plan_log_lines(execution_plan)
         mode = (
-            f"parallel, up to {self._max_concurrent} agents at once"
+            f"parallel, up to {self._slots} agents at once"
             if self._parallel_execution
             else "sequential (parallel_execution: false)"
         )
@@ -174,12 +175,25 @@ class PlayMultiprocessExecutor(MultiprocessExecutor):
             plan_context, "\n".join([header, *lines]), EngineEventData(metadata=identity)
         )
         progress = RunProgressTag(
-            plan_context.instance, plan_context.run_id, execution_plan, self._max_concurrent
+            plan_context.instance, plan_context.run_id, execution_plan, self._slots
         )
         with collective_polling():
             for event in super().execute(plan_context, execution_plan):
                 progress.see(event)
                 yield event
+
+
+def forkserver_preload(init_context: dg.InitExecutorContext, extra: list[str]) -> list[str]:
+    """What the forkserver imports once for every step: Dagster's executor and storages, this
+    code location, the warm-up (`step_warmup`), and the modules the config adds."""
+    get_module = getattr(init_context.job, "get_module", None)
+    module = get_module() if callable(get_module) else None
+    return [
+        *PRELOAD,
+        *instance_modules(init_context.instance),
+        *extra,
+        *([module] if module else []),
+    ]
 
 
 @dg.executor(
@@ -190,10 +204,15 @@ class PlayMultiprocessExecutor(MultiprocessExecutor):
 def play_multiprocess_executor(init_context: dg.InitExecutorContext) -> PlayMultiprocessExecutor:
     config = init_context.executor_config
     parallel = bool(config["parallel_execution"])
+    start_method = config["start_method"]
+    preload = list(config.get("preload_modules") or [])
     return PlayMultiprocessExecutor(
         parallel_execution=parallel,
-        extra_preload=list(config.get("preload_modules") or []),
+        slots=max(1, int(config["max_concurrent"])) if parallel else 1,
         retries=RetryMode.from_config(config["retries"]),
-        max_concurrent=max(1, int(config["max_concurrent"])) if parallel else 1,
-        start_method=config["start_method"],
+        tag_concurrency_limits=list(config.get("tag_concurrency_limits") or []),
+        start_method=start_method,
+        explicit_forkserver_preload=forkserver_preload(init_context, preload)
+        if start_method == "forkserver"
+        else None,
     )

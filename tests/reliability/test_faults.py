@@ -16,6 +16,7 @@ from cto_dagster.core.task_run import Repository, TaskFailed, TaskRunRequest, ru
 from cto_dagster.core.taskmaster import parse_tasks
 from cto_dagster.demo import job_execute_command
 from tests.conftest import demo_task
+from tests.helpers import processes_matching
 
 
 def find_agent(task_id: str, workspace_root: Path, timeout: float = 90) -> int:
@@ -184,9 +185,7 @@ def test_hung_agent_timeout_leaves_no_orphans(repo):
     with pytest.raises(TaskFailed, match="exceeded its timeout of 1 s"):
         run_task(request(repo, 5, argv, timeout=1))
     assert time.monotonic() - started < 30
-    time.sleep(0.3)
-    left = subprocess.run(["pgrep", "-f", f"sleep {seconds}"], capture_output=True, text=True)
-    assert left.stdout.strip() == "", "the agent's children outlived the timeout"
+    assert processes_matching(f"sleep {seconds}") == "", "the agent's children outlived it"
 
 
 def test_stale_workspace_of_a_dead_step_is_reaped(repo, tmp_path):

@@ -34,7 +34,9 @@ def read_files_at(
         if not (cache / "HEAD").exists():
             cache.mkdir(parents=True, exist_ok=True)
             run_git(["init", "--quiet", "--bare", str(cache)], env, cwd=cache)
-        if commit is None or not _holds_commit(cache, commit, env):
+        if commit is not None and not _holds_commit(cache, commit, env):
+            _fetch_pinned(remote, branch, commit, cache, env)
+        elif commit is None:
             # a ref per branch, not FETCH_HEAD, which a concurrent read of another branch rewrites
             ref = f"refs/cto/heads/{branch}"
             run_git(
@@ -61,6 +63,38 @@ def read_files_at(
         )
         found[path] = result.stdout if result.returncode == 0 else None
     return commit, found
+
+
+def _fetch_pinned(
+    remote: str, branch: str, commit: str, cache: Path, env: Mapping[str, str]
+) -> None:
+    """The pinned commit itself (a step pod starts with an empty cache): by id where the server
+    allows it, else with the branch's history; never the branch head in its place, since the run
+    was planned from this commit."""
+    ref = f"refs/cto/pinned/{commit}"
+    fetched = run_git(
+        ["fetch", "--quiet", "--no-tags", "--depth=1", remote, f"+{commit}:{ref}"],
+        env,
+        git_dir=cache,
+        check=False,
+    )
+    if fetched.returncode != 0:
+        run_git(
+            [
+                "fetch",
+                "--quiet",
+                "--no-tags",
+                remote,
+                f"+refs/heads/{branch}:refs/cto/history/{branch}",
+            ],
+            env,
+            git_dir=cache,
+        )
+    if not _holds_commit(cache, commit, env):
+        raise GitError(
+            f"the run was planned from commit {commit[:12]} of {branch}, which the repository no "
+            "longer has (was the branch force-pushed?); launch a new run"
+        )
 
 
 def _holds_commit(cache: Path, commit: str, env: Mapping[str, str]) -> bool:
