@@ -26,7 +26,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from cto_dagster.core.progress import RunProgress
+from cto_dagster.core.progress import RunProgress, format_duration
 from cto_dagster.defs.run_records import task_steps
 
 LOCATION_NAME = "cto_dagster"  # as in workspace.yaml and [tool.dg.project] code_location_name
@@ -263,6 +263,10 @@ def start_and_follow(
         run = make_run(workspace)
         how = _start(instance, run, workspace)
         say(f"▶️  Run {run.run_id} of {run.job_name} {how}; it is listed under the job in the UI")
+        predicted = run.tags.get("cto/predicted_makespan_s")
+        if predicted:
+            shown = format_duration(float(predicted))
+            say(f"🔮 Predicted makespan: {shown} (from the job's description)")
         say(f"   (the run's own output: {output})")
         try:
             status = follow(instance, run.run_id, say)

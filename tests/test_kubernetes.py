@@ -266,7 +266,8 @@ def test_kubernetes_variant_loads_with_the_k8s_executor(k8s_defs):
 
 
 def test_step_pods_plan_from_the_commit_the_run_planned_from(k8s_defs, tmp_path):
-    """A run lasts hours: its step pods get the commit of the tasks file it planned from."""
+    """A run lasts hours: its step pods get the commit of the tasks file it planned from, and the
+    durations it learned from earlier runs."""
     from dagster._config import process_config
     from dagster._core.definitions.job_base import InMemoryJob
 
@@ -296,5 +297,11 @@ def test_step_pods_plan_from_the_commit_the_run_planned_from(k8s_defs, tmp_path)
     env = {e["name"]: e.get("value") for e in context.run_k8s_config.container_config["env"]}
     commits = planned_commits()
     assert commits and all(len(sha) == 40 for sha in commits.values())
-    assert env == {"EXTRA": "1", PINNED_COMMITS_ENV: json.dumps(commits, sort_keys=True)}
+    from cto_dagster.core.predictions import LEARNED_ENV, learned_pin
+
+    assert env == {
+        "EXTRA": "1",
+        PINNED_COMMITS_ENV: json.dumps(commits, sort_keys=True),
+        LEARNED_ENV: learned_pin(),  # the durations it predicted from, for the same priorities
+    }
     assert executor._max_concurrent == 1  # parallel_execution: false

@@ -113,23 +113,32 @@ def speedup_figures(timings: Sequence[TaskTiming]) -> tuple[float, float, float]
     return sequential, makespan, (sequential / makespan if makespan > 0 else 0.0)
 
 
-def compute_metrics(
-    run_id: str,
+TASK_COLUMNS = [
+    "task",
+    "level",
+    "start_s",
+    "finish_s",
+    "duration_s",
+    "queue_wait_s",
+    "slot_wait_s",
+    "start_up_s",
+    "dependencies",
+    "run",
+]
+LEVEL_COLUMNS = ["level", "tasks", "first_start_s", "last_finish_s", "wall_s", "longest_task_s"]
+
+
+def _task_rows(
     timings: Sequence[TaskTiming],
     dependencies: Mapping[str, Sequence[str]],
-    planned: Sequence[str],
-    planned_levels: int,
-    run_started_at: float | None = None,
-    agent_slots: int | None = None,
-    failed: Sequence[str] = (),
-    conflicts: Mapping[str, int] | None = None,
-) -> RunMetrics:
-    """Everything the metrics asset and `cto-dagster report` show, for one run."""
+    run_started_at: float | None,
+) -> list[dict]:
+    """One row a finished task: when it ran, and how long it waited once it was ready."""
     done = {t.task_id: t for t in timings}
-    rows = []
     origin = min(
         [t.started_at for t in timings] + ([run_started_at] if run_started_at else []), default=0.0
     )
+    rows = []
     for timing in sorted(timings, key=lambda t: (t.started_at, id_sort_key(t.task_id))):
         deps_here = [done[d] for d in dependencies.get(timing.task_id, ()) if d in done]
         # ready when its dependencies were done, and not before its own run started
@@ -151,72 +160,100 @@ def compute_metrics(
                 "run": timing.from_run[:8] if timing.from_run else "this run",
             }
         )
-    tasks = pd.DataFrame(
-        rows,
-        columns=[
-            "task",
-            "level",
-            "start_s",
-            "finish_s",
-            "duration_s",
-            "queue_wait_s",
-            "slot_wait_s",
-            "start_up_s",
-            "dependencies",
-            "run",
-        ],
-    )
-    if tasks.empty:
-        levels = pd.DataFrame(
-            columns=["level", "tasks", "first_start_s", "last_finish_s", "wall_s", "longest_task_s"]
-        )
-    else:
-        levels = (
-            tasks.groupby("level")
-            .agg(
-                tasks=("task", "count"),
-                first_start_s=("start_s", "min"),
-                last_finish_s=("finish_s", "max"),
-                longest_task_s=("duration_s", "max"),
-            )
-            .reset_index()
-        )
-        levels["wall_s"] = (levels["last_finish_s"] - levels["first_start_s"]).round(3)
-        levels = levels[
-            ["level", "tasks", "first_start_s", "last_finish_s", "wall_s", "longest_task_s"]
-        ]
+    return rows
 
+
+def _levels_frame(tasks: pd.DataFrame) -> pd.DataFrame:
+    if tasks.empty:
+        return pd.DataFrame(columns=LEVEL_COLUMNS)
+    levels = (
+        tasks.groupby("level")
+        .agg(
+            tasks=("task", "count"),
+            first_start_s=("start_s", "min"),
+            last_finish_s=("finish_s", "max"),
+            longest_task_s=("duration_s", "max"),
+        )
+        .reset_index()
+    )
+    levels["wall_s"] = (levels["last_finish_s"] - levels["first_start_s"]).round(3)
+    return levels[LEVEL_COLUMNS]
+
+
+def _critical_path(rows: list[dict], dependencies: Mapping[str, Sequence[str]]):
     durations = {row["task"]: row["duration_s"] for row in rows}
     order = [r["task"] for r in sorted(rows, key=lambda r: (r["level"], id_sort_key(r["task"])))]
     run_deps = {t: [d for d in dependencies.get(t, ()) if d in durations] for t in order}
-    path, path_seconds = longest_path(run_deps, order, lambda t: durations[t])
+    return longest_path(run_deps, order, lambda t: durations[t])
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return round(numerator / denominator, 3) if denominator > 0 else 0.0
+
+
+def _wait_figures(tasks: pd.DataFrame) -> dict[str, float]:
+    waits = tasks["queue_wait_s"]
+    return {
+        "mean_queue_wait_s": round(float(waits.mean()), 3) if len(tasks) else 0.0,
+        "median_queue_wait_s": round(float(waits.median()), 3) if len(tasks) else 0.0,
+        "median_slot_wait_s": _median(tasks["slot_wait_s"]),
+        "median_start_up_s": _median(tasks["start_up_s"]),
+    }
+
+
+def _prediction_figures(predicted: float | None, makespan: float) -> dict[str, float]:
+    """The makespan the plan predicted (from history, complexity or the file's durations)
+    beside the real one, so users see how good the prediction was."""
+    if not predicted:
+        return {}
+    return {
+        "predicted_makespan_s": round(predicted, 3),
+        "prediction_error": round((makespan - predicted) / predicted, 3),
+    }
+
+
+def compute_metrics(
+    run_id: str,
+    timings: Sequence[TaskTiming],
+    dependencies: Mapping[str, Sequence[str]],
+    planned: Sequence[str],
+    planned_levels: int,
+    run_started_at: float | None = None,
+    agent_slots: int | None = None,
+    failed: Sequence[str] = (),
+    conflicts: Mapping[str, int] | None = None,
+    predicted_makespan: float | None = None,
+) -> RunMetrics:
+    """Everything the metrics asset and `cto-dagster report` show, for one run."""
+    done = {t.task_id for t in timings}
+    rows = _task_rows(timings, dependencies, run_started_at)
+    tasks = pd.DataFrame(rows, columns=TASK_COLUMNS)
+    levels = _levels_frame(tasks)
+    path, path_seconds = _critical_path(rows, dependencies)
     sequential, makespan, speedup = speedup_figures(timings)
     barrier = float(levels["longest_task_s"].sum()) if not levels.empty else 0.0
-    n_done = len(rows)
     slots = agent_slots or max((int(x) for x in levels["tasks"]), default=1)
     summary: dict[str, float | int | str] = {
         "tasks_planned": len(planned),
-        "tasks_finished": n_done,
+        "tasks_finished": len(rows),
         "tasks_failed": len(failed),
         "tasks_missing": len([t for t in planned if t not in done]),
         "levels": planned_levels,
         "sequential_time_s": round(sequential, 3),
         "parallel_time_s": round(makespan, 3),
         "actual_speedup": round(speedup, 3),
-        "theoretical_speedup": round(len(planned) / planned_levels, 3) if planned_levels else 0.0,
+        "theoretical_speedup": _ratio(len(planned), planned_levels),
         "critical_path_s": round(path_seconds, 3),
-        "best_speedup": round(sequential / path_seconds, 3) if path_seconds > 0 else 0.0,
+        "best_speedup": _ratio(sequential, path_seconds),
         "level_barrier_time_s": round(barrier, 3),
-        "dataflow_gain": round(barrier / makespan, 3) if makespan > 0 else 0.0,
+        "dataflow_gain": _ratio(barrier, makespan),
         "agent_slots": slots,
-        "agent_utilization": round(sequential / (slots * makespan), 3) if makespan > 0 else 0.0,
+        "agent_utilization": _ratio(sequential, slots * makespan),
         "scheduling_overhead_s": round(max(0.0, makespan - path_seconds), 3),
-        "mean_queue_wait_s": round(float(tasks["queue_wait_s"].mean()), 3) if n_done else 0.0,
-        "median_queue_wait_s": round(float(tasks["queue_wait_s"].median()), 3) if n_done else 0.0,
-        "median_slot_wait_s": _median(tasks["slot_wait_s"]),
-        "median_start_up_s": _median(tasks["start_up_s"]),
+        **_wait_figures(tasks),
         **usage_totals(timings),
         **{name: int(count) for name, count in (conflicts or {}).items()},
+        **_prediction_figures(predicted_makespan, makespan),
     }
     return RunMetrics(
         run_id=run_id,
@@ -363,6 +400,11 @@ def telemetry_lines(metrics: RunMetrics) -> list[str]:
         lines.append(
             f"💰 Agents: {cost}{s['agent_input_tokens']:.0f} input and "
             f"{s['agent_output_tokens']:.0f} output tokens{turns}"
+        )
+    if "predicted_makespan_s" in s:
+        lines.append(
+            f"🔮 Predicted makespan: {s['predicted_makespan_s']:.1f} s; actual "
+            f"{s['parallel_time_s']:.1f} s ({s['prediction_error']:+.0%})"
         )
     if "conflicts_predicted" in s:
         lines.append(

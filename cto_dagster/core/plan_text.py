@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cto_dagster.core.planner import ExecutionPlan
+from cto_dagster.core.predictions import predict
 
 _TITLE_WIDTH = 70
 
@@ -84,6 +85,10 @@ def render_plan(plan: ExecutionPlan) -> str:
         else:
             weight = f"{len(plan.critical_path)} tasks"
         lines += ["", f"🧭 Critical path ({weight}): {chain}"]
+        prediction = predict(plan, {})
+        if prediction is not None:
+            width = max(len(level) for level in plan.levels)
+            lines.append(f"🔮 {prediction.line(min(8, width)).capitalize()}")
     lines += status_lines(plan)
     if plan.advice:
         lines += ["", "💡 Advice:"]

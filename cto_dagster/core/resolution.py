@@ -226,6 +226,25 @@ class Resolver:
         paths: Sequence[str],
         resolution: Resolution,
     ) -> str:
+        conflicted, work = self._conflicted_tree(folder, cache, conflict, resolution)
+        sandbox = self._run_resolver(folder, work, conflict, paths, resolution)
+        tree = self._resolved_tree(folder, cache, work, conflicted, paths, resolution)
+        resolution.verify = self._verify(folder, work.path, sandbox, resolution, conflict.task.id)
+        message = (
+            f"Merge {conflict.theirs_label} into {conflict.into}\n\n"
+            f"Conflicts in {', '.join(paths[:50])} resolved by the {self.spec.label} agent "
+            f"(cto-dagster); verify: {resolution.verify}.\n"
+        )
+        commit = cache.commit_tree(tree, [conflict.ours, conflict.theirs], message)
+        stats = cache.diff_stats(conflicted, commit)
+        resolution.diff_files = list(stats["files"])  # type: ignore[arg-type]
+        resolution.insertions = int(stats["insertions"])  # type: ignore[arg-type]
+        resolution.deletions = int(stats["deletions"])  # type: ignore[arg-type]
+        return commit
+
+    def _conflicted_tree(self, folder, cache, conflict: Conflict, resolution: Resolution):
+        """The merge with its markers, as a local commit (never pushed) checked out for the
+        resolver."""
         tree = cache.merge_tree_with_markers(conflict.ours, conflict.theirs)
         conflicted = cache.commit_tree(
             tree,
@@ -237,7 +256,9 @@ class Resolver:
             work.create(self.repo.commit_exclude)
         except GitError as exc:
             raise self._fail(resolution, str(exc)) from None
-        prompt = conflict_prompt(conflict, paths, self.policy.verify)
+        return conflicted, work
+
+    def _run_resolver(self, folder, work, conflict: Conflict, paths, resolution: Resolution):
         extra = {
             "CTO_CONFLICT_FILES": "\n".join(paths),
             "CTO_MERGE_BRANCH": conflict.theirs_label,
@@ -252,7 +273,7 @@ class Resolver:
                 task=conflict.task,
                 level=conflict.level,
                 branch=conflict.into,
-                prompt=prompt,
+                prompt=conflict_prompt(conflict, paths, self.policy.verify),
                 label=f"resolver {conflict.task.id}",
                 log=self.log,
                 extra_env=extra,
@@ -263,14 +284,17 @@ class Resolver:
         if agent.problem is not None:
             raise self._fail(resolution, agent.problem.message)
         if agent.timed_out:
-            raise self._fail(
-                resolution, f"it exceeded its timeout of {self.spec.timeout_seconds:g} s"
-            )
+            timeout = f"{self.spec.timeout_seconds:g} s"
+            raise self._fail(resolution, f"it exceeded its timeout of {timeout}")
         if agent.exit_code != 0:
             raise self._fail(resolution, f"it exited with code {agent.exit_code}")
         problem = work.problem_after_agent()
         if problem:
             raise self._fail(resolution, problem)
+        return sandbox
+
+    def _resolved_tree(self, folder, cache, work, conflicted: str, paths, resolution) -> str:
+        """What the resolver left, recorded by us; no marker may remain."""
         try:
             recorded = record_work_tree(
                 cache, work.path, conflicted, folder, self.repo.commit_exclude
@@ -282,18 +306,7 @@ class Resolver:
         )
         if left:
             raise self._fail(resolution, f"conflict markers are left in {', '.join(left[:20])}")
-        resolution.verify = self._verify(folder, work.path, sandbox, resolution, conflict.task.id)
-        message = (
-            f"Merge {conflict.theirs_label} into {conflict.into}\n\n"
-            f"Conflicts in {', '.join(paths[:50])} resolved by the {self.spec.label} agent "
-            f"(cto-dagster); verify: {resolution.verify}.\n"
-        )
-        commit = cache.commit_tree(recorded.tree, [conflict.ours, conflict.theirs], message)
-        stats = cache.diff_stats(conflicted, commit)
-        resolution.diff_files = list(stats["files"])  # type: ignore[arg-type]
-        resolution.insertions = int(stats["insertions"])  # type: ignore[arg-type]
-        resolution.deletions = int(stats["deletions"])  # type: ignore[arg-type]
-        return commit
+        return recorded.tree
 
     def _verify(
         self, folder: Path, work: Path, sandbox, resolution: Resolution, task_id: str

@@ -20,6 +20,7 @@ from dagster._core.execution.retries import RetryMode
 from dagster._core.executor.multiprocess import MultiprocessExecutor
 
 from cto_dagster.core.names import id_sort_key
+from cto_dagster.core.predictions import LEARNED_ENV, learned_pin
 from cto_dagster.core.processes import ProcessIdentity
 from cto_dagster.core.progress import RunProgress
 from cto_dagster.core.settings import PINNED_COMMITS_ENV, planned_commits_pin
@@ -69,10 +70,14 @@ CONFIG_SCHEMA = {
 
 def pin_planned_commits() -> None:
     """Steps (forked by a forkserver this process starts) plan from the commits this process
-    planned from: no fetch per run, and the same tasks even if the branch moved meanwhile."""
+    planned from: no fetch per run, and the same tasks even if the branch moved meanwhile; and
+    they predict from the durations it learned, so their priorities and tags are the run's."""
     pin = planned_commits_pin()
     if pin:
         os.environ[PINNED_COMMITS_ENV] = pin
+    learned = learned_pin()
+    if learned:
+        os.environ[LEARNED_ENV] = learned
 
 
 def instance_modules(instance: dg.DagsterInstance) -> list[str]:
@@ -216,3 +221,13 @@ def play_multiprocess_executor(init_context: dg.InitExecutorContext) -> PlayMult
         if start_method == "forkserver"
         else None,
     )
+
+
+def executor_for(kind: str) -> dg.ExecutorDefinition:
+    """The executor of a project's runs: task steps as processes here, or as pods (imported only
+    when a project runs on Kubernetes)."""
+    if kind == "kubernetes":
+        from cto_dagster.defs.kubernetes import play_k8s_executor
+
+        return play_k8s_executor
+    return play_multiprocess_executor

@@ -11,6 +11,7 @@ import dagster as dg
 from dagster._core.definitions.executor_definition import multiple_process_executor_requirements
 from dagster_k8s.executor import k8s_job_executor
 
+from cto_dagster.core.predictions import LEARNED_ENV, learned_pin
 from cto_dagster.core.settings import PINNED_COMMITS_ENV, planned_commits_pin
 from cto_dagster.defs.translator import TAG_TASK_ID
 
@@ -53,9 +54,16 @@ def play_k8s_executor(init_context: dg.InitExecutorContext):
     for op, extra in labels.items():
         per_step[op] = _merge(extra, per_step.get(op) or {})
     config["per_step_k8s_config"] = per_step
-    pin = planned_commits_pin()
-    if pin:
-        config["env_vars"] = [*(config.get("env_vars") or []), f"{PINNED_COMMITS_ENV}={pin}"]
+    pins = [
+        f"{name}={value}"
+        for name, value in (
+            (PINNED_COMMITS_ENV, planned_commits_pin()),
+            (LEARNED_ENV, learned_pin()),
+        )
+        if value
+    ]
+    if pins:
+        config["env_vars"] = [*(config.get("env_vars") or []), *pins]
     inner = init_context._replace(executor_config=config)
     return k8s_job_executor.executor_creation_fn(inner)
 

@@ -10,7 +10,7 @@ import dagster as dg
 
 from cto_dagster.core.settings import SettingsError, load_settings, plan_project
 from cto_dagster.core.taskmaster import TasksFileError
-from cto_dagster.defs.executor import play_multiprocess_executor
+from cto_dagster.defs.executor import executor_for
 from cto_dagster.defs.project import build_project_definitions
 from cto_dagster.defs.resources import PlayParameters
 from cto_dagster.defs.wiring import git_env_for
@@ -37,11 +37,8 @@ def build_definitions() -> dg.Definitions:
             parts.append(build_project_definitions(project, plan, single, secrets=secrets))
     except (SettingsError, TasksFileError) as exc:
         raise ProjectLoadError(str(exc)) from None
-    executor = play_multiprocess_executor
-    if all(project.kind == "kubernetes" for project in settings.projects):
-        from cto_dagster.defs.kubernetes import play_k8s_executor
-
-        executor = play_k8s_executor
+    every_kind = {project.kind for project in settings.projects}
+    executor = executor_for(every_kind.pop() if len(every_kind) == 1 else "local")
     return dg.Definitions.merge(
         *parts,
         dg.Definitions(

@@ -101,7 +101,16 @@ def metrics_for_run(instance: dg.DagsterInstance, run_id: str, plan: ExecutionPl
         agent_slots=_agent_slots(record.dagster_run, plan),
         failed=failed,
         conflicts=conflict_counts(instance, run_id),
+        predicted_makespan=_predicted(record.dagster_run),
     )
+
+
+def _predicted(run: dg.DagsterRun) -> float | None:
+    """The makespan the plan predicted when the run was created (its job's tag)."""
+    try:
+        return float(run.tags.get("cto/predicted_makespan_s") or "") or None
+    except ValueError:
+        return None
 
 
 def play_runs(instance: dg.DagsterInstance, project: ProjectSettings, limit: int):

@@ -4,9 +4,11 @@ import dagster as dg
 
 from cto_dagster.core.mermaid import mermaid_block
 from cto_dagster.core.planner import ExecutionPlan
+from cto_dagster.core.predictions import Prediction, predict
 from cto_dagster.core.secrets import SecretNames
 from cto_dagster.core.settings import ProjectSettings
-from cto_dagster.defs.executor import play_multiprocess_executor
+from cto_dagster.defs.executor import DEFAULT_AGENT_SLOTS, executor_for
+from cto_dagster.defs.history import learned_durations
 from cto_dagster.defs.integration_assets import build_integration_asset
 from cto_dagster.defs.metrics_assets import (
     build_failure_sensor,
@@ -21,15 +23,27 @@ def job_name(project: ProjectSettings, single: bool) -> str:
     return "play_project" if single else f"play_project_{project.name}"
 
 
-def job_description(project: ProjectSettings, plan: ExecutionPlan) -> str:
-    """What the job runs, and the plan's Mermaid chart (levels, critical path, what is skipped)."""
+PREDICTED_TAG = "cto/predicted_makespan_s"
+
+
+def default_slots(plan: ExecutionPlan) -> int:
+    """Agent slots a run gets by default: the executor's, or fewer for a narrow plan."""
+    return max(1, min(DEFAULT_AGENT_SLOTS, max((len(level) for level in plan.levels), default=1)))
+
+
+def job_description(
+    project: ProjectSettings, plan: ExecutionPlan, prediction: Prediction | None = None
+) -> str:
+    """What the job runs, its predicted makespan, and the plan's Mermaid chart (levels, critical
+    path, what is skipped)."""
     tags = ", ".join(plan.planned_tags) if plan.planned_tags else plan.tag
     label = "tags" if plan.planned_tags else "tag"
+    predicted = f" {prediction.line(default_slots(plan)).capitalize()}." if prediction else ""
     return (
         f"Run project {project.name}'s TaskMaster tasks ({label} {tags}) with the "
         f"{project.agent.preset or 'custom'} agent: {len(plan.task_ids)} tasks in "
         f"{len(plan.levels)} levels, theoretical speedup {plan.stats['theoretical_speedup']}x."
-        f"\n\n{mermaid_block(plan)}"
+        f"{predicted}\n\n{mermaid_block(plan)}"
     )
 
 
@@ -42,14 +56,10 @@ def build_project_definitions(
     secrets: SecretNames | None = None,
 ) -> dg.Definitions:
     translator = translator or TaskTranslator()
-    if executor_def is None:
-        executor_def = play_multiprocess_executor
-        if project.kind == "kubernetes":
-            from cto_dagster.defs.kubernetes import play_k8s_executor
-
-            executor_def = play_k8s_executor
+    executor_def = executor_def or executor_for(project.kind)
     secrets = secrets or SecretNames.of([project.git.token_env], project.secret_env)
-    priorities = task_priorities(plan)
+    prediction = predict(plan, learned_durations(project, plan, translator))
+    priorities = task_priorities(plan, prediction)
     assets = [
         build_task_asset(project, plan, task_id, translator, priorities[task_id], secrets)
         for task_id in plan.task_ids
@@ -64,8 +74,15 @@ def build_project_definitions(
         name=job_name(project, single),
         selection=dg.AssetSelection.assets(*(asset.key for asset in assets)),
         executor_def=executor_def,
-        description=job_description(project, plan),
-        tags={"cto/project": project.name},
+        description=job_description(project, plan, prediction),
+        tags={
+            "cto/project": project.name,
+            **(
+                {PREDICTED_TAG: f"{prediction.makespan(default_slots(plan)):.1f}"}
+                if prediction
+                else {}
+            ),
+        },
     )
     if not plan.task_ids:
         return dg.Definitions(assets=assets, jobs=[job] if assets else [])

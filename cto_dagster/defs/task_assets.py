@@ -8,6 +8,7 @@ import dagster as dg
 from cto_dagster.core.graphs import remaining_path_lengths
 from cto_dagster.core.integration import resolution_report
 from cto_dagster.core.planner import ExecutionPlan, weights
+from cto_dagster.core.predictions import Prediction
 from cto_dagster.core.resolution import Resolution
 from cto_dagster.core.secrets import SecretNames
 from cto_dagster.core.settings import ProjectSettings
@@ -84,15 +85,20 @@ def _recorded(instance, keys) -> dict[dg.AssetKey, Recorded]:
     return found
 
 
-def task_priorities(plan: ExecutionPlan) -> dict[str, int]:
-    """Longest remaining path (estimated seconds when known, else complexity-weighted task count,
-    in tenths): with fewer agent
-    slots than ready tasks, the critical chain goes first. `CTO_DAGSTER_PRIORITIES=off` gives
-    every task the same priority (for comparisons; see benchmarks/schedule.py)."""
+def task_priorities(plan: ExecutionPlan, prediction: Prediction | None = None) -> dict[str, int]:
+    """Longest remaining path, in tenths: predicted seconds when there is a prediction (the
+    tasks file's durations, earlier runs' agent times), else complexity-weighted task counts.
+    With fewer agent slots than ready tasks, the critical chain goes first.
+    `CTO_DAGSTER_PRIORITIES=off` gives every task the same priority (for comparisons; see
+    benchmarks/goals.py)."""
     if os.environ.get("CTO_DAGSTER_PRIORITIES", "on").lower() in ("off", "0", "false"):
         return dict.fromkeys(plan.task_ids, 0)
-    weight, _ = weights(plan.tasks, plan.task_ids)
-    remaining = remaining_path_lengths(plan.dependencies, plan.task_ids, weight)
+    if prediction is not None:
+        durations = prediction.durations
+        remaining = remaining_path_lengths(plan.dependencies, plan.task_ids, durations.__getitem__)
+    else:
+        weight, _ = weights(plan.tasks, plan.task_ids)
+        remaining = remaining_path_lengths(plan.dependencies, plan.task_ids, weight)
     return {task_id: round(value * 10) for task_id, value in remaining.items()}
 
 

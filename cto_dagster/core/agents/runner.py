@@ -139,6 +139,28 @@ def _command(
     return preset.argv(context), {**preset.extra_env, **env}, problem
 
 
+def _wait(process: subprocess.Popen, timeout: float, follower) -> tuple[int, bool]:
+    """The agent's exit code and whether it timed out; whatever it started is ended either way."""
+    timed_out = False
+    try:
+        exit_code = process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        _kill_group(process)
+        exit_code = process.returncode if process.returncode is not None else -9
+    finally:
+        if process.poll() is None:
+            _kill_group(process)
+        # children that outlived a leader that exited normally are ended too
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if follower:
+            follower.stop()
+    return exit_code, timed_out
+
+
 def run_agent(
     spec: AgentSpec,
     argv_values: Mapping[str, str],
@@ -170,7 +192,6 @@ def run_agent(
     )
     prompt = place.prompt_file if preset is not None and preset.stdin_prompt else None
     started = time.monotonic()
-    timed_out = False
     with (
         log_path.open("wb") as log,
         prompt.open("rb") if prompt else open(os.devnull, "rb") as stdin,
@@ -199,22 +220,7 @@ def run_agent(
             if watch
             else None
         )
-        try:
-            exit_code = process.wait(timeout=spec.timeout_seconds)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _kill_group(process)
-            exit_code = process.returncode if process.returncode is not None else -9
-        finally:
-            if process.poll() is None:
-                _kill_group(process)
-            # children that outlived a leader that exited normally are ended too
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            if follower:
-                follower.stop()
+        exit_code, timed_out = _wait(process, spec.timeout_seconds, follower)
     tail, size = _read_tail(log_path)
     usage = preset.usage(log_lines(log_path)) if preset else None
     if preset:
