@@ -14,7 +14,15 @@ import yaml
 from cto_dagster.core.sample import create_sample_repository
 from cto_dagster.demo import job_execute_command, prepare_home
 
-TEST_ENV_DROP = ("CTO_DAGSTER_CONFIG", "CTO_REPOSITORY", "CTO_DEMO_FAIL_TASKS", "TASKMASTER_TAG")
+TEST_ENV_DROP = (
+    "CTO_DAGSTER_CONFIG",
+    "CTO_REPOSITORY",
+    "CTO_DEMO_FAIL_TASKS",
+    "TASKMASTER_TAG",
+    # set in this process by in-process runs of the executor: never a project's own settings
+    "CTO_DAGSTER_TASKS_COMMITS",
+    "CTO_DAGSTER_LEARNED_DURATIONS",
+)
 
 
 class Project:

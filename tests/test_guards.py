@@ -192,3 +192,49 @@ def test_dagsters_storages_still_parse_migrations_through_the_shared_parser(tmp_
     finally:
         ScriptDirectory.from_config = shared
     assert calls, "Dagster no longer builds alembic ScriptDirectory objects: drop the hook"
+
+
+@pytest.mark.slow
+def test_the_failure_sensor_reports_a_failed_run_through_a_real_daemon(make_project):
+    """A failed run skips `run_metrics`; the daemon's sensor runs the metrics job for it. Here
+    the run is queued through the daemon of `dg dev` (as `./scripts/ui` starts it) by
+    `cto-dagster launch`, which then leaves the metrics to the sensor."""
+    import time
+
+    import dagster as dg
+
+    from cto_dagster.summary import open_instance
+    from tests.test_ui_browser import Server
+
+    project = make_project([demo_task(1), demo_task(2, exit_code=3), demo_task(3, deps=[2])])
+    server = Server(project.env(), with_daemon=True)
+    try:
+        server.wait_ready()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # the daemon is up: its queue and its sensors
+            with open_instance(project.home) as instance:
+                beats = instance.get_daemon_heartbeats()
+            if {"QUEUED_RUN_COORDINATOR", "SENSOR"} <= set(beats):
+                break
+            time.sleep(1)
+        launched = project.cli("launch")
+        assert launched.returncode == 1, launched.stdout[-2000:] + launched.stderr[-2000:]
+        assert "queued (a daemon serves this instance)" in launched.stdout
+        run_id = launched.stdout.split("▶️  Run ", 1)[1].split()[0]
+        failed = next(r for r in project.runs() if r.run_id == run_id)
+        assert failed.status == dg.DagsterRunStatus.FAILURE
+        metrics_run = None
+        while time.monotonic() < deadline + 120 and metrics_run is None:
+            with open_instance(project.home) as instance:
+                found = instance.get_run_records(
+                    dg.RunsFilter(
+                        job_name="run_metrics_job", tags={"cto/metrics_for_run": failed.run_id}
+                    )
+                )
+                done = [r for r in found if r.dagster_run.is_finished]
+                metrics_run = done[0].dagster_run if done else None
+            time.sleep(2)
+    finally:
+        server.stop()
+    assert metrics_run is not None, "the sensor never ran the metrics job for the failed run"
+    assert metrics_run.status == dg.DagsterRunStatus.SUCCESS

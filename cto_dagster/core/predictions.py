@@ -22,7 +22,7 @@ from cto_dagster.core.graphs import longest_path
 from cto_dagster.core.planner import ExecutionPlan, task_weight
 
 LEARNED_ENV = "CTO_DAGSTER_LEARNED_DURATIONS"
-_learned: dict[str, dict[str, float]] = {}  # project -> task -> seconds, as this process read
+_learned: dict[str, dict[str, float]] = {}  # "<project> <repository>" -> task -> seconds
 
 
 @dataclass(frozen=True)
@@ -77,13 +77,13 @@ def learned_pin() -> str | None:
     return json.dumps(_learned, sort_keys=True) if _learned else None
 
 
-def pinned_learned(environ: Mapping[str, str], project: str) -> dict[str, float] | None:
+def pinned_learned(environ: Mapping[str, str], key: str) -> dict[str, float] | None:
     """The learned durations the run's planning process pinned (None: not in a run's step)."""
     text = environ.get(LEARNED_ENV)
     if not text:
         return None
     try:
-        value = json.loads(text).get(project, {})
+        value = json.loads(text).get(key, {})
     except (ValueError, AttributeError):
         return None
     if not isinstance(value, dict):

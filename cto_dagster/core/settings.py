@@ -349,7 +349,7 @@ class Settings(_Strict):
         return self
 
 
-def _format_validation(error: ValidationError, source: str) -> SettingsError:
+def format_validation(error: ValidationError, source: str) -> SettingsError:
     lines = [f"❌ invalid configuration in {source}:"]
     for item in error.errors():
         where = ".".join(str(part) for part in item["loc"]) or "(top level)"
@@ -382,7 +382,7 @@ def load_yaml_settings(path: Path) -> Settings:
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
-        raise _format_validation(exc, str(path)) from None
+        raise format_validation(exc, str(path)) from None
 
 
 def _settings_from_env(environ: Mapping[str, str]) -> Settings:
@@ -411,7 +411,7 @@ def _settings_from_env(environ: Mapping[str, str]) -> Settings:
     try:
         return Settings.model_validate({"projects": [project]})
     except ValidationError as exc:
-        raise _format_validation(exc, "the CTO_* environment variables") from None
+        raise format_validation(exc, "the CTO_* environment variables") from None
 
 
 def demo_settings(folder: Path) -> Settings:

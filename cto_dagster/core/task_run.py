@@ -98,6 +98,8 @@ class TaskRunResult:
     taskmaster_edits: list[str] = field(default_factory=list)
     status_set_by_agent: str | None = None
     resolutions: list[Resolution] = field(default_factory=list)  # conflicts an agent resolved
+    prepare_seconds: float = 0.0  # started until the agent started: heads, merges, work tree
+    publish_seconds: float = 0.0  # the agent's end until pushed: record, checks, commit, push
 
     @property
     def duration_seconds(self) -> float:
@@ -322,6 +324,7 @@ def _run_task(request: TaskRunRequest, log) -> TaskRunResult:
         except GitError as exc:
             raise TaskFailed(str(exc), retryable=True) from None
         log(f"🚀 Task {task.id} started on {branch} (level {request.level})")
+        agent_started = time.time()
         sandbox, agent = _run_agent(request, folder, tree.path, branch, log)
         details = {
             "agent_exit_code": agent.exit_code,
@@ -360,6 +363,8 @@ def _run_task(request: TaskRunRequest, log) -> TaskRunResult:
             taskmaster_edits=recorded.taskmaster_paths,
             status_set_by_agent=recorded.taskmaster_status,
             resolutions=start.resolutions,
+            prepare_seconds=agent_started - started,
+            publish_seconds=max(0.0, finished - agent_started - agent.duration_seconds),
         )
     finally:
         shutil.rmtree(folder, ignore_errors=True)

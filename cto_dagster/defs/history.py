@@ -30,7 +30,8 @@ def learned_durations(
 ) -> dict[str, float]:
     """Task -> its agent seconds in the latest run that materialized it. In a run's step
     process: what the run's planning process read (pinned), so every process agrees."""
-    pinned = pinned_learned(os.environ, project.name)
+    pin_key = f"{project.name} {project.repository}"
+    pinned = pinned_learned(os.environ, pin_key)
     if pinned is not None:
         return pinned
     learned: dict[str, float] = {}
@@ -41,5 +42,5 @@ def learned_durations(
                 learned = _read(instance, keys)
         except Exception:
             learned = {}
-    record_learned(project.name, learned)
+    record_learned(pin_key, learned)
     return learned

@@ -20,6 +20,14 @@ class ProjectLoadError(Exception):
     """Raised (without a chained traceback) when the configuration or a tasks file is invalid."""
 
 
+_PLAY = PlayParameters()
+
+
+def play_resource() -> PlayParameters:
+    """The run parameters' resource, one object for every component of a code location."""
+    return _PLAY
+
+
 def _play_parameters(settings) -> PlayParameters:
     """The launchpad shows the base branch filled in when every project shares one."""
     bases = {project.base_branch for project in settings.projects}

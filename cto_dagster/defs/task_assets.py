@@ -122,6 +122,8 @@ def result_metadata(result: TaskRunResult, level: int) -> dict[str, object]:
         "finished_at": dg.MetadataValue.timestamp(result.finished_at),
         "duration_seconds": round(result.duration_seconds, 3),
         "agent_seconds": round(result.agent_seconds, 3),
+        "prepare_seconds": round(result.prepare_seconds, 3),
+        "publish_seconds": round(result.publish_seconds, 3),
         "execution_level": level,
         "agent_exit_code": result.agent_exit_code,
         "agent_log_tail": dg.MetadataValue.md(f"```\n{result.agent_log_tail}\n```"),
