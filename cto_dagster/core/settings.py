@@ -168,6 +168,15 @@ class ConflictSettings(_Strict):
         )
 
 
+class IntegrationSettings(_Strict):
+    keep_runs: int = Field(
+        5,
+        ge=0,
+        description="integration branches of the last this many runs are kept; older runs' are "
+        "deleted when still where their run left them (0: keep all)",
+    )
+
+
 class GitSettings(_Strict):
     token_env: str | None = Field(
         None, description="name of the environment variable holding the git/GitHub token"
@@ -244,6 +253,7 @@ class ProjectSettings(_Strict):
     include_all: bool = False
     agent: AgentSettings = Field(default_factory=AgentSettings)
     conflicts: ConflictSettings = Field(default_factory=ConflictSettings)
+    integration: IntegrationSettings = Field(default_factory=IntegrationSettings)
     git: GitSettings = Field(default_factory=GitSettings)
     github: GitHubSettings = Field(default_factory=GitHubSettings)
     max_retries: int = Field(1, ge=0, le=10)

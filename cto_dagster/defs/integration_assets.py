@@ -17,11 +17,13 @@ from cto_dagster.core.integration import (
 from cto_dagster.core.mermaid import mermaid_block
 from cto_dagster.core.names import integration_branch, task_branch
 from cto_dagster.core.planner import ExecutionPlan
+from cto_dagster.core.pruning import prune_integration_branches
 from cto_dagster.core.secrets import SecretNames
 from cto_dagster.core.settings import ProjectSettings
 from cto_dagster.defs.background import run_in_background
 from cto_dagster.defs.k8s_tags import K8S_CONFIG_TAG, bookkeeping_k8s_config
 from cto_dagster.defs.resources import PlayParameters
+from cto_dagster.defs.run_records import older_integration_heads
 from cto_dagster.defs.task_assets import (
     HEAD_COMMIT,
     recorded_heads,
@@ -58,6 +60,24 @@ def _resolved_section(result: IntegrationResult, by_task: dict[str, tuple[str, .
                 f"{', '.join(f'`{f}`' for f in files)} was resolved by an agent"
             )
     return "\n".join(lines)
+
+
+def _prune_older_runs(context, project, repository, result, level, plan, token) -> dict:
+    """After the run's last level is pushed: the integration branches of runs older than the
+    project's last `integration.keep_runs` are deleted (those still where their run left them)."""
+    keep = project.integration.keep_runs
+    if not keep or level != len(plan.levels) - 1 or not result.pushed:
+        return {}
+    heads = older_integration_heads(context.instance, project.name, token, keep)
+    try:
+        deleted, kept = prune_integration_branches(repository.cache(), heads, step_logger(context))
+    except GitError as exc:
+        context.log.warning(f"🧹 could not prune older integration branches: {exc}")
+        return {}
+    return {
+        "pruned_branches": ", ".join(deleted) or "(none)",
+        "older_branches_kept": ", ".join(kept) or "(none)",
+    }
 
 
 def _open_pr(project, play, result, level, token, plan, context_token, resolved="") -> str:
@@ -232,6 +252,7 @@ def build_integration_asset(
             except ForgeError as exc:
                 pr = f"no PR: {exc}"
                 context.log.warning(pr)
+        pruned = _prune_older_runs(context, project, repository, result, level, plan, token)
         if result.missing:
             context.log.warning(
                 f"Level {level} is incomplete: tasks {', '.join(result.missing)} have no branch"
@@ -264,7 +285,7 @@ def build_integration_asset(
             )
         )
         return dg.MaterializeResult(
-            metadata=_metadata(result, pr),
+            metadata={**_metadata(result, pr), **pruned},
             check_results=[
                 dg.AssetCheckResult(
                     check_name=OVERLAP_CHECK,

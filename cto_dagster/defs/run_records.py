@@ -162,3 +162,28 @@ def conflict_counts(instance: dg.DagsterInstance, run_id: str) -> dict[str, int]
             if r.status == "failed" and r.metadata.get("conflicting_paths")
         ),
     }
+
+
+def older_integration_heads(
+    instance: dg.DagsterInstance, project: str, current_token: str, keep_runs: int
+) -> dict[str, str]:
+    """Integration branch -> the head its run recorded, for the project's runs older than its
+    last `keep_runs` (this run and its re-executions count as one)."""
+    records = instance.get_run_records(dg.RunsFilter(tags={"cto/project": project}), limit=200)
+    tokens: list[str] = [current_token]
+    runs_of: dict[str, list[str]] = {}
+    for record in records:  # newest first
+        run = record.dagster_run
+        token = (run.tags.get("dagster/root_run_id") or run.run_id)[:8]
+        if token not in tokens:
+            tokens.append(token)
+        runs_of.setdefault(token, []).append(run.run_id)
+    heads: dict[str, str] = {}
+    for token in tokens[keep_runs:]:
+        for run_id in reversed(runs_of.get(token, [])):  # oldest first: the newest head wins
+            for meta in integration_records(instance, run_id).values():
+                branch = str(meta.get("integration_branch") or "")
+                head = str(meta.get("head_commit") or "")
+                if branch.startswith("integration/") and " " not in branch and head:
+                    heads[branch] = head
+    return heads

@@ -279,6 +279,26 @@ class ObjectCache:
             raise GitError(f"push of {branch} failed: {stderr_text(exc)}") from None
 
 
+def delete_branch(cache: ObjectCache, branch: str, expected: str) -> bool:
+    """Delete `branch` on the remote only while it is still at `expected` (a lease): a branch
+    someone pushed to since is left alone. True when it was deleted."""
+    ref = ref_for_branch(branch)
+    result = run_git(
+        [
+            "push",
+            "--quiet",
+            "--porcelain",
+            f"--force-with-lease={ref}:{expected}",
+            cache.url,
+            f":{ref}",
+        ],
+        cache.env,
+        git_dir=cache.path,
+        check=False,
+    )
+    return result.returncode == 0
+
+
 def backup_ref(branch: str, replaced: str) -> str:
     """Where a replaced branch head is kept: `refs/cto-dagster/replaced/<branch>/<commit>`."""
     return f"{BACKUP_PREFIX}{ref_for_branch(branch).removeprefix('refs/heads/')}/{replaced}"
