@@ -19,21 +19,16 @@ limit (the critical path of the agents' real times, or their work spread over th
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import random
 import statistics
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
-
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cto_dagster.core.sample import create_sample_repository
-from cto_dagster.demo import job_execute_command, prepare_home
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from schedule import execute
 
 
 def shaped(tasks: int, levels: int, seed: int) -> list[dict]:
@@ -66,36 +61,14 @@ def shaped(tasks: int, levels: int, seed: int) -> list[dict]:
 
 
 def run(name: str, tasks: list[dict], speed: float) -> dict:
-    from cto_dagster.core.planner import build_plan
-    from cto_dagster.core.taskmaster import read_task_list
+    import dagster as dg
+
     from cto_dagster.defs.metrics_assets import metrics_for_run
     from cto_dagster.defs.run_records import task_records
     from cto_dagster.summary import open_instance
 
-    root = Path(tempfile.mkdtemp(prefix=f"cto-bench-{name}-"))
-    remote = create_sample_repository(root / "repo", json.dumps({"master": {"tasks": tasks}}))
-    home = root / "home"
-    prepare_home(home)
-    config = root / "cto.yaml"
-    project = {"name": "bench", "repository": str(remote), "workspace_root": str(root / "ws")}
-    config.write_text(yaml.safe_dump({"projects": [{**project, "max_retries": 0}]}))
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "CTO_DAGSTER_CONFIG": str(config),
-        "CTO_DAGSTER_CACHE": str(root / "cache"),
-        "CTO_DEMO_SPEED": str(speed),
-    }
-    result = subprocess.run(job_execute_command(), env=env, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SystemExit(f"{name}: run failed\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    tasks_file = root / "tasks.json"
-    tasks_file.write_text(json.dumps({"master": {"tasks": tasks}}))
-    plan = build_plan(read_task_list(tasks_file, environ={}))
-    import dagster as dg
-
+    home, run_id, plan, _ = execute(name, tasks, speed, None, True)
     with open_instance(home) as instance:
-        run_id = instance.get_run_records(dg.RunsFilter(), limit=1)[0].dagster_run.run_id
         metrics = metrics_for_run(instance, run_id, plan)
         records = task_records(instance, run_id)
         successes = instance.get_records_for_run(

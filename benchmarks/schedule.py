@@ -89,13 +89,16 @@ def priority_graph() -> list[dict]:
     return independent + chain
 
 
-def run(name: str, tasks: list[dict], speed: float, slots: int | None, priorities: bool) -> dict:
+def execute(
+    name: str, tasks: list[dict], speed: float, slots: int | None, priorities: bool
+) -> tuple[Path, str, object, float]:
+    """One real play_project run of `tasks` (demo agent) in a fresh folder: its DAGSTER_HOME, run
+    id, plan and wall time."""
     from cto_dagster.core.planner import build_plan
     from cto_dagster.core.taskmaster import read_task_list
-    from cto_dagster.defs.metrics_assets import metrics_for_run
     from cto_dagster.summary import open_instance
 
-    root = Path(tempfile.mkdtemp(prefix=f"cto-bench-{name}-"))
+    root = Path(tempfile.mkdtemp(prefix=f"cto-bench-{name.replace(' ', '-')}-"))
     remote = create_sample_repository(root / "repo", json.dumps({"master": {"tasks": tasks}}))
     home = root / "home"
     prepare_home(home)
@@ -144,6 +147,15 @@ def run(name: str, tasks: list[dict], speed: float, slots: int | None, prioritie
         import dagster as dg
 
         run_id = instance.get_run_records(dg.RunsFilter(), limit=1)[0].dagster_run.run_id
+    return home, run_id, plan, wall
+
+
+def run(name: str, tasks: list[dict], speed: float, slots: int | None, priorities: bool) -> dict:
+    from cto_dagster.defs.metrics_assets import metrics_for_run
+    from cto_dagster.summary import open_instance
+
+    home, run_id, plan, wall = execute(name, tasks, speed, slots, priorities)
+    with open_instance(home) as instance:
         metrics = metrics_for_run(instance, run_id, plan)
     frame = metrics.tasks
     downstream = frame[frame["dependencies"] != ""]["queue_wait_s"]

@@ -28,6 +28,7 @@ import dagster as dg
 
 from cto_dagster.core.progress import RunProgress, format_duration
 from cto_dagster.defs.run_records import task_steps
+from cto_dagster.defs.translator import TAG_PREDICTED, TAG_PROJECT
 
 LOCATION_NAME = "cto_dagster"  # as in workspace.yaml and [tool.dg.project] code_location_name
 DEFINITIONS_MODULE = "cto_dagster.definitions"
@@ -120,9 +121,6 @@ def _daemon_serves(instance: dg.DagsterInstance) -> bool:
     return bool(beat) and time.time() - beat.timestamp < DAEMON_FRESH_SECONDS
 
 
-PROJECT_TAG = "cto/project"
-
-
 _GOING = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.STARTING,
@@ -137,11 +135,11 @@ class ProjectBusy(LaunchError):
 
 
 def _project_run_in_progress(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str | None:
-    project = run.tags.get(PROJECT_TAG)
+    project = run.tags.get(TAG_PROJECT)
     if not project:
         return None
     busy = instance.get_run_records(
-        dg.RunsFilter(tags={PROJECT_TAG: project}, statuses=_GOING),
+        dg.RunsFilter(tags={TAG_PROJECT: project}, statuses=_GOING),
         limit=5,
     )
     others = [r.dagster_run.run_id for r in busy if r.dagster_run.run_id != run.run_id]
@@ -158,7 +156,7 @@ def _start(instance: dg.DagsterInstance, run: dg.DagsterRun, workspace) -> str:
     if other:
         instance.report_run_canceled(run, "another run of the project is in progress")
         raise ProjectBusy(
-            f"❌ run {other} of project {run.tags[PROJECT_TAG]} is still in progress: one run of "
+            f"❌ run {other} of project {run.tags[TAG_PROJECT]} is still in progress: one run of "
             "a project at a time (they would build on each other's half-done branches). Wait "
             f"for it, or stop it (`dagster run delete {other}` after it ended, or Terminate in "
             "the UI); a stale one whose process died is failed by `cto-dagster resume`."
@@ -263,7 +261,7 @@ def start_and_follow(
         run = make_run(workspace)
         how = _start(instance, run, workspace)
         say(f"▶️  Run {run.run_id} of {run.job_name} {how}; it is listed under the job in the UI")
-        predicted = run.tags.get("cto/predicted_makespan_s")
+        predicted = run.tags.get(TAG_PREDICTED)
         if predicted:
             shown = format_duration(float(predicted))
             say(f"🔮 Predicted makespan: {shown} (from the job's description)")

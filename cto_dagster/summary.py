@@ -26,8 +26,9 @@ def print_run_summary(
     from cto_dagster.core.metrics import join_runs, speedup_figures
     from cto_dagster.defs.metrics_assets import run_parts
     from cto_dagster.defs.run_records import (
-        conflict_counts,
+        count_conflicts,
         integration_records,
+        keep_latest_outcome,
         run_chain,
         task_records,
     )
@@ -44,13 +45,16 @@ def print_run_summary(
         run_id = run.dagster_run.run_id
         timings, _ = join_runs(run_parts(instance, run_id))
         records = {}
+        outcomes: dict = {}  # every task's latest outcome in the chain, for the conflict counts
         integrations: dict[int, dict[str, object]] = {}
         for earlier in run_chain(instance, run_id):
-            for record in task_records(instance, earlier.run_id):
+            found = task_records(instance, earlier.run_id)
+            for record in found:
                 if record.status == "materialized" or earlier.run_id == run_id:
                     records[record.task_id] = record
+            keep_latest_outcome(outcomes, found)
             integrations.update(integration_records(instance, earlier.run_id))
-        conflicts = conflict_counts(instance, run_id)
+        conflicts = count_conflicts(integrations, outcomes)
     print(f"\nRun {run_id} ({run.dagster_run.status.value})")
     for record in records.values():
         if record.status == "failed":

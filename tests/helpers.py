@@ -72,3 +72,16 @@ def processes_matching(pattern: str, timeout: float = 10.0) -> str:
         if not left.strip() or time.monotonic() > deadline:
             return left.strip()
         time.sleep(0.1)
+
+
+def check_evaluations(instance, run_id: str) -> dict:
+    """(asset name, check name) -> the check's evaluation in the run."""
+    import dagster as dg
+
+    checks = {}
+    for record in instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION, limit=1000
+    ).records:
+        evaluation = record.event_log_entry.dagster_event.event_specific_data
+        checks[(evaluation.asset_key.path[-1], evaluation.check_name)] = evaluation
+    return checks

@@ -22,6 +22,7 @@ from cto_dagster.core.task_run import (
 )
 from cto_dagster.core.taskmaster import parse_tasks
 from tests.conftest import demo_task
+from tests.helpers import check_evaluations
 
 ROUTES = 'ROUTES = [\n    "/",\n'
 ONE = ROUTES + '    "/cart",\n]\n'
@@ -232,12 +233,7 @@ def test_through_dagster_warn_check_pr_section_and_counts(make_project):
 
     run_id = project.runs()[0].run_id
     with open_instance(project.home) as instance:
-        checks = {}
-        for record in instance.get_records_for_run(
-            run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION, limit=1000
-        ).records:
-            evaluation = record.event_log_entry.dagster_event.event_specific_data
-            checks[(evaluation.asset_key.path[-1], evaluation.check_name)] = evaluation
+        checks = check_evaluations(instance, run_id)
         counts = conflict_counts(instance, run_id)
         task3 = instance.get_latest_materialization_event(dg.AssetKey(["proj", "task_003"]))
     for asset in ("task_003", "integration_level_0"):

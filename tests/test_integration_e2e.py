@@ -6,6 +6,7 @@ from dagster._serdes import serialize_value
 
 from tests.conftest import demo_task
 from tests.fake_github import FakeGitHub
+from tests.helpers import check_evaluations
 
 pytestmark = pytest.mark.slow
 
@@ -54,12 +55,7 @@ def test_overlap_warning_conflict_blocks_pr_opened_token_hidden(make_project):
         level1 = instance.get_latest_materialization_event(
             dg.AssetKey(["proj", "integration_level_1"])
         )
-        checks = {}
-        for record in instance.get_records_for_run(
-            run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION, limit=1000
-        ).records:
-            evaluation = record.event_log_entry.dagster_event.event_specific_data
-            checks[(evaluation.asset_key.path[-1], evaluation.check_name)] = evaluation
+        checks = check_evaluations(instance, run_id)
         from cto_dagster.defs.run_records import conflict_counts
 
         counts = conflict_counts(instance, run_id)

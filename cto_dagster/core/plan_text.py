@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cto_dagster.core.planner import ExecutionPlan
-from cto_dagster.core.predictions import predict
+from cto_dagster.core.predictions import default_slots, predict
 
 _TITLE_WIDTH = 70
 
@@ -87,8 +87,7 @@ def render_plan(plan: ExecutionPlan) -> str:
         lines += ["", f"🧭 Critical path ({weight}): {chain}"]
         prediction = predict(plan, {})
         if prediction is not None:
-            width = max(len(level) for level in plan.levels)
-            lines.append(f"🔮 {prediction.line(min(8, width)).capitalize()}")
+            lines.append(f"🔮 {prediction.line(default_slots(plan)).capitalize()}")
     lines += status_lines(plan)
     if plan.advice:
         lines += ["", "💡 Advice:"]

@@ -22,6 +22,7 @@ from cto_dagster.core.graphs import longest_path
 from cto_dagster.core.planner import ExecutionPlan, task_weight
 
 LEARNED_ENV = "CTO_DAGSTER_LEARNED_DURATIONS"
+DEFAULT_AGENT_SLOTS = 8  # the executor's default `max_concurrent`
 _learned: dict[str, dict[str, float]] = {}  # "<project> <repository>" -> task -> seconds
 
 
@@ -43,6 +44,12 @@ class Prediction:
             f"(critical path {' -> '.join(self.critical_path)}: "
             f"{self.critical_path_seconds:.0f} s; {self.source})"
         )
+
+
+def default_slots(plan: ExecutionPlan) -> int:
+    """Agent slots a run gets by default: the executor's, or fewer for a narrow plan."""
+    widest = max((len(level) for level in plan.levels), default=1)
+    return max(1, min(DEFAULT_AGENT_SLOTS, widest))
 
 
 def predict(plan: ExecutionPlan, learned: Mapping[str, float]) -> Prediction | None:

@@ -20,14 +20,13 @@ from dagster._core.execution.retries import RetryMode
 from dagster._core.executor.multiprocess import MultiprocessExecutor
 
 from cto_dagster.core.names import id_sort_key
-from cto_dagster.core.predictions import LEARNED_ENV, learned_pin
+from cto_dagster.core.predictions import DEFAULT_AGENT_SLOTS, LEARNED_ENV, learned_pin
 from cto_dagster.core.processes import ProcessIdentity
 from cto_dagster.core.progress import RunProgress
 from cto_dagster.core.settings import PINNED_COMMITS_ENV, planned_commits_pin
 from cto_dagster.defs.step_polling import collective_polling
 from cto_dagster.defs.translator import TAG_LEVEL, TAG_TASK_ID
 
-DEFAULT_AGENT_SLOTS = 8
 PRELOAD = [
     "dagster._core.executor.multiprocess",
     "dagster._core.execution.api",

@@ -12,7 +12,7 @@ from cto_dagster.defs.executor import DEFAULT_AGENT_SLOTS
 from cto_dagster.defs.integration_assets import integration_key
 from cto_dagster.defs.k8s_tags import K8S_CONFIG_TAG, bookkeeping_k8s_config
 from cto_dagster.defs.run_records import conflict_counts, run_chain, step_launches, task_records
-from cto_dagster.defs.translator import TAG_PROJECT, TaskTranslator
+from cto_dagster.defs.translator import TAG_PREDICTED, TAG_PROJECT, TaskTranslator
 
 if TYPE_CHECKING:
     from dagster._core.definitions.unresolved_asset_job_definition import (
@@ -108,7 +108,7 @@ def metrics_for_run(instance: dg.DagsterInstance, run_id: str, plan: ExecutionPl
 def _predicted(run: dg.DagsterRun) -> float | None:
     """The makespan the plan predicted when the run was created (its job's tag)."""
     try:
-        return float(run.tags.get("cto/predicted_makespan_s") or "") or None
+        return float(run.tags.get(TAG_PREDICTED) or "") or None
     except ValueError:
         return None
 

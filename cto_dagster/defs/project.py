@@ -4,10 +4,10 @@ import dagster as dg
 
 from cto_dagster.core.mermaid import mermaid_block
 from cto_dagster.core.planner import ExecutionPlan
-from cto_dagster.core.predictions import Prediction, predict
+from cto_dagster.core.predictions import Prediction, default_slots, predict
 from cto_dagster.core.secrets import SecretNames
 from cto_dagster.core.settings import ProjectSettings
-from cto_dagster.defs.executor import DEFAULT_AGENT_SLOTS, executor_for
+from cto_dagster.defs.executor import executor_for
 from cto_dagster.defs.history import learned_durations
 from cto_dagster.defs.integration_assets import build_integration_asset
 from cto_dagster.defs.metrics_assets import (
@@ -16,19 +16,11 @@ from cto_dagster.defs.metrics_assets import (
     build_metrics_job,
 )
 from cto_dagster.defs.task_assets import build_task_asset, task_priorities
-from cto_dagster.defs.translator import TaskTranslator
+from cto_dagster.defs.translator import TAG_PREDICTED, TAG_PROJECT, TaskTranslator
 
 
 def job_name(project: ProjectSettings, single: bool) -> str:
     return "play_project" if single else f"play_project_{project.name}"
-
-
-PREDICTED_TAG = "cto/predicted_makespan_s"
-
-
-def default_slots(plan: ExecutionPlan) -> int:
-    """Agent slots a run gets by default: the executor's, or fewer for a narrow plan."""
-    return max(1, min(DEFAULT_AGENT_SLOTS, max((len(level) for level in plan.levels), default=1)))
 
 
 def job_description(
@@ -76,9 +68,9 @@ def build_project_definitions(
         executor_def=executor_def,
         description=job_description(project, plan, prediction),
         tags={
-            "cto/project": project.name,
+            TAG_PROJECT: project.name,
             **(
-                {PREDICTED_TAG: f"{prediction.makespan(default_slots(plan)):.1f}"}
+                {TAG_PREDICTED: f"{prediction.makespan(default_slots(plan)):.1f}"}
                 if prediction
                 else {}
             ),

@@ -4,6 +4,8 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
+from cto_dagster.defs.translator import TAG_PROJECT
+
 TASK_ID_TAG = "cto/task_id"  # the op tag every task step carries (translator.TAG_TASK_ID)
 
 
@@ -142,10 +144,20 @@ def conflict_counts(instance: dg.DagsterInstance, run_id: str) -> dict[str, int]
     tasks: dict[str, TaskRecord] = {}
     for run in run_chain(instance, run_id):
         integrations.update(integration_records(instance, run.run_id))
-        for record in task_records(instance, run.run_id):
-            if record.status == "materialized" or record.task_id not in tasks:
-                tasks[record.task_id] = record
+        keep_latest_outcome(tasks, task_records(instance, run.run_id))
+    return count_conflicts(integrations, tasks)
 
+
+def keep_latest_outcome(tasks: dict[str, TaskRecord], records: list[TaskRecord]) -> None:
+    """Add a run's task records, oldest run first: a materialization wins over a failure."""
+    for record in records:
+        if record.status == "materialized" or record.task_id not in tasks:
+            tasks[record.task_id] = record
+
+
+def count_conflicts(
+    integrations: dict[int, dict[str, object]], tasks: dict[str, TaskRecord]
+) -> dict[str, int]:
     def number(metadata: dict[str, object], name: str) -> int:
         value = metadata.get(name)
         return int(value) if isinstance(value, int | float) else 0
@@ -169,7 +181,7 @@ def older_integration_heads(
 ) -> dict[str, str]:
     """Integration branch -> the head its run recorded, for the project's runs older than its
     last `keep_runs` (this run and its re-executions count as one)."""
-    records = instance.get_run_records(dg.RunsFilter(tags={"cto/project": project}), limit=200)
+    records = instance.get_run_records(dg.RunsFilter(tags={TAG_PROJECT: project}), limit=200)
     tokens: list[str] = [current_token]
     runs_of: dict[str, list[str]] = {}
     for record in records:  # newest first

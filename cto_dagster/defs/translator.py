@@ -14,6 +14,7 @@ TAG_LEVEL = "cto/level"
 TAG_TASK_ID = "cto/task_id"
 TAG_PRIORITY = "cto/priority"
 TAG_PROJECT = "cto/project"
+TAG_PREDICTED = "cto/predicted_makespan_s"  # a play_project run's predicted makespan (seconds)
 TAG_TASKMASTER_TAG = "cto/tag"
 DESCRIPTION_LIMIT = 20_000
 _GROUP_UNSAFE = re.compile(r"[^A-Za-z0-9_]")
