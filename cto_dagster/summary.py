@@ -18,6 +18,11 @@ def open_instance(home: str | Path | None = None):
     return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
 
 
+def _levels_word(meta: dict[str, object], level: int) -> str:
+    span = str(meta.get("integrated_levels") or level)
+    return f"Levels {span}" if "-" in span else f"Level {span}"
+
+
 def print_run_summary(
     home: str | Path | None, job_name: str, theoretical: float | None, run_id: str | None = None
 ) -> None:
@@ -74,7 +79,7 @@ def print_run_summary(
     for level, meta in sorted(integrations.items()):
         state = "complete" if meta.get("complete") else "INCOMPLETE"
         print(
-            f"🔗 Level {level}: {meta.get('integration_branch')} ({state}; merged "
+            f"🔗 {_levels_word(meta, level)}: {meta.get('integration_branch')} ({state}; merged "
             f"{meta.get('merged_branches')}; PR: {meta.get('pull_request')})"
         )
     if any(conflicts.values()):

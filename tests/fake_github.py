@@ -1,5 +1,6 @@
 """A stand-in for GitHub's REST API on 127.0.0.1, answering the shapes PyGithub reads:
-list open pull requests (filtered by head and base) and create one."""
+list open pull requests (filtered by head and base), create one, edit one (close it), and
+comment on one."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from urllib.parse import parse_qs, urlparse
 class FakeGitHub:
     def __init__(self) -> None:
         self.pulls: list[dict] = []
+        self.comments: dict[int, list[str]] = {}  # pull number -> comment bodies
         self.requests: list[tuple[str, str, str | None]] = []  # method, path, authorization
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -59,6 +61,10 @@ class FakeGitHub:
                         and (base is None or p["base"]["ref"] == base)
                     ]
                     return self._send(200, found)
+                if len(parts) == 5 and parts[0] == "repos" and parts[3] == "pulls":
+                    pull = next((p for p in fake.pulls if p["number"] == int(parts[4])), None)
+                    if pull is not None:
+                        return self._send(200, pull)
                 return self._send(404, {"message": "Not Found"})
 
             def do_POST(self) -> None:
@@ -67,6 +73,10 @@ class FakeGitHub:
                 parts = parsed.path.strip("/").split("/")
                 length = int(self.headers.get("Content-Length") or 0)
                 payload = json.loads(self.rfile.read(length) or b"{}")
+                if len(parts) == 6 and parts[3] == "issues" and parts[5] == "comments":
+                    number = int(parts[4])
+                    fake.comments.setdefault(number, []).append(payload["body"])
+                    return self._send(201, {"id": len(fake.comments), "body": payload["body"]})
                 if len(parts) == 4 and parts[0] == "repos" and parts[3] == "pulls":
                     owner, repo = parts[1], parts[2]
                     if any(
@@ -81,12 +91,27 @@ class FakeGitHub:
                         "title": payload["title"],
                         "body": payload.get("body"),
                         "url": f"{fake.url}/repos/{owner}/{repo}/pulls/{number}",
+                        "issue_url": f"{fake.url}/repos/{owner}/{repo}/issues/{number}",
                         "html_url": f"https://github.example/{owner}/{repo}/pull/{number}",
                         "head": {"ref": payload["head"], "label": f"{owner}:{payload['head']}"},
                         "base": {"ref": payload["base"], "label": f"{owner}:{payload['base']}"},
                     }
                     fake.pulls.append(pull)
                     return self._send(201, pull)
+                return self._send(404, {"message": "Not Found"})
+
+            def do_PATCH(self) -> None:
+                parsed = urlparse(self.path)
+                fake.requests.append(("PATCH", parsed.path, self.headers.get("Authorization")))
+                parts = parsed.path.strip("/").split("/")
+                length = int(self.headers.get("Content-Length") or 0)
+                payload = json.loads(self.rfile.read(length) or b"{}")
+                if len(parts) == 5 and parts[3] == "pulls":
+                    pull = next((p for p in fake.pulls if p["number"] == int(parts[4])), None)
+                    if pull is None:
+                        return self._send(404, {"message": "Not Found"})
+                    pull.update({k: v for k, v in payload.items() if k in ("state", "title")})
+                    return self._send(200, pull)
                 return self._send(404, {"message": "Not Found"})
 
         return Handler

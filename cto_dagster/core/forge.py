@@ -3,6 +3,7 @@ errors are redacted before anyone sees them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cto_dagster.core.git.credentials import redact
@@ -21,12 +22,17 @@ class PullRequest:
     reused: bool
 
 
-def pr_title(level: int, run_token: str) -> str:
-    return f"Integration PR: Level {level} for {run_token}"
+def _stage_words(level: int | str) -> str:
+    """3 -> "level 3"; a stage's label ("levels 0-4") as it is."""
+    return f"level {level}" if isinstance(level, int) else level
+
+
+def pr_title(level: int | str, run_token: str) -> str:
+    return f"Integration PR: {_stage_words(level).capitalize()} for {run_token}"
 
 
 def pr_body(
-    level: int,
+    level: int | str,
     tasks: list[tuple[str, str, str]],
     missing: list[str],
     chart: str = "",
@@ -37,7 +43,7 @@ def pr_body(
     conflicts an agent resolved (for reviewers to read first), and the plan's chart (GitHub
     renders Mermaid blocks)."""
     lines = [
-        f"Integration of execution level {level}, by cto-dagster.",
+        f"Integration of execution {_stage_words(level)}, by cto-dagster.",
         "",
         "| Task | Title | Branch |",
         "|---|---|---|",
@@ -77,6 +83,43 @@ def open_or_reuse_pull_request(
             return PullRequest(pull.html_url, pull.number, reused=True)
         pull = repo.create_pull(title=title, body=body, head=head, base=base)
         return PullRequest(pull.html_url, pull.number, reused=False)
+    except GithubException as exc:
+        message = exc.data.get("message") if isinstance(exc.data, dict) else str(exc.data)
+        raise ForgeError(redact(f"GitHub answered {exc.status}: {message}", [token])) from None
+    except Exception as exc:  # network errors: never let a token-bearing repr escape
+        raise ForgeError(redact(f"cannot reach GitHub at {api_url}: {exc}", [token])) from None
+    finally:
+        client.close()
+
+
+def supersede_older_pull_requests(
+    api_url: str,
+    token: str,
+    repository: str,
+    newer: PullRequest,
+    same_stage: Callable[[str], bool],
+) -> list[int]:
+    """Close the open PRs of older runs for the same stage (`same_stage(head branch)`), each with
+    a comment naming the PR that supersedes it. Returns their numbers. Branches stay (pruning
+    removes them by `integration.keep_runs`)."""
+    from github import Auth, Github, GithubException
+
+    client = Github(
+        base_url=api_url.rstrip("/"), auth=Auth.Token(token), retry=None, timeout=30, lazy=True
+    )
+    closed: list[int] = []
+    try:
+        repo = client.get_repo(repository)
+        for pull in repo.get_pulls(state="open"):
+            if pull.number == newer.number or not same_stage(pull.head.ref):
+                continue
+            pull.create_issue_comment(
+                f"Superseded by #{newer.number} ({newer.url}), a newer run's integration of the "
+                "same levels. Closed by cto-dagster."
+            )
+            pull.edit(state="closed")
+            closed.append(pull.number)
+        return closed
     except GithubException as exc:
         message = exc.data.get("message") if isinstance(exc.data, dict) else str(exc.data)
         raise ForgeError(redact(f"GitHub answered {exc.status}: {message}", [token])) from None

@@ -6,6 +6,10 @@ overlaps (files two tasks both changed, against their merge base) and predicts c
 every pair (`git merge-tree`, no work tree touched). A merge that conflicts is aborted and nothing
 is pushed, so the levels before keep their branches. All of it happens in the object cache: no
 clone, no work tree.
+
+A stage of several levels (integration `granularity`) merges its tasks level by level; overlaps
+and predictions compare tasks of one level (those that ran side by side), each task's files
+being its own commits' (not what it merged from its dependencies).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from cto_dagster.core.taskmaster.write_back import set_statuses
 
 @dataclass(frozen=True)
 class IntegrationRequest:
-    level: int
+    level: int  # the first level integrated
     run_token: str
     repository: Repository
     base_branch: str  # where level 0 starts (integration_base_branch)
@@ -44,6 +48,16 @@ class IntegrationRequest:
     conflicts: ConflictPolicy = field(default_factory=ConflictPolicy)
     agent: AgentSpec | None = None  # the project's agent (the default resolver)
     task_info: Mapping[str, Task] = field(default_factory=dict)  # for a resolver's prompt
+    last_level: int | None = None  # a stage of several levels ends here (None: one level)
+    task_levels: Mapping[str, int] = field(default_factory=dict)  # merge order: level, then id
+
+    @property
+    def label(self) -> str:
+        last = self.last_level if self.last_level is not None else self.level
+        return f"level {self.level}" if last == self.level else f"levels {self.level}-{last}"
+
+    def merge_order(self) -> list[str]:
+        return sorted(self.tasks, key=lambda t: (self.task_levels.get(t, 0), id_sort_key(t)))
 
 
 @dataclass(frozen=True)
@@ -60,6 +74,7 @@ class IntegrationResult:
     level: int
     branch: str
     start_commit: str
+    label: str = ""  # "level 3" or "levels 0-4"
     head_commit: str | None = None
     pushed: bool = False
     merged: list[str] = field(default_factory=list)
@@ -81,9 +96,10 @@ class IntegrationResult:
         return not self.missing and self.conflict_branch is None
 
 
-def overlap_report(level: int, overlaps: dict[str, list[str]]) -> str:
+def overlap_report(level: int | str, overlaps: dict[str, list[str]]) -> str:
     """The guide's warning, one path a line, each with the tasks that touched it."""
-    lines = [f"⚠️ Potential overlap detected across PRs in level {level}:"]
+    where = level if isinstance(level, str) else f"level {level}"
+    lines = [f"⚠️ Potential overlap detected across PRs in {where}:"]
     lines += [f"{path} (tasks {', '.join(tasks)})" for path, tasks in sorted(overlaps.items())]
     return "\n".join(lines)
 
@@ -117,19 +133,40 @@ def resolution_report(resolutions: list[Resolution]) -> str:
     return "\n".join(lines)
 
 
-def _changed_by_each(cache: ObjectCache, start: str, present: dict[str, str]):
-    return {t: cache.changed_files(cache.merge_base(start, c), c) for t, c in present.items()}
+def _changed_by_each(request: IntegrationRequest, cache: ObjectCache, start: str, present):
+    if request.last_level in (None, request.level):
+        return {t: cache.changed_files(cache.merge_base(start, c), c) for t, c in present.items()}
+    level_of = request.task_levels
+    return {
+        t: cache.own_changes(
+            c, [start, *(h for o, h in present.items() if level_of.get(o, 0) < level_of.get(t, 0))]
+        )
+        for t, c in present.items()
+    }
 
 
-def _overlaps_and_predictions(cache: ObjectCache, result: IntegrationResult, present, touched):
+def _overlaps_and_predictions(
+    request: IntegrationRequest, cache: ObjectCache, result: IntegrationResult, present, touched
+):
+    """Files changed by two tasks of one level, and the pairs of one level whose merge would
+    conflict (tasks of different levels of a stage are dependent or were merged in turn)."""
     by_path: dict[str, list[str]] = {}
     for task_id, paths in touched.items():
         for path in paths:
             by_path.setdefault(path, []).append(task_id)
-    result.overlaps = {p: t for p, t in by_path.items() if len(t) > 1}
+    level_of = request.task_levels
+    for path, ids in by_path.items():
+        by_level: dict[int, list[str]] = {}
+        for task_id in ids:
+            by_level.setdefault(level_of.get(task_id, 0), []).append(task_id)
+        side_by_side = [t for group in by_level.values() if len(group) > 1 for t in group]
+        if side_by_side:
+            result.overlaps[path] = side_by_side
     ids = list(present)
     for i, left in enumerate(ids):
         for right in ids[i + 1 :]:
+            if level_of.get(left, 0) != level_of.get(right, 0):
+                continue
             tree, paths = cache.merge_tree(present[left], present[right])
             if tree is None:
                 result.predicted_conflicts.append((left, right, paths))
@@ -170,7 +207,7 @@ def _merge_in_order(request, cache, result: IntegrationResult, present, touched,
         involved = _involved(result, task_id, paths, touched)
         if request.conflicts.enabled:
             conflict = Conflict(
-                where=f"level {result.level} integration",
+                where=f"{result.label} integration",
                 ours=head,
                 theirs=commit,
                 theirs_label=label,
@@ -219,7 +256,7 @@ def _write_back(
     shown = ", ".join(merged[:20]) + (f" and {len(merged) - 20} more" if len(merged) > 20 else "")
     message = (
         f"TaskMaster: tasks {shown} -> {write_back.status}\n\n"
-        f"Level {result.level} integration by cto-dagster: merging this branch records the "
+        f"{result.label.capitalize()} integration by cto-dagster: merging this branch records the "
         "tasks' new status.\n"
     )
     result.statuses_written = list(merged)
@@ -232,7 +269,7 @@ def integrate_level(
     """Merges are computed in the object cache, without a work tree: no clone, no checkout."""
     repo = request.repository
     check_base_branch(request.base_branch)
-    branch = integration_branch(request.level, request.run_token)
+    branch = integration_branch(request.level, request.run_token, request.last_level)
     cache = repo.cache()
     remote = cache.remote_heads([request.base_branch, branch])
     if request.previous_commit:
@@ -246,20 +283,22 @@ def integrate_level(
     cache.ensure([start, remote[branch], *request.tasks.values()])
     if not cache.has_commit(start):
         raise GitError(
-            f"level {request.level - 1}'s integration commit {start[:12]} is not in the "
-            "repository any more; re-materialize that level first"
+            f"the integration commit {start[:12]} that {request.label} stacks on is not in the "
+            "repository any more; re-materialize the integration before it first"
         )
-    result = IntegrationResult(level=request.level, branch=branch, start_commit=start)
+    result = IntegrationResult(
+        level=request.level, branch=branch, start_commit=start, label=request.label
+    )
     present: dict[str, str] = {}
-    for task_id in sorted(request.tasks, key=id_sort_key):
+    for task_id in request.merge_order():
         commit = request.tasks[task_id]
         if commit and cache.has_commit(commit):
             present[task_id] = commit
         else:
             result.missing.append(task_id)
-    touched = _changed_by_each(cache, start, present)
+    touched = _changed_by_each(request, cache, start, present)
     if request.detect_overlaps:
-        _overlaps_and_predictions(cache, result, present, touched)
+        _overlaps_and_predictions(request, cache, result, present, touched)
     if not request.build_branch:
         return result
     head = _merge_in_order(request, cache, result, present, touched, log)

@@ -25,6 +25,7 @@ _PROJECT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 TASK_BRANCH_PREFIX = "feature/task-"
 TASK_BRANCH_SUFFIX = "-implementation"
 INTEGRATION_BRANCH_PREFIX = "integration/level-"
+STAGE_BRANCH_PREFIX = "integration/levels-"  # one branch for several levels (`granularity`)
 
 
 class InvalidName(ValueError):
@@ -134,16 +135,24 @@ def task_branch(task_id: str) -> str:
     return f"{TASK_BRANCH_PREFIX}{task_id}{TASK_BRANCH_SUFFIX}"
 
 
-def integration_branch(level: int, run_token: str) -> str:
-    if not isinstance(level, int) or level < 0:
-        raise InvalidName(f"bad level {level!r}")
+def integration_branch(level: int, run_token: str, last_level: int | None = None) -> str:
+    """The guide's `integration/level-<L>-<run>`; a branch integrating levels A to B at once
+    (integration `granularity`) is `integration/levels-<A>-<B>-<run>`."""
+    for value in (level, last_level if last_level is not None else level):
+        if not isinstance(value, int) or value < 0:
+            raise InvalidName(f"bad level {value!r}")
     if not _RUN_TOKEN.match(run_token):
         raise InvalidName(f"run token {describe_bad_id(run_token)} cannot be used in a branch name")
-    return f"{INTEGRATION_BRANCH_PREFIX}{level}-{run_token}"
+    if last_level is None or last_level == level:
+        return f"{INTEGRATION_BRANCH_PREFIX}{level}-{run_token}"
+    if last_level < level:
+        raise InvalidName(f"bad level range {level}-{last_level}")
+    return f"{STAGE_BRANCH_PREFIX}{level}-{last_level}-{run_token}"
 
 
 def check_branch_name(name: str) -> str:
-    """Accept only branch names this tool creates: `feature/task-*` or `integration/level-*`."""
+    """Accept only branch names this tool creates: `feature/task-*`, `integration/level-*` or
+    `integration/levels-*`."""
     if name.startswith(TASK_BRANCH_PREFIX) and name.endswith(TASK_BRANCH_SUFFIX):
         task_id = name[len(TASK_BRANCH_PREFIX) : -len(TASK_BRANCH_SUFFIX)]
         if is_task_name(task_id):
@@ -152,6 +161,11 @@ def check_branch_name(name: str) -> str:
         rest = name[len(INTEGRATION_BRANCH_PREFIX) :]
         level, _, token = rest.partition("-")
         if level.isdigit() and _RUN_TOKEN.match(token):
+            return name
+    if name.startswith(STAGE_BRANCH_PREFIX):
+        first, _, rest = name[len(STAGE_BRANCH_PREFIX) :].partition("-")
+        last, _, token = rest.partition("-")
+        if first.isdigit() and last.isdigit() and _RUN_TOKEN.match(token):
             return name
     raise InvalidName(f"refusing branch name {describe_bad_id(name)}")
 

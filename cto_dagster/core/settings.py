@@ -38,6 +38,7 @@ from cto_dagster.core.planner import ExecutionPlan, plan_tasks_file
 from cto_dagster.core.resolution import ConflictPolicy
 from cto_dagster.core.sample import create_sample_repository, demo_tasks_json
 from cto_dagster.core.secrets import SECRET_NAME, SecretNames
+from cto_dagster.core.stages import IntegrationStage, integration_stages
 from cto_dagster.core.taskmaster import TasksFileError, find_tags
 from cto_dagster.core.taskmaster.complexity import report_path
 
@@ -169,12 +170,27 @@ class ConflictSettings(_Strict):
 
 
 class IntegrationSettings(_Strict):
+    granularity: Literal["level", "run"] | int = Field(
+        "level",
+        description="`level`: a branch and PR per level (the guide's way); `run`: one for the "
+        "whole run; a number N: one for every N levels",
+    )
     keep_runs: int = Field(
         5,
         ge=0,
         description="integration branches of the last this many runs are kept; older runs' are "
         "deleted when still where their run left them (0: keep all)",
     )
+
+    @field_validator("granularity")
+    @classmethod
+    def _granularity(cls, value: str | int) -> str | int:
+        if isinstance(value, int) and (isinstance(value, bool) or value < 1):
+            raise ValueError("granularity must be `level`, `run` or a number of levels (>= 1)")
+        return value
+
+    def stages(self, level_count: int) -> list[IntegrationStage]:
+        return integration_stages(level_count, self.granularity)
 
 
 class GitSettings(_Strict):

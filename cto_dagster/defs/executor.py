@@ -6,7 +6,9 @@ location and done the start-up work every step would repeat (`step_warmup`), so 
 dependencies are done starts in well under a second instead of 4 to 8.
 """
 
+import base64
 import os
+import pickle
 import time
 from collections import defaultdict
 
@@ -105,6 +107,15 @@ def plan_log_lines(execution_plan) -> list[str]:
     return lines
 
 
+WARM_JOB_ENV = "CTO_DAGSTER_WARM_JOB"
+
+
+def job_for_steps(job) -> str:
+    """The run's `ReconstructableJob` for the forkserver's `step_warmup.warm_job` (an environment
+    variable: the forkserver starts with the run process's environment)."""
+    return base64.b64encode(pickle.dumps(job)).decode("ascii")
+
+
 PROGRESS_TAG = "cto/progress"
 
 
@@ -161,11 +172,14 @@ class PlayMultiprocessExecutor(MultiprocessExecutor):
 
     def __init__(self, parallel_execution: bool, slots: int, **kwargs):
         super().__init__(max_concurrent=slots, **kwargs)
+        self._forkserver = kwargs.get("start_method") == "forkserver"
         self._parallel_execution = parallel_execution
         self._slots = slots
 
     def execute(self, plan_context, execution_plan):
         pin_planned_commits()
+        if self._forkserver:
+            os.environ[WARM_JOB_ENV] = job_for_steps(plan_context.reconstructable_job)
         lines = plan_log_lines(execution_plan)
         mode = (
             f"parallel, up to {self._slots} agents at once"

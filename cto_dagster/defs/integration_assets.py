@@ -1,9 +1,16 @@
-"""One integration asset per level, stacked on the previous level's, with two asset checks:
-overlapping files (WARN) and merge conflicts (ERROR, blocking the next level)."""
+"""One integration asset per level (or per stage of levels: `integration.granularity`), stacked
+on the previous one, with two asset checks: overlapping files (WARN) and merge conflicts (ERROR,
+blocking the next stage)."""
 
 import dagster as dg
 
-from cto_dagster.core.forge import ForgeError, open_or_reuse_pull_request, pr_body, pr_title
+from cto_dagster.core.forge import (
+    ForgeError,
+    open_or_reuse_pull_request,
+    pr_body,
+    pr_title,
+    supersede_older_pull_requests,
+)
 from cto_dagster.core.git.command import GitError
 from cto_dagster.core.integration import (
     IntegrationRequest,
@@ -15,11 +22,12 @@ from cto_dagster.core.integration import (
     resolution_report,
 )
 from cto_dagster.core.mermaid import mermaid_block
-from cto_dagster.core.names import integration_branch, task_branch
+from cto_dagster.core.names import task_branch
 from cto_dagster.core.planner import ExecutionPlan
 from cto_dagster.core.pruning import prune_integration_branches
 from cto_dagster.core.secrets import SecretNames
 from cto_dagster.core.settings import ProjectSettings
+from cto_dagster.core.stages import IntegrationStage
 from cto_dagster.defs.background import run_in_background
 from cto_dagster.defs.k8s_tags import K8S_CONFIG_TAG, bookkeeping_k8s_config
 from cto_dagster.defs.resources import PlayParameters
@@ -40,8 +48,8 @@ OVERLAP_CHECK = "file_overlap"
 CONFLICT_CHECK = "merge_conflicts"
 
 
-def integration_key(project: ProjectSettings, level: int) -> dg.AssetKey:
-    return dg.AssetKey([project.name, f"integration_level_{level}"])
+def integration_key(project: ProjectSettings, stage: IntegrationStage) -> dg.AssetKey:
+    return dg.AssetKey([project.name, stage.asset_name])
 
 
 def run_token(context: dg.AssetExecutionContext) -> str:
@@ -62,11 +70,11 @@ def _resolved_section(result: IntegrationResult, by_task: dict[str, tuple[str, .
     return "\n".join(lines)
 
 
-def _prune_older_runs(context, project, repository, result, level, plan, token) -> dict:
+def _prune_older_runs(context, project, repository, result, stage, plan, token) -> dict:
     """After the run's last level is pushed: the integration branches of runs older than the
     project's last `integration.keep_runs` are deleted (those still where their run left them)."""
     keep = project.integration.keep_runs
-    if not keep or level != len(plan.levels) - 1 or not result.pushed:
+    if not keep or stage.last != len(plan.levels) - 1 or not result.pushed:
         return {}
     heads = older_integration_heads(context.instance, project.name, token, keep)
     try:
@@ -80,29 +88,31 @@ def _prune_older_runs(context, project, repository, result, level, plan, token) 
     }
 
 
-def _open_pr(project, play, result, level, token, plan, context_token, resolved="") -> str:
+def _open_pr(project, play, result, stage, previous, plan, token, resolved="") -> tuple[str, str]:
+    """The stage's PR (opened, or the open one reused), and what became of older runs' PRs of
+    the same stage (closed as superseded by it)."""
     if not result.pushed:
-        return "no PR: the integration branch was not pushed"
+        return "no PR: the integration branch was not pushed", ""
     if not project.github_repository:
-        return "no PR: the repository is not on GitHub (the branch is the result)"
+        return "no PR: the repository is not on GitHub (the branch is the result)", ""
     secret = project_token(project)
     if not secret:
-        return f"no PR: no token (set {project.git.token_env or 'git.token_env'})"
+        return f"no PR: no token (set {project.git.token_env or 'git.token_env'})", ""
     base = (
-        integration_branch(level - 1, context_token)
-        if level
+        previous.branch(token)
+        if previous
         else (play.integration_base_branch or project.base_branch)
     )
-    rows = [(t, plan.tasks[t].title, task_branch(t)) for t in plan.levels[level]]
+    rows = [(t, plan.tasks[t].title, task_branch(t)) for t in stage.task_ids(plan.levels)]
     pull = open_or_reuse_pull_request(
         project.github.api_url,
         secret,
         project.github_repository,
         head=result.branch,
         base=base,
-        title=pr_title(level, context_token),
+        title=pr_title(stage.label, token),
         body=pr_body(
-            level,
+            stage.label,
             rows,
             result.missing,
             chart=mermaid_block(plan),
@@ -110,7 +120,17 @@ def _open_pr(project, play, result, level, token, plan, context_token, resolved=
             resolved=resolved,
         ),
     )
-    return pull.url
+    try:
+        closed = supersede_older_pull_requests(
+            project.github.api_url,
+            secret,
+            project.github_repository,
+            pull,
+            same_stage=lambda head: head != result.branch and stage.is_branch_of_any_run(head),
+        )
+    except ForgeError as exc:  # the new PR stands; the older ones stay open
+        return pull.url, f"(older runs' PRs left open: {exc})"
+    return pull.url, ", ".join(f"#{n}" for n in closed)
 
 
 def _status_note(project: ProjectSettings, result: IntegrationResult) -> str:
@@ -153,12 +173,15 @@ def _metadata(result: IntegrationResult, pr: str) -> dict[str, object]:
 
 
 def status_write_back(
-    project: ProjectSettings, plan: ExecutionPlan, level: int
+    project: ProjectSettings, plan: ExecutionPlan, stage: IntegrationStage
 ) -> StatusWriteBack | None:
-    """The tasks file edit this level's integration branch carries (None when turned off)."""
+    """The tasks file edit this stage's integration branch carries (None when turned off)."""
     if project.status_write_back == "off":
         return None
-    names = {t: (plan.tasks[t].tag or plan.tag, plan.tasks[t].file_id) for t in plan.levels[level]}
+    names = {
+        t: (plan.tasks[t].tag or plan.tag, plan.tasks[t].file_id)
+        for t in stage.task_ids(plan.levels)
+    }
     return StatusWriteBack(project.tasks_file, project.status_write_back, names)
 
 
@@ -170,29 +193,37 @@ def _listed(ids: list[str], limit: int = 12) -> str:
 def build_integration_asset(
     project: ProjectSettings,
     plan: ExecutionPlan,
-    level: int,
+    stage: IntegrationStage,
+    previous: IntegrationStage | None,
     translator: TaskTranslator,
     secrets: SecretNames,
 ) -> dg.AssetsDefinition:
-    key = integration_key(project, level)
-    task_keys = {t: translator.asset_key(project, t) for t in plan.levels[level]}
-    previous_key = integration_key(project, level - 1) if level else None
-    write_back = status_write_back(project, plan, level)
+    key = integration_key(project, stage)
+    task_ids = stage.task_ids(plan.levels)
+    task_keys = {t: translator.asset_key(project, t) for t in task_ids}
+    previous_key = integration_key(project, previous) if previous else None
+    write_back = status_write_back(project, plan, stage)
     conflicts = project.conflicts.policy()
     agent = project.agent.spec()
+    level_tag = str(stage.first) if stage.single_level else f"{stage.first}-{stage.last}"
+    name = (
+        f"integration/level-{stage.first}-<run>"
+        if stage.single_level
+        else (f"integration/levels-{stage.first}-{stage.last}-<run>")
+    )
 
     @dg.asset(
         key=key,
         deps=[*task_keys.values(), *([previous_key] if previous_key else [])],
-        group_name=translator.integration_group(project, plan, level),
+        group_name=translator.integration_group(project, plan, stage.last),
         description=(
-            f"Level {level} integration: integration/level-{level}-<run> stacks the branches of "
-            f"tasks {_listed(plan.levels[level])} on "
-            + (f"level {level - 1}'s integration branch." if level else "the base branch.")
+            f"{stage.label.capitalize()} integration: {name} stacks the branches of "
+            f"tasks {_listed(task_ids)} on "
+            + (f"{previous.label}'s integration branch." if previous else "the base branch.")
         ),
-        tags={TAG_LEVEL: str(level)},
+        tags={TAG_LEVEL: level_tag},
         op_tags={
-            TAG_LEVEL: str(level),
+            TAG_LEVEL: level_tag,
             TAG_PROJECT: project.name,
             K8S_CONFIG_TAG: bookkeeping_k8s_config(project, "integration"),
         },
@@ -216,56 +247,66 @@ def build_integration_asset(
         heads = recorded_heads(
             context.instance, [*task_keys.values(), *([previous_key] if previous_key else [])]
         )
-        previous = heads[previous_key] if previous_key else None
-        if previous_key and play.integration_pr_enabled and not previous:
+        previous_head = heads[previous_key] if previous_key else None
+        if previous_key and play.integration_pr_enabled and not previous_head:
             raise dg.Failure(
-                f"level {level - 1} has no integration branch to stack on: materialize "
+                f"{previous.label} has no integration branch to stack on: materialize "
                 f"{previous_key.to_user_string()} first",
                 allow_retries=False,
             )
         repository = repository_for(project, secrets)
         request = IntegrationRequest(
-            level=level,
+            level=stage.first,
+            last_level=stage.last,
             run_token=token,
             repository=repository,
             base_branch=play.integration_base_branch or project.base_branch,
-            previous_commit=previous,
+            previous_commit=previous_head,
             tasks={t: heads[k] for t, k in task_keys.items()},
+            task_levels={t: plan.level_of[t] for t in task_ids},
             build_branch=play.integration_pr_enabled,
             detect_overlaps=play.conflict_detection,
             write_back=write_back,
             conflicts=conflicts,
             agent=agent,
-            task_info={t: plan.tasks[t] for t in plan.levels[level]},
+            task_info={t: plan.tasks[t] for t in task_ids},
         )
         try:
             result = integrate_level(request, log=step_logger(context))
         except GitError as exc:
             raise dg.Failure(repository.redact(str(exc)), allow_retries=True) from None
+        superseded = ""
         if not play.integration_pr_enabled:
             pr = "integration disabled: integration_pr_enabled is false, no branch was built"
         else:
             try:
                 by_task = recorded_resolutions(context.instance, list(task_keys.values()))
                 resolved = _resolved_section(result, {t: by_task[k] for t, k in task_keys.items()})
-                pr = _open_pr(project, play, result, level, token, plan, token, resolved)
+                pr, superseded = _open_pr(
+                    project, play, result, stage, previous, plan, token, resolved
+                )
             except ForgeError as exc:
                 pr = f"no PR: {exc}"
                 context.log.warning(pr)
-        pruned = _prune_older_runs(context, project, repository, result, level, plan, token)
+        if superseded.startswith("#"):
+            context.log.info(f"🔁 Closed older runs' PRs of {stage.label}: {superseded}")
+        elif superseded:
+            context.log.warning(superseded)
+        pruned = _prune_older_runs(context, project, repository, result, stage, plan, token)
         if result.missing:
             context.log.warning(
-                f"Level {level} is incomplete: tasks {', '.join(result.missing)} have no branch"
+                f"{stage.label.capitalize()} is incomplete: tasks {', '.join(result.missing)} "
+                "have no branch"
             )
         if result.overlaps:
-            context.log.warning(overlap_report(level, result.overlaps))
+            context.log.warning(overlap_report(stage.label, result.overlaps))
         if result.conflict_branch:
             context.log.error(conflict_report(result))
         overlap_text = (
-            overlap_report(level, result.overlaps)
+            overlap_report(stage.label, result.overlaps)
             if result.overlaps
             else (
-                "No file is changed by two tasks of this level."
+                f"No file is changed by two tasks of {stage.label}."
                 if play.conflict_detection
                 else "conflict_detection is false: not checked"
             )
@@ -285,7 +326,12 @@ def build_integration_asset(
             )
         )
         return dg.MaterializeResult(
-            metadata={**_metadata(result, pr), **pruned},
+            metadata={
+                **_metadata(result, pr),
+                "integrated_levels": stage.span,
+                **({"superseded_pull_requests": superseded} if superseded else {}),
+                **pruned,
+            },
             check_results=[
                 dg.AssetCheckResult(
                     check_name=OVERLAP_CHECK,

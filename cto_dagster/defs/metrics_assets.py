@@ -229,7 +229,7 @@ def build_metrics_asset(
     project: ProjectSettings, plan: ExecutionPlan, translator: TaskTranslator
 ) -> dg.AssetsDefinition:
     # after the last level's integration, which comes after every task: one edge, not one a task
-    last_integration = integration_key(project, len(plan.levels) - 1)
+    last_integration = integration_key(project, project.integration.stages(len(plan.levels))[-1])
     key = metrics_key(project)
 
     @dg.asset(

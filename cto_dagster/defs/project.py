@@ -56,9 +56,12 @@ def build_project_definitions(
         build_task_asset(project, plan, task_id, translator, priorities[task_id], secrets)
         for task_id in plan.task_ids
     ]
+    stages = project.integration.stages(len(plan.levels))
     assets += [
-        build_integration_asset(project, plan, level, translator, secrets)
-        for level in range(len(plan.levels))
+        build_integration_asset(
+            project, plan, stage, stages[i - 1] if i else None, translator, secrets
+        )
+        for i, stage in enumerate(stages)
     ]
     if plan.task_ids:
         assets.append(build_metrics_asset(project, plan, translator))

@@ -100,7 +100,8 @@ def task_records(instance: dg.DagsterInstance, run_id: str) -> list[TaskRecord]:
 
 
 def integration_records(instance: dg.DagsterInstance, run_id: str) -> dict[int, dict[str, object]]:
-    """Level -> metadata of the integration materializations of one run."""
+    """First level integrated -> metadata of the integration materializations of one run (one a
+    level, or one a stage of levels: its `integrated_levels` says which)."""
     found: dict[int, dict[str, object]] = {}
     for record in instance.get_records_for_run(
         run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=100_000
@@ -109,7 +110,11 @@ def integration_records(instance: dg.DagsterInstance, run_id: str) -> dict[int, 
         name = materialization.asset_key.path[-1]
         if name.startswith("integration_level_"):
             level = int(name.rsplit("_", 1)[1])
-            found[level] = {k: _plain(v) for k, v in materialization.metadata.items()}
+        elif name.startswith("integration_levels_"):
+            level = int(name.split("_")[2])
+        else:
+            continue
+        found[level] = {k: _plain(v) for k, v in materialization.metadata.items()}
     return found
 
 

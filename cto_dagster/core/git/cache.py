@@ -157,6 +157,15 @@ class ObjectCache:
         out = self.git("diff", "--name-only", "--no-renames", base, head)
         return sorted(filter(None, out.splitlines()))
 
+    def own_changes(self, head: str, excluded: list[str]) -> list[str]:
+        """Files changed by the commits of `head` that no commit of `excluded` holds, merges
+        left out: what a task itself changed, not what it merged from its dependencies."""
+        out = self.git(
+            "log", "--no-merges", "--no-renames", "--name-only", "--format=", head,
+            *(f"^{c}" for c in excluded),
+        )  # fmt: skip
+        return sorted(set(filter(None, out.splitlines())))
+
     def diff_stats(self, base: str, head: str) -> dict[str, int | list[str]]:
         out = self.git("diff", "--numstat", "--no-renames", base, head)
         files: list[str] = []
