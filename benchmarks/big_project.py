@@ -63,7 +63,7 @@ def layered(tasks: int, seed: int, width: int = 5, extra: int = 15) -> list[dict
     return out
 
 
-def _environment(root: Path, tasks: list[dict]) -> dict[str, str]:
+def _environment(root: Path, tasks: list[dict], granularity: str | int) -> dict[str, str]:
     remote = create_sample_repository(root / "repo", json.dumps({"master": {"tasks": tasks}}))
     config = root / "cto.yaml"
     project = {
@@ -71,6 +71,7 @@ def _environment(root: Path, tasks: list[dict]) -> dict[str, str]:
         "repository": str(remote),
         "workspace_root": str(root / "ws"),
         "max_retries": 0,
+        "integration": {"granularity": granularity},
     }
     config.write_text(yaml.safe_dump({"projects": [project]}))
     return {
@@ -140,12 +141,12 @@ def launch_until(env: dict[str, str], steps: int, timeout: float = 600) -> tuple
     return started, home
 
 
-def measure(size: int, steps: int) -> dict[str, float]:
+def measure(size: int, steps: int, granularity: str | int = "level") -> dict[str, float]:
     from cto_dagster.defs.run_records import task_records
 
     root = Path(tempfile.mkdtemp(prefix=f"cto-big-{size}-"))
     tasks = layered(size, seed=size)
-    env = _environment(root, tasks)
+    env = _environment(root, tasks, granularity)
     load = load_seconds(env)
     started, home = launch_until(env, steps)
     starts = _events(home, "STEP_START")
@@ -187,14 +188,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="50,200,500")
     parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument(
+        "--granularity", default="level", help="integration: level, run, or levels per branch"
+    )
     args = parser.parse_args()
+    granularity = int(args.granularity) if args.granularity.isdigit() else args.granularity
+    print(f"integration granularity: {granularity}")
     print(
         f"{'tasks':>6}{'edges':>7}{'levels':>7}{'load s':>8}{'first s':>9}{'start-up':>9}"
         f"{'in-step':>9}"
     )
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
-        row = measure(size, args.steps)
+        row = measure(size, args.steps, granularity)
         rows.append(row)
         print(
             f"{row['tasks']:>6}{row['edges']:>7}{row['levels']:>7}{row['load']:>8.1f}"

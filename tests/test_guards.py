@@ -165,7 +165,11 @@ def test_the_private_hooks_still_take_effect_in_a_real_run(tmp_path, monkeypatch
         with dg.execute_job(dg.reconstructable(guard_jobs.guard_job), instance) as result:
             assert result.success
             inherited = result.output_for_node("what_the_step_inherited")
-    assert inherited == {"warm_up_preloaded": True, "migrations_shared": True}
+    assert inherited == {
+        "warm_up_preloaded": True,
+        "migrations_shared": True,
+        "job_resolved_before_fork": True,
+    }
     assert polls, "Dagster's multiprocess loop no longer calls _poll_for_event: the hook is dead"
 
 

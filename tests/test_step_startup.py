@@ -126,3 +126,51 @@ def test_collective_poll_keeps_dagsters_contract_and_wakes_on_any_step(monkeypat
             process.join(30)
             assert poll(process, event_queue) == child_process_executor.PROCESS_DEAD_AND_QUEUE_EMPTY
     assert child_process_executor._poll_for_event is original_poll
+
+
+WARM_JOB_THEN_FORK = textwrap.dedent(
+    """
+    import os, pickle, sys
+    sys.path.insert(0, sys.argv[1])
+    from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
+
+    from cto_dagster.defs.executor import WARM_JOB_ENV, job_for_steps
+
+    job = ReconstructableJob(
+        ReconstructableRepository.for_module("tiny_defs", "defs", working_directory=sys.argv[1]),
+        "tiny",
+    )
+    os.environ[WARM_JOB_ENV] = job_for_steps(job)
+    from cto_dagster.defs import step_warmup  # what the forkserver imports: it resolves the job
+
+    cache = ReconstructableJob.get_definition
+    before = cache.cache_info()
+    assert before.misses == 1, before  # resolved once, by the warm-up
+    # a step receives the executor's job pickled; Dagster's cache must answer it
+    received = pickle.loads(pickle.dumps(job))
+    assert received.get_definition().name == "tiny"
+    after = cache.cache_info()
+    assert after.hits == before.hits + 1 and after.misses == before.misses, after
+    print("ok")
+    """
+)
+
+
+def test_the_forkserver_resolves_the_job_steps_then_find_cached(tmp_path):
+    """Guard for `step_warmup.warm_job`: fails if Dagster stops caching a resolved job per
+    `ReconstructableJob` (each step would resolve it again: 1.1 s of CPU at 500 tasks)."""
+    (tmp_path / "tiny_defs.py").write_text(
+        "import dagster as dg\n"
+        "@dg.op\ndef one():\n    return 1\n"
+        "@dg.job\ndef tiny():\n    one()\n"
+        "defs = dg.Definitions(jobs=[tiny])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", WARM_JOB_THEN_FORK, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "DAGSTER_HOME": str(tmp_path)},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("ok")
