@@ -118,6 +118,16 @@ def json_lines(lines: Iterable[str]) -> Iterator[dict]:
                 yield data
 
 
+def last_event(lines: Iterable[str], kind: str) -> dict | None:
+    """The last JSON event of type `kind` (`result`: the summary Claude Code and Gemini CLI
+    print when they end, with tokens and cost)."""
+    found = None
+    for event in json_lines(lines):
+        if event.get("type") == kind:
+            found = event
+    return found
+
+
 def short(text: object, limit: int = 120) -> str:
     value = " ".join(str(text).split())
     return value if len(value) <= limit else value[: limit - 1] + "…"

@@ -15,6 +15,7 @@ from cto_dagster.core.agents.presets.base import (
     Sign,
     Usage,
     json_lines,
+    last_event,
     short,
 )
 
@@ -42,10 +43,7 @@ class GeminiCli(Preset):
         (folder / "settings.json").write_text(json.dumps(settings, indent=2), encoding="utf-8")
 
     def usage(self, lines: Iterable[str]) -> Usage | None:
-        result = None
-        for event in json_lines(lines):
-            if event.get("type") == "result":
-                result = event
+        result = last_event(lines, "result")
         if result is None:
             return None
         stats = result.get("stats") or {}

@@ -1,46 +1,25 @@
-"""Projects, configured without Python: a short YAML file, or environment variables.
-
-Where the configuration comes from, in order:
-1. `CTO_DAGSTER_CONFIG`: a YAML file with a `projects:` list (paths in it are relative to it);
-2. `CTO_REPOSITORY` (+ `CTO_PROJECT`, `CTO_TAG` or `CTO_TAGS`, `CTO_BASE_BRANCH`, `CTO_AGENT`, ...):
-   one project;
-3. nothing: the embedded demo, a sample repository under `CTO_DAGSTER_DEMO_DIR`
-   (default `.cto-dagster/demo`) with the guide's example tasks and the demo agent.
-"""
+"""The configuration's shape: projects, agents, git, conflicts, integration, Kubernetes, each
+validated where it is read (names, URLs without secrets, known presets)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import re
-import shutil
-import sys
-import tempfile
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cto_dagster.core.agents import PRESETS, AgentSpec
-from cto_dagster.core.git.command import GitError, Identity, git_environment, is_local_path
+from cto_dagster.core.git.command import Identity
 from cto_dagster.core.git.credentials import has_embedded_credentials
-from cto_dagster.core.git.files import read_files_at
 from cto_dagster.core.names import (
     InvalidName,
     check_base_branch,
     check_project_name,
     valid_tag_name,
 )
-from cto_dagster.core.planner import ExecutionPlan, plan_tasks_file
 from cto_dagster.core.resolution import ConflictPolicy
-from cto_dagster.core.sample import create_sample_repository, demo_tasks_json
 from cto_dagster.core.secrets import SECRET_NAME, SecretNames
 from cto_dagster.core.stages import IntegrationStage, integration_stages
-from cto_dagster.core.taskmaster import TasksFileError, find_tags
-from cto_dagster.core.taskmaster.complexity import report_path
 
 DEFAULT_DEMO_DIR = ".cto-dagster/demo"
 
@@ -373,239 +352,3 @@ class Settings(_Strict):
         if duplicates:
             raise ValueError(f"project names must be unique: {', '.join(duplicates)}")
         return self
-
-
-def format_validation(error: ValidationError, source: str) -> SettingsError:
-    lines = [f"❌ invalid configuration in {source}:"]
-    for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        lines.append(f"  - {where}: {item['msg']}")
-    return SettingsError("\n".join(lines))
-
-
-def _resolve_relative(value: str | None, base: Path) -> str | None:
-    if value is None or not is_local_path(value) or Path(value).is_absolute():
-        return value
-    return str((base / value).resolve())
-
-
-def load_yaml_settings(path: Path) -> Settings:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SettingsError(f"❌ cannot read configuration {path}: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise SettingsError(f"❌ {path} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise SettingsError(f"❌ {path} must hold a mapping with a `projects:` list")
-    projects = data.get("projects")
-    if isinstance(projects, list):
-        for project in projects:
-            if isinstance(project, dict):
-                for key in ("repository", "tasks_path", "workspace_root"):
-                    if isinstance(project.get(key), str):
-                        project[key] = _resolve_relative(project[key], path.parent)
-    try:
-        return Settings.model_validate(data)
-    except ValidationError as exc:
-        raise format_validation(exc, str(path)) from None
-
-
-def _settings_from_env(environ: Mapping[str, str]) -> Settings:
-    repository = environ["CTO_REPOSITORY"]
-    default_name = re.sub(r"\W", "_", Path(repository.rstrip("/")).stem) or "project"
-    if not re.match(r"[A-Za-z_]", default_name):
-        default_name = f"p_{default_name}"
-    project: dict[str, object] = {
-        "name": environ.get("CTO_PROJECT", default_name),
-        "repository": _resolve_relative(repository, Path.cwd()),
-        "base_branch": environ.get("CTO_BASE_BRANCH", "main"),
-        "agent": {"preset": environ.get("CTO_AGENT", "demo")},
-    }
-    optional = {"CTO_TAG": "tag", "CTO_TASKS_FILE": "tasks_file", "CTO_TASKS_PATH": "tasks_path"}
-    for env_name, key in optional.items():
-        if environ.get(env_name):
-            project[key] = environ[env_name]
-    if environ.get("CTO_TAGS"):  # several tags: `database,api`, or `all`
-        names = [t.strip() for t in environ["CTO_TAGS"].split(",") if t.strip()]
-        if names == ["all"]:
-            project["all_tags"] = True
-        else:
-            project["tags"] = names
-    if environ.get("CTO_GIT_TOKEN_ENV"):
-        project["git"] = {"token_env": environ["CTO_GIT_TOKEN_ENV"]}
-    try:
-        return Settings.model_validate({"projects": [project]})
-    except ValidationError as exc:
-        raise format_validation(exc, "the CTO_* environment variables") from None
-
-
-def demo_settings(folder: Path) -> Settings:
-    """The demo project: the guide's tasks and a conflicting pair, resolved by the demo agent and
-    verified by compiling the sources."""
-    remote = create_sample_repository(folder, tasks_json=demo_tasks_json())
-    return Settings.model_validate(
-        {
-            "projects": [
-                {
-                    "name": "demo",
-                    "repository": str(remote.resolve()),
-                    "workspace_root": str((folder / "workspaces").resolve()),
-                    "conflicts": {
-                        "resolve": "agent",
-                        "verify": [sys.executable, "-m", "compileall", "-q", "src"],
-                    },
-                }
-            ]
-        }
-    )
-
-
-def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """`CTO_DAGSTER_KIND=kubernetes` (set by the Helm values) switches every project to pods."""
-    environ = os.environ if environ is None else environ
-    if environ.get("CTO_DAGSTER_CONFIG"):
-        settings = load_yaml_settings(Path(environ["CTO_DAGSTER_CONFIG"]))
-    elif environ.get("CTO_REPOSITORY"):
-        settings = _settings_from_env(environ)
-    else:
-        settings = demo_settings(Path(environ.get("CTO_DAGSTER_DEMO_DIR", DEFAULT_DEMO_DIR)))
-    kind = environ.get("CTO_DAGSTER_KIND")
-    if kind:
-        if kind not in ("local", "kubernetes"):
-            raise SettingsError(f"❌ CTO_DAGSTER_KIND must be local or kubernetes, not {kind!r}")
-        settings = Settings(
-            projects=[p.model_copy(update={"kind": kind}) for p in settings.projects]
-        )
-    for project in settings.projects:
-        if project.kind == "kubernetes" and _is_ssh(project.repository):
-            raise SettingsError(
-                f"❌ project {project.name}: {project.repository} is an SSH URL; on Kubernetes "
-                "the image has no ssh client or keys. Use the https URL and the NAME of the "
-                "token's variable in git.token_env (a Secret in the pod's environment)."
-            )
-    return settings
-
-
-def _is_ssh(url: str) -> bool:
-    return url.startswith("ssh://") or bool(re.match(r"^[\w.-]+@[\w.-]+:", url))
-
-
-def _cache_root(environ: Mapping[str, str]) -> Path:
-    configured = environ.get("CTO_DAGSTER_CACHE")
-    if configured:
-        return Path(configured)
-    return Path(tempfile.gettempdir()) / f"cto-dagster-cache-{os.getuid()}"
-
-
-# The step processes of a run re-load the code location: the run's process exports the commits it
-# planned from in this variable (JSON: "<repository> <branch>" -> commit), so that steps plan from
-# the same tasks file without fetching it again, even if the branch moved meanwhile.
-PINNED_COMMITS_ENV = "CTO_DAGSTER_TASKS_COMMITS"
-_planned_from: dict[str, str] = {}
-
-
-def planned_commits() -> dict[str, str]:
-    """The commits this process planned its projects from, by "<repository> <branch>"."""
-    return dict(_planned_from)
-
-
-def planned_commits_pin() -> str | None:
-    """The value of PINNED_COMMITS_ENV for this process's step processes (None: nothing planned
-    from a repository)."""
-    return json.dumps(_planned_from, sort_keys=True) if _planned_from else None
-
-
-def _pinned_commits(environ: Mapping[str, str]) -> dict[str, str]:
-    try:
-        pins = json.loads(environ.get(PINNED_COMMITS_ENV) or "{}")
-    except ValueError:
-        return {}
-    if not isinstance(pins, dict):
-        return {}
-    return {k: v for k, v in pins.items() if isinstance(k, str) and isinstance(v, str)}
-
-
-def _files_at_commit(root: Path, commit: str, files: Mapping[str, bytes | None]) -> Path:
-    """The files read at a commit, in a folder of their own: written once, renamed into place,
-    never rewritten, so concurrent loads never read each other's half-written files."""
-    checkout = root / commit
-    if checkout.is_dir():
-        return checkout
-    root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".files-", dir=root))
-    for relative, content in files.items():
-        if content is not None:
-            target = staging / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(content)
-    try:
-        staging.rename(checkout)
-    except OSError:  # another process put the same files there first
-        shutil.rmtree(staging, ignore_errors=True)
-    return checkout
-
-
-def plan_project(
-    project: ProjectSettings,
-    git_env: Mapping[str, str] | None = None,
-    environ: Mapping[str, str] | None = None,
-) -> ExecutionPlan:
-    """Plan a project from its tasks file: a local override, or the file on the base branch."""
-    environ = os.environ if environ is None else environ
-    if project.tasks_path:
-        return _plan(project, project.tasks_path, environ)
-    cache = _cache_root(environ) / hashlib.sha256(project.repository.encode()).hexdigest()[:16]
-    wanted = [project.tasks_file]
-    if project.tasks_file == ".taskmaster/tasks/tasks.json":
-        wanted += [".taskmaster/state.json", ".taskmaster/config.json"]
-    env = git_environment(project.identity, git_env)
-    source = f"{project.repository} {project.base_branch}"
-    try:
-        commit, files = read_files_at(
-            project.repository,
-            project.base_branch,
-            wanted,
-            cache / "mirror",
-            env,
-            commit=_pinned_commits(environ).get(source),
-        )
-    except GitError as exc:
-        raise SettingsError(f"❌ project {project.name}: {exc}") from None
-    _planned_from[source] = commit
-    if files[project.tasks_file] is None:
-        raise SettingsError(
-            f"❌ TaskMaster tasks.json not found: {project.tasks_file} on branch "
-            f"{project.base_branch} of {project.repository} (project {project.name})"
-        )
-    try:  # TaskMaster's complexity reports, at the same commit (no second fetch)
-        _, reports = read_files_at(
-            project.repository,
-            project.base_branch,
-            [report_path(tag) for tag in _tags_in(files[project.tasks_file])],
-            cache / "mirror",
-            env,
-            commit=commit,
-        )
-    except GitError:
-        reports = {}
-    checkout = _files_at_commit(cache / "files", commit, {**files, **reports})
-    return _plan(project, checkout / project.tasks_file, environ)
-
-
-def _tags_in(content: bytes | None) -> list[str]:
-    """The tags of a tasks file, or none when it cannot be read (planning reports why)."""
-    try:
-        return list(find_tags(json.loads(content or b""))[1])
-    except (ValueError, TasksFileError, RecursionError):
-        return []
-
-
-def _plan(project: ProjectSettings, path: str | Path, environ: Mapping[str, str]):
-    return plan_tasks_file(
-        path,
-        include_all=project.include_all,
-        environ=environ,
-        tags=project.planned_tags,
-        all_tags=project.all_tags,
-    )
