@@ -86,7 +86,7 @@ LOAD = """
 import time
 started = time.monotonic()
 from cto_dagster.definitions import defs
-defs.resolve_job_def("play_project")
+defs().resolve_job_def("play_project")
 print(time.monotonic() - started)
 """
 

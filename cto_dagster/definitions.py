@@ -4,10 +4,27 @@
 Projects come from `CTO_DAGSTER_CONFIG` (YAML), `CTO_REPOSITORY` (env), or the embedded demo; see
 `cto_dagster.core.settings`. A tasks file that cannot be planned stops the load with the planner's
 message.
+
+Importing this module does nothing: the definitions are built when Dagster loads them (reading
+each project's tasks file from its repository), once per process.
 """
+
+from functools import cache
+
+import dagster as dg
 
 from cto_dagster.defs.loader import ProjectLoadError, build_definitions
 
-defs = build_definitions()
+
+@cache
+def _built() -> dg.Definitions:
+    return build_definitions()
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """The configured projects' assets, jobs, sensors, resources and executor."""
+    return _built()
+
 
 __all__ = ["ProjectLoadError", "build_definitions", "defs"]

@@ -9,22 +9,23 @@ from cto_dagster.defs.executor import play_multiprocess_executor
 
 
 @dg.op
-def what_the_step_inherited() -> dict:
+def what_the_step_inherited(context: dg.OpExecutionContext) -> dict:
     from alembic.script import ScriptDirectory
-    from dagster._core.definitions.reconstruct import ReconstructableJob
 
     warmup = sys.modules.get("cto_dagster.defs.step_warmup")
-    resolved = ReconstructableJob.get_definition.cache_info()
     return {
         "warm_up_preloaded": warmup is not None,
         "migrations_shared": bool(getattr(ScriptDirectory.from_config, "_cto_shared", False)),
-        # resolved once, in the forkserver; the step itself only hit Dagster's cache
-        "job_resolved_before_fork": bool(getattr(warmup, "JOB_WARMED", False))
-        and resolved.misses == 1
-        and resolved.hits >= 1,
+        # the job this step runs is the very object the forkserver resolved before the fork
+        "job_resolved_before_fork": getattr(warmup, "WARMED_JOB", None) is context.job_def,
     }
 
 
 @dg.job(executor_def=play_multiprocess_executor)
 def guard_job():
     what_the_step_inherited()
+
+
+# loaded like the code location (a module's Definitions): no repository load data, so the job a
+# step resolves is the run's, as the forkserver resolved it
+defs = dg.Definitions(jobs=[guard_job])

@@ -157,6 +157,43 @@ def test_broken_tasks_file_fails_the_load_with_the_planner_message(monkeypatch, 
     assert "dependency cycle: 5 -> 16 -> 5" in str(info.value)
 
 
+LAZY_IMPORT = """
+import sys, cto_dagster.definitions as d
+from cto_dagster.defs.loader import ProjectLoadError
+print("imported")
+try:
+    d.defs()
+except ProjectLoadError as exc:
+    print("load:", exc)
+"""
+
+
+def test_importing_the_code_location_builds_nothing_until_dagster_loads_it(tmp_path):
+    """`@dg.definitions`: the import reads no repository (a broken configuration fails the load,
+    not the import), and a load builds once per process."""
+    config = tmp_path / "cto.yaml"
+    config.write_text(yaml.safe_dump({"projects": [{"name": "x", "repository": "/nonexistent"}]}))
+    env = {**os.environ, "CTO_DAGSTER_CONFIG": str(config), "CTO_DAGSTER_CACHE": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-c", LAZY_IMPORT], env=env, capture_output=True, text=True, check=False
+    )
+    assert result.stdout.splitlines()[0] == "imported", result.stderr[-2000:]
+    assert result.stdout.splitlines()[1].startswith("load: "), result.stdout
+
+
+def test_the_code_location_is_built_once_per_process(monkeypatch, tmp_path):
+    import cto_dagster.definitions as code_location
+
+    configure(monkeypatch, tmp_path, {"shop": tagged(task(1), task(2, [1]))})
+    code_location._built.cache_clear()
+    try:
+        first = code_location.defs()
+        assert code_location.defs() is first  # Dagster calls it for each load of the location
+        assert first.resolve_job_def("play_project").name == "play_project"
+    finally:
+        code_location._built.cache_clear()
+
+
 @pytest.mark.slow
 def test_dg_check_defs_passes_on_the_demo(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("CTO_")}

@@ -11,6 +11,7 @@ from cto_dagster.core.task_run import DependencyHead, TaskFailed, run_task
 from cto_dagster.core.taskmaster import TaskList, parse_tasks
 from cto_dagster.defs.task_assets import task_priorities
 from tests.conftest import demo_task
+from tests.helpers import REPO_ROOT
 from tests.test_task_run import git_remote, make_task, remote, request, someone_commits
 
 __all__ = ["remote"]  # the fixture, used by name
@@ -149,9 +150,9 @@ PRIVATE_HOOKS = """Each private Dagster hook, with a guard that fails if an upgr
 @pytest.mark.slow
 def test_the_private_hooks_still_take_effect_in_a_real_run(tmp_path, monkeypatch):
     import dagster as dg
+    from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
 
     from cto_dagster.defs import step_polling
-    from tests import guard_jobs
 
     polls = []
     original = step_polling._poll_for_event
@@ -162,7 +163,13 @@ def test_the_private_hooks_still_take_effect_in_a_real_run(tmp_path, monkeypatch
 
     monkeypatch.setattr(step_polling, "_poll_for_event", counting)
     with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
-        with dg.execute_job(dg.reconstructable(guard_jobs.guard_job), instance) as result:
+        job = ReconstructableJob(
+            ReconstructableRepository.for_module(
+                "tests.guard_jobs", "defs", working_directory=str(REPO_ROOT)
+            ),
+            "guard_job",
+        )
+        with dg.execute_job(job, instance) as result:
             assert result.success
             inherited = result.output_for_node("what_the_step_inherited")
     assert inherited == {

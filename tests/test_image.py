@@ -60,7 +60,7 @@ def test_the_image_is_small_runs_as_non_root_and_has_what_the_cluster_needs():
         "id -u; for x in git bwrap uv; do command -v $x; done; "
         "python -c 'import dagster_postgres, dagster_k8s, psycopg2; print(\"storage ok\")'; "
         # no configuration: the embedded demo loads as the image's user (no root-owned folder)
-        "python -c 'import cto_dagster.definitions as d; print(len(d.defs.assets))'",
+        "python -c 'import cto_dagster.definitions as d; print(len(d.defs().assets))'",
     )
     lines = probe.stdout.split()
     assert probe.returncode == 0, probe.stderr[-2000:]
@@ -114,7 +114,7 @@ def test_the_code_server_starts_with_the_projects_from_a_mounted_configmap(tmp_p
             "python",
             "-c",
             "import cto_dagster.definitions as d; "
-            "print(sorted(j.name for j in d.defs.resolve_all_job_defs()))",
+            "print(sorted(j.name for j in d.defs().resolve_all_job_defs()))",
         )
         assert "play_project" in jobs.stdout, jobs.stderr[-2000:]
     finally:

@@ -76,7 +76,7 @@ def test_a_second_run_predicts_from_the_first(make_project):
         tasks, settings={"agent": {"preset": None, "command": [sys.executable, "-c", AGENT]}}
     )
     probe = (
-        "import cto_dagster.definitions as d; job = d.defs.resolve_job_def('play_project'); "
+        "import cto_dagster.definitions as d; job = d.defs().resolve_job_def('play_project'); "
         "print(job.description.splitlines()[0]); print(job.tags.get('cto/predicted_makespan_s')); "
         "print({n.name: n.definition.tags.get('dagster/priority') for n in job.graph.nodes})"
     )

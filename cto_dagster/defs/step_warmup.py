@@ -85,19 +85,20 @@ def warm_up(modules: list[str]) -> list[str]:
     return missed
 
 
-def warm_job() -> bool:
-    """Resolve the job the executor named, so steps forked from here find it cached; False when
-    none was named or it could not be resolved (each step then resolves it, as without this)."""
+def warm_job():
+    """Resolve the job the executor named, so steps forked from here find it built (the
+    repository and the job stay cached under Dagster's `ReconstructableJob.get_definition`).
+    Returns the job, or None when none was named or it could not be resolved (each step then
+    builds it, as without this)."""
     raw = os.environ.get(WARM_JOB_ENV)
     if not raw:
-        return False
+        return None
     try:
         job = pickle.loads(base64.b64decode(raw))  # noqa: S301 - written by this run's own process
-        job.get_definition()
+        return job.get_definition()
     except Exception:  # a speed-up only: never stop the forkserver
-        return False
-    return True
+        return None
 
 
 warm_up(STEP_MODULES)
-JOB_WARMED = warm_job()  # read by the guard (tests/test_guards.py)
+WARMED_JOB = warm_job()  # what steps inherit; the guard checks it (tests/test_guards.py)
