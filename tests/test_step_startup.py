@@ -94,38 +94,69 @@ def _send_after(event_queue, release, events) -> None:
         event_queue.put(event)
 
 
-def test_collective_poll_keeps_dagsters_contract_and_wakes_on_any_step(monkeypatch):
-    context = multiprocessing.get_context("forkserver")
+def _start_steps(names, context):
     steps = []
-    for name in ("a", "b"):
+    for name in names:
         event_queue, release = context.Queue(), context.Event()
         process = context.Process(target=_send_after, args=(event_queue, release, [name, "done"]))
         process.start()
         steps.append((process, event_queue, release))
-    (a, a_queue, a_release), (b, b_queue, b_release) = steps
+    return steps
+
+
+def _round(poll, steps) -> list:
+    """One pass of Dagster's loop: every running step polled once, in order."""
+    return [poll(process, event_queue) for process, event_queue, _ in steps]
+
+
+def test_collective_poll_keeps_dagsters_contract_and_wakes_on_any_step(monkeypatch):
+    context = multiprocessing.get_context("forkserver")
+    steps = _start_steps(["a", "b"], context)
+    a_release, b_release = steps[0][2], steps[1][2]
     with collective_polling():
         poll = child_process_executor._poll_for_event
         assert poll is not original_poll
-        assert poll(a, a_queue) is None and poll(b, b_queue) is None  # nothing yet
-        # a's poll waits on every running step: b's news ends the wait long before its timeout
+        assert _round(poll, steps) == [None, None]  # nothing yet
+        # a quiet round waits on every running step: b's news ends the wait long before its
+        # 60 s timeout
         monkeypatch.setattr(step_polling, "IDLE_WAIT_SECONDS", 60.0)
         b_release.set()
         started = time.monotonic()
-        assert poll(a, a_queue) is None
+        received = [e for e in _round(poll, steps) if e is not None]
         assert time.monotonic() - started < 30
-        assert poll(b, b_queue) == "b" and poll(b, b_queue) == "done"
         monkeypatch.setattr(step_polling, "IDLE_WAIT_SECONDS", 0.05)
         a_release.set()
-        received, deadline = [], time.monotonic() + 30
-        while len(received) < 2 and time.monotonic() < deadline:
-            event = poll(a, a_queue)
-            if event is not None:
-                received.append(event)
-        assert received == ["a", "done"]
-        for process, event_queue, _ in steps:
-            process.join(30)
-            assert poll(process, event_queue) == child_process_executor.PROCESS_DEAD_AND_QUEUE_EMPTY
+        dead = child_process_executor.PROCESS_DEAD_AND_QUEUE_EMPTY
+        running, deadline = list(steps), time.monotonic() + 30
+        while running and time.monotonic() < deadline:  # as Dagster's loop: until each is dead
+            events = _round(poll, running)
+            received += [e for e in events if e not in (None, dead)]
+            running = [step for step, e in zip(running, events, strict=True) if e != dead]
+        assert sorted(received) == ["a", "b", "done", "done"]
+        assert not running
     assert child_process_executor._poll_for_event is original_poll
+
+
+def test_a_quiet_round_waits_once_not_once_per_running_step(monkeypatch):
+    """The loop starts a new step's process only after polling every running step: one idle
+    wait per round keeps that under IDLE_WAIT_SECONDS, whatever the number of steps running
+    (a wait per poll made it 0.4 s with 8 steps)."""
+    context = multiprocessing.get_context("forkserver")
+    steps = _start_steps(["a", "b", "c", "d"], context)
+    monkeypatch.setattr(step_polling, "IDLE_WAIT_SECONDS", 0.5)
+    try:
+        with collective_polling():
+            poll = child_process_executor._poll_for_event
+            _round(poll, steps)  # each step seen once
+            started = time.monotonic()
+            for _ in range(3):
+                assert _round(poll, steps) == [None] * 4
+            elapsed = time.monotonic() - started
+        assert 3 * 0.5 <= elapsed < 3 * 0.5 * 2, elapsed  # one wait a round, not four
+    finally:
+        for process, _, release in steps:
+            release.set()
+            process.join(30)
 
 
 WARM_JOB_THEN_FORK = textwrap.dedent(
