@@ -4,13 +4,7 @@ blocking the next stage)."""
 
 import dagster as dg
 
-from cto_dagster.core.forge import (
-    ForgeError,
-    open_or_reuse_pull_request,
-    pr_body,
-    pr_title,
-    supersede_older_pull_requests,
-)
+from cto_dagster.core.forge import ForgeError, pr_body, pr_title
 from cto_dagster.core.git.command import GitError
 from cto_dagster.core.integration import (
     IntegrationRequest,
@@ -25,12 +19,17 @@ from cto_dagster.core.mermaid import mermaid_block
 from cto_dagster.core.names import task_branch
 from cto_dagster.core.planner import ExecutionPlan
 from cto_dagster.core.pruning import prune_integration_branches
-from cto_dagster.core.secrets import SecretNames
 from cto_dagster.core.settings import ProjectSettings
 from cto_dagster.core.stages import IntegrationStage
 from cto_dagster.defs.background import run_in_background
 from cto_dagster.defs.k8s_tags import K8S_CONFIG_TAG, bookkeeping_k8s_config
-from cto_dagster.defs.resources import PlayParameters
+from cto_dagster.defs.resources import (
+    GitHubResource,
+    PlayParameters,
+    agent_key,
+    git_key,
+    github_key,
+)
 from cto_dagster.defs.run_records import older_integration_heads
 from cto_dagster.defs.task_assets import (
     HEAD_COMMIT,
@@ -42,7 +41,6 @@ from cto_dagster.defs.task_assets import (
     step_logger,
 )
 from cto_dagster.defs.translator import TAG_LEVEL, TAG_PROJECT, TaskTranslator
-from cto_dagster.defs.wiring import project_token, repository_for
 
 OVERLAP_CHECK = "file_overlap"
 CONFLICT_CHECK = "merge_conflicts"
@@ -88,26 +86,24 @@ def _prune_older_runs(context, project, repository, result, stage, plan, token) 
     }
 
 
-def _open_pr(project, play, result, stage, previous, plan, token, resolved="") -> tuple[str, str]:
+def _open_pr(
+    github: GitHubResource, project, play, result, stage, previous, plan, token, resolved=""
+) -> tuple[str, str]:
     """The stage's PR (opened, or the open one reused), and what became of older runs' PRs of
     the same stage (closed as superseded by it)."""
     if not result.pushed:
         return "no PR: the integration branch was not pushed", ""
-    if not project.github_repository:
+    if not github.repository:
         return "no PR: the repository is not on GitHub (the branch is the result)", ""
-    secret = project_token(project)
-    if not secret:
-        return f"no PR: no token (set {project.git.token_env or 'git.token_env'})", ""
+    if not github.token():
+        return f"no PR: no token (set {github.token_env or 'git.token_env'})", ""
     base = (
         previous.branch(token)
         if previous
         else (play.integration_base_branch or project.base_branch)
     )
     rows = [(t, plan.tasks[t].title, task_branch(t)) for t in stage.task_ids(plan.levels)]
-    pull = open_or_reuse_pull_request(
-        project.github.api_url,
-        secret,
-        project.github_repository,
+    pull = github.open_pull_request(
         head=result.branch,
         base=base,
         title=pr_title(stage.label, token),
@@ -121,12 +117,8 @@ def _open_pr(project, play, result, stage, previous, plan, token, resolved="") -
         ),
     )
     try:
-        closed = supersede_older_pull_requests(
-            project.github.api_url,
-            secret,
-            project.github_repository,
-            pull,
-            same_stage=lambda head: head != result.branch and stage.is_branch_of_any_run(head),
+        closed = github.supersede(
+            pull, lambda head: head != result.branch and stage.is_branch_of_any_run(head)
         )
     except ForgeError as exc:  # the new PR stands; the older ones stay open
         return pull.url, f"(older runs' PRs left open: {exc})"
@@ -196,7 +188,6 @@ def build_integration_asset(
     stage: IntegrationStage,
     previous: IntegrationStage | None,
     translator: TaskTranslator,
-    secrets: SecretNames,
 ) -> dg.AssetsDefinition:
     key = integration_key(project, stage)
     task_ids = stage.task_ids(plan.levels)
@@ -204,7 +195,6 @@ def build_integration_asset(
     previous_key = integration_key(project, previous) if previous else None
     write_back = status_write_back(project, plan, stage)
     conflicts = project.conflicts.policy()
-    agent = project.agent.spec()
     level_tag = str(stage.first) if stage.single_level else f"{stage.first}-{stage.last}"
     name = (
         f"integration/level-{stage.first}-<run>"
@@ -228,6 +218,7 @@ def build_integration_asset(
             K8S_CONFIG_TAG: bookkeeping_k8s_config(project, "integration"),
         },
         kinds={"git", "github"} if project.github_repository else {"git"},
+        required_resource_keys={"play", git_key(project), github_key(project), agent_key(project)},
         check_specs=[
             dg.AssetCheckSpec(
                 OVERLAP_CHECK, asset=key, description="Files changed by two or more tasks"
@@ -241,7 +232,8 @@ def build_integration_asset(
             *([resolution_check(key)] if conflicts.enabled else []),
         ],
     )
-    def _integration(context: dg.AssetExecutionContext, play: PlayParameters):
+    def _integration(context: dg.AssetExecutionContext):
+        play: PlayParameters = context.resources.play
         run_in_background()
         token = run_token(context)
         heads = recorded_heads(
@@ -254,7 +246,7 @@ def build_integration_asset(
                 f"{previous_key.to_user_string()} first",
                 allow_retries=False,
             )
-        repository = repository_for(project, secrets)
+        repository = getattr(context.resources, git_key(project)).repository()
         request = IntegrationRequest(
             level=stage.first,
             last_level=stage.last,
@@ -268,7 +260,7 @@ def build_integration_asset(
             detect_overlaps=play.conflict_detection,
             write_back=write_back,
             conflicts=conflicts,
-            agent=agent,
+            agent=getattr(context.resources, agent_key(project)).spec(),
             task_info={t: plan.tasks[t] for t in task_ids},
         )
         try:
@@ -282,8 +274,9 @@ def build_integration_asset(
             try:
                 by_task = recorded_resolutions(context.instance, list(task_keys.values()))
                 resolved = _resolved_section(result, {t: by_task[k] for t, k in task_keys.items()})
+                github = getattr(context.resources, github_key(project))
                 pr, superseded = _open_pr(
-                    project, play, result, stage, previous, plan, token, resolved
+                    github, project, play, result, stage, previous, plan, token, resolved
                 )
             except ForgeError as exc:
                 pr = f"no PR: {exc}"

@@ -15,6 +15,7 @@ from cto_dagster.defs.metrics_assets import (
     build_metrics_asset,
     build_metrics_job,
 )
+from cto_dagster.defs.resources import project_resources
 from cto_dagster.defs.task_assets import build_task_asset, task_priorities
 from cto_dagster.defs.translator import TAG_PREDICTED, TAG_PROJECT, TaskTranslator
 
@@ -53,14 +54,12 @@ def build_project_definitions(
     prediction = predict(plan, learned_durations(project, plan, translator))
     priorities = task_priorities(plan, prediction)
     assets = [
-        build_task_asset(project, plan, task_id, translator, priorities[task_id], secrets)
+        build_task_asset(project, plan, task_id, translator, priorities[task_id])
         for task_id in plan.task_ids
     ]
     stages = project.integration.stages(len(plan.levels))
     assets += [
-        build_integration_asset(
-            project, plan, stage, stages[i - 1] if i else None, translator, secrets
-        )
+        build_integration_asset(project, plan, stage, stages[i - 1] if i else None, translator)
         for i, stage in enumerate(stages)
     ]
     if plan.task_ids:
@@ -79,11 +78,15 @@ def build_project_definitions(
             ),
         },
     )
+    resources = project_resources(project, secrets)
     if not plan.task_ids:
-        return dg.Definitions(assets=assets, jobs=[job] if assets else [])
+        return dg.Definitions(
+            assets=assets, jobs=[job] if assets else [], resources=resources if assets else {}
+        )
     metrics_job = build_metrics_job(project, single)
     return dg.Definitions(
         assets=assets,
         jobs=[job, metrics_job],
         sensors=[build_failure_sensor(project, job, metrics_job)],
+        resources=resources,
     )

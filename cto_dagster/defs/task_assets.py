@@ -10,7 +10,6 @@ from cto_dagster.core.integration import resolution_report
 from cto_dagster.core.planner import ExecutionPlan, weights
 from cto_dagster.core.predictions import Prediction
 from cto_dagster.core.resolution import Resolution
-from cto_dagster.core.secrets import SecretNames
 from cto_dagster.core.settings import ProjectSettings
 from cto_dagster.core.task_run import (
     DependencyHead,
@@ -20,8 +19,8 @@ from cto_dagster.core.task_run import (
     run_task,
 )
 from cto_dagster.defs.k8s_tags import K8S_CONFIG_TAG, task_k8s_config
+from cto_dagster.defs.resources import agent_key, git_key
 from cto_dagster.defs.translator import TAG_LEVEL, TAG_PROJECT, TAG_TASK_ID, TaskTranslator
-from cto_dagster.defs.wiring import repository_for
 
 HEAD_COMMIT = "head_commit"
 RESOLVED_CHECK = "resolved_conflicts"  # WARN: files a conflict resolver changed, to review
@@ -177,7 +176,6 @@ def build_task_asset(
     task_id: str,
     translator: TaskTranslator,
     priority: int,
-    secrets: SecretNames,
     extra_op_tags: dict[str, object] | None = None,
 ) -> dg.AssetsDefinition:
     task = plan.tasks[task_id]
@@ -185,7 +183,6 @@ def build_task_asset(
     key = translator.asset_key(project, task_id)
     dependency_ids = plan.dependencies_to_run(task_id)
     dependency_keys = {d: translator.asset_key(project, d) for d in dependency_ids}
-    agent = project.agent.spec()
     conflicts = project.conflicts.policy()
     op_tags = {
         "dagster/priority": str(priority),
@@ -207,6 +204,7 @@ def build_task_asset(
         op_tags=op_tags,
         kinds=translator.kinds(project),
         pool=project.pool,
+        required_resource_keys={git_key(project), agent_key(project)},
         check_specs=[resolution_check(key)] if conflicts.enabled else None,
         retry_policy=dg.RetryPolicy(
             max_retries=project.max_retries, delay=2, backoff=dg.Backoff.EXPONENTIAL
@@ -223,8 +221,8 @@ def build_task_asset(
         request = TaskRunRequest(
             task=task,
             level=level,
-            repository=repository_for(project, secrets),
-            agent=agent,
+            repository=getattr(context.resources, git_key(project)).repository(),
+            agent=getattr(context.resources, agent_key(project)).spec(),
             dependencies=tuple(
                 DependencyHead(
                     dep_id,
