@@ -36,15 +36,16 @@ def test_a_component_is_a_project_with_its_own_job(tmp_path, monkeypatch):
         dg.component_defs(component=wrong)
 
 
-def dg_project(root: Path) -> Path:
-    """The smallest `dg` project that lists cto-dagster's components."""
+def dg_project(root: Path, registry_modules: bool = True) -> Path:
+    """The smallest `dg` project; it names cto-dagster's components module unless told not to
+    (the package's entry point then makes them known)."""
     project = root / "myproj"
     (project / "src" / "myproj" / "defs").mkdir(parents=True)
     (project / "pyproject.toml").write_text(
         '[project]\nname = "myproj"\nversion = "0.1.0"\n\n'
         '[tool.dg]\ndirectory_type = "project"\n\n'
         '[tool.dg.project]\nroot_module = "myproj"\n'
-        'registry_modules = ["cto_dagster.components"]\n'
+        + ('registry_modules = ["cto_dagster.components"]\n' if registry_modules else "")
     )
     (project / "src" / "myproj" / "__init__.py").write_text("")
     (project / "src" / "myproj" / "defs" / "__init__.py").write_text("")
@@ -91,3 +92,21 @@ def test_dg_scaffolds_checks_and_lists_a_project(tmp_path):
     keys = {asset["asset_key"] for asset in listed["assets"]}
     assert {"shop/task_001", "shop/integration_level_0", "shop/run_metrics"} <= keys
     assert "play_project_shop" in {job["name"] for job in listed["jobs"]}
+
+
+@pytest.mark.slow
+def test_an_installed_cto_dagster_offers_its_component_to_any_dg_project(tmp_path):
+    """The `dagster_dg_cli.registry_modules` entry point: no `registry_modules` needed."""
+    project = dg_project(tmp_path, registry_modules=False)
+    env = {**os.environ, "PYTHONPATH": str(project / "src")}
+    result = subprocess.run(
+        [DG, "list", "components", "--json"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "cto_dagster.components.TaskMasterProject" in result.stdout
