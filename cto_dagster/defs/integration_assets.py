@@ -2,6 +2,8 @@
 on the previous one, with two asset checks: overlapping files (WARN) and merge conflicts (ERROR,
 blocking the next stage)."""
 
+from dataclasses import dataclass
+
 import dagster as dg
 
 from cto_dagster.core.forge import ForgeError, pr_body, pr_title
@@ -19,6 +21,7 @@ from cto_dagster.core.mermaid import mermaid_block
 from cto_dagster.core.names import task_branch
 from cto_dagster.core.planner import ExecutionPlan
 from cto_dagster.core.pruning import prune_integration_branches
+from cto_dagster.core.resolution import ConflictPolicy
 from cto_dagster.core.settings import ProjectSettings
 from cto_dagster.core.stages import IntegrationStage
 from cto_dagster.defs.background import run_in_background
@@ -182,6 +185,55 @@ def _listed(ids: list[str], limit: int = 12) -> str:
     return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
 
 
+@dataclass(frozen=True)
+class StageStep:
+    """What one integration step knows from the plan: its stage, the one before, the tasks it
+    merges (asset keys by task id), and the project's policies."""
+
+    project: ProjectSettings
+    plan: ExecutionPlan
+    stage: IntegrationStage
+    previous: IntegrationStage | None
+    key: dg.AssetKey
+    task_keys: dict[str, dg.AssetKey]
+    previous_key: dg.AssetKey | None
+    write_back: StatusWriteBack | None
+    conflicts: ConflictPolicy
+
+    @property
+    def upstream(self) -> list[dg.AssetKey]:
+        return [*self.task_keys.values(), *([self.previous_key] if self.previous_key else [])]
+
+
+def _description(step: StageStep) -> str:
+    stage, previous = step.stage, step.previous
+    name = (
+        f"integration/level-{stage.first}-<run>"
+        if stage.single_level
+        else f"integration/levels-{stage.first}-{stage.last}-<run>"
+    )
+    onto = f"{previous.label}'s integration branch." if previous else "the base branch."
+    return (
+        f"{stage.label.capitalize()} integration: {name} stacks the branches of tasks "
+        f"{_listed(list(step.task_keys))} on {onto}"
+    )
+
+
+def _check_specs(step: StageStep) -> list[dg.AssetCheckSpec]:
+    return [
+        dg.AssetCheckSpec(
+            OVERLAP_CHECK, asset=step.key, description="Files changed by two or more tasks"
+        ),
+        dg.AssetCheckSpec(
+            CONFLICT_CHECK,
+            asset=step.key,
+            blocking=True,
+            description="Every task branch merges without conflict",
+        ),
+        *([resolution_check(step.key)] if step.conflicts.enabled else []),
+    ]
+
+
 def build_integration_asset(
     project: ProjectSettings,
     plan: ExecutionPlan,
@@ -189,28 +241,24 @@ def build_integration_asset(
     previous: IntegrationStage | None,
     translator: TaskTranslator,
 ) -> dg.AssetsDefinition:
-    key = integration_key(project, stage)
-    task_ids = stage.task_ids(plan.levels)
-    task_keys = {t: translator.asset_key(project, t) for t in task_ids}
-    previous_key = integration_key(project, previous) if previous else None
-    write_back = status_write_back(project, plan, stage)
-    conflicts = project.conflicts.policy()
-    level_tag = str(stage.first) if stage.single_level else f"{stage.first}-{stage.last}"
-    name = (
-        f"integration/level-{stage.first}-<run>"
-        if stage.single_level
-        else (f"integration/levels-{stage.first}-{stage.last}-<run>")
+    step = StageStep(
+        project=project,
+        plan=plan,
+        stage=stage,
+        previous=previous,
+        key=integration_key(project, stage),
+        task_keys={t: translator.asset_key(project, t) for t in stage.task_ids(plan.levels)},
+        previous_key=integration_key(project, previous) if previous else None,
+        write_back=status_write_back(project, plan, stage),
+        conflicts=project.conflicts.policy(),
     )
+    level_tag = stage.span
 
     @dg.asset(
-        key=key,
-        deps=[*task_keys.values(), *([previous_key] if previous_key else [])],
+        key=step.key,
+        deps=step.upstream,
         group_name=translator.integration_group(project, plan, stage.last),
-        description=(
-            f"{stage.label.capitalize()} integration: {name} stacks the branches of "
-            f"tasks {_listed(task_ids)} on "
-            + (f"{previous.label}'s integration branch." if previous else "the base branch.")
-        ),
+        description=_description(step),
         tags={TAG_LEVEL: level_tag},
         op_tags={
             TAG_LEVEL: level_tag,
@@ -219,134 +267,140 @@ def build_integration_asset(
         },
         kinds={"git", "github"} if project.github_repository else {"git"},
         required_resource_keys={"play", git_key(project), github_key(project), agent_key(project)},
-        check_specs=[
-            dg.AssetCheckSpec(
-                OVERLAP_CHECK, asset=key, description="Files changed by two or more tasks"
-            ),
-            dg.AssetCheckSpec(
-                CONFLICT_CHECK,
-                asset=key,
-                blocking=True,
-                description="Every task branch merges without conflict",
-            ),
-            *([resolution_check(key)] if conflicts.enabled else []),
-        ],
+        check_specs=_check_specs(step),
     )
-    def _integration(context: dg.AssetExecutionContext):
-        play: PlayParameters = context.resources.play
-        run_in_background()
-        token = run_token(context)
-        heads = recorded_heads(
-            context.instance, [*task_keys.values(), *([previous_key] if previous_key else [])]
-        )
-        previous_head = heads[previous_key] if previous_key else None
-        if previous_key and play.integration_pr_enabled and not previous_head:
-            raise dg.Failure(
-                f"{previous.label} has no integration branch to stack on: materialize "
-                f"{previous_key.to_user_string()} first",
-                allow_retries=False,
-            )
-        repository = getattr(context.resources, git_key(project)).repository()
-        request = IntegrationRequest(
-            level=stage.first,
-            last_level=stage.last,
-            run_token=token,
-            repository=repository,
-            base_branch=play.integration_base_branch or project.base_branch,
-            previous_commit=previous_head,
-            tasks={t: heads[k] for t, k in task_keys.items()},
-            task_levels={t: plan.level_of[t] for t in task_ids},
-            build_branch=play.integration_pr_enabled,
-            detect_overlaps=play.conflict_detection,
-            write_back=write_back,
-            conflicts=conflicts,
-            agent=getattr(context.resources, agent_key(project)).spec(),
-            task_info={t: plan.tasks[t] for t in task_ids},
-        )
-        try:
-            result = integrate_level(request, log=step_logger(context))
-        except GitError as exc:
-            raise dg.Failure(repository.redact(str(exc)), allow_retries=True) from None
-        superseded = ""
-        if not play.integration_pr_enabled:
-            pr = "integration disabled: integration_pr_enabled is false, no branch was built"
-        else:
-            try:
-                by_task = recorded_resolutions(context.instance, list(task_keys.values()))
-                resolved = _resolved_section(result, {t: by_task[k] for t, k in task_keys.items()})
-                github = getattr(context.resources, github_key(project))
-                pr, superseded = _open_pr(
-                    github, project, play, result, stage, previous, plan, token, resolved
-                )
-            except ForgeError as exc:
-                pr = f"no PR: {exc}"
-                context.log.warning(pr)
-        if superseded.startswith("#"):
-            context.log.info(f"🔁 Closed older runs' PRs of {stage.label}: {superseded}")
-        elif superseded:
-            context.log.warning(superseded)
-        pruned = _prune_older_runs(context, project, repository, result, stage, plan, token)
-        if result.missing:
-            context.log.warning(
-                f"{stage.label.capitalize()} is incomplete: tasks {', '.join(result.missing)} "
-                "have no branch"
-            )
-        if result.overlaps:
-            context.log.warning(overlap_report(stage.label, result.overlaps))
-        if result.conflict_branch:
-            context.log.error(conflict_report(result))
-        overlap_text = (
-            overlap_report(stage.label, result.overlaps)
-            if result.overlaps
-            else (
-                f"No file is changed by two tasks of {stage.label}."
-                if play.conflict_detection
-                else "conflict_detection is false: not checked"
-            )
-        )
-        conflict_text = (
-            conflict_report(result)
-            if result.conflict_branch
-            else (
-                (
-                    f"Every branch merged; {len(result.resolutions)} conflicts were resolved by "
-                    "an agent (see the resolved_conflicts check)"
-                    if result.resolutions
-                    else "Every branch merged cleanly."
-                )
-                if play.integration_pr_enabled
-                else "integration_pr_enabled is false: nothing was merged"
-            )
-        )
-        return dg.MaterializeResult(
-            metadata={
-                **_metadata(result, pr),
-                "integrated_levels": stage.span,
-                **({"superseded_pull_requests": superseded} if superseded else {}),
-                **pruned,
-            },
-            check_results=[
-                dg.AssetCheckResult(
-                    check_name=OVERLAP_CHECK,
-                    passed=not result.overlaps,
-                    severity=dg.AssetCheckSeverity.WARN,
-                    description=overlap_text,
-                    metadata={"files": len(result.overlaps)},
-                ),
-                dg.AssetCheckResult(
-                    check_name=CONFLICT_CHECK,
-                    passed=result.conflict_branch is None,
-                    severity=dg.AssetCheckSeverity.ERROR,
-                    description=conflict_text,
-                    metadata={
-                        "conflicting_paths": ", ".join(result.conflict_paths) or "(none)",
-                        "tasks_involved": ", ".join(result.conflict_tasks) or "(none)",
-                        "predicted_conflicts": len(result.predicted_conflicts),
-                        "conflicts_resolved": len(result.resolutions),
-                    },
-                ),
-                *([resolution_check_result(result.resolutions)] if conflicts.enabled else []),
-            ],
-        )
+    def _integration(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        return materialize_stage(context, step)
 
     return _integration
+
+
+def materialize_stage(context: dg.AssetExecutionContext, step: StageStep) -> dg.MaterializeResult:
+    """Merge the stage's task branches onto the previous stage's, push, open its PR, and say
+    what it found (overlaps, conflicts, resolutions) as metadata and checks."""
+    play: PlayParameters = context.resources.play
+    run_in_background()
+    token = run_token(context)
+    request = _request(context, step, play, token)
+    try:
+        result = integrate_level(request, log=step_logger(context))
+    except GitError as exc:
+        raise dg.Failure(request.repository.redact(str(exc)), allow_retries=True) from None
+    pr, superseded = _publish(context, step, play, result, token)
+    pruned = _prune_older_runs(
+        context, step.project, request.repository, result, step.stage, step.plan, token
+    )
+    _log_findings(context, step.stage, result)
+    return dg.MaterializeResult(
+        metadata={
+            **_metadata(result, pr),
+            "integrated_levels": step.stage.span,
+            **({"superseded_pull_requests": superseded} if superseded else {}),
+            **pruned,
+        },
+        check_results=_check_results(step, play, result),
+    )
+
+
+def _request(context, step: StageStep, play: PlayParameters, token: str) -> IntegrationRequest:
+    heads = recorded_heads(context.instance, step.upstream)
+    previous_head = heads[step.previous_key] if step.previous_key else None
+    if step.previous and play.integration_pr_enabled and not previous_head:
+        raise dg.Failure(
+            f"{step.previous.label} has no integration branch to stack on: materialize "
+            f"{step.previous_key.to_user_string()} first",
+            allow_retries=False,
+        )
+    project, plan = step.project, step.plan
+    return IntegrationRequest(
+        level=step.stage.first,
+        last_level=step.stage.last,
+        run_token=token,
+        repository=getattr(context.resources, git_key(project)).repository(),
+        base_branch=play.integration_base_branch or project.base_branch,
+        previous_commit=previous_head,
+        tasks={t: heads[k] for t, k in step.task_keys.items()},
+        task_levels={t: plan.level_of[t] for t in step.task_keys},
+        build_branch=play.integration_pr_enabled,
+        detect_overlaps=play.conflict_detection,
+        write_back=step.write_back,
+        conflicts=step.conflicts,
+        agent=getattr(context.resources, agent_key(project)).spec(),
+        task_info={t: plan.tasks[t] for t in step.task_keys},
+    )
+
+
+def _publish(context, step: StageStep, play, result: IntegrationResult, token) -> tuple[str, str]:
+    """The PR (or why there is none), and the older runs' PRs it closed."""
+    if not play.integration_pr_enabled:
+        return "integration disabled: integration_pr_enabled is false, no branch was built", ""
+    try:
+        by_task = recorded_resolutions(context.instance, list(step.task_keys.values()))
+        resolved = _resolved_section(result, {t: by_task[k] for t, k in step.task_keys.items()})
+        github = getattr(context.resources, github_key(step.project))
+        pr, superseded = _open_pr(
+            github, step.project, play, result, step.stage, step.previous, step.plan, token,
+            resolved,
+        )  # fmt: skip
+    except ForgeError as exc:
+        context.log.warning(f"no PR: {exc}")
+        return f"no PR: {exc}", ""
+    if superseded.startswith("#"):
+        context.log.info(f"🔁 Closed older runs' PRs of {step.stage.label}: {superseded}")
+    elif superseded:
+        context.log.warning(superseded)
+    return pr, superseded
+
+
+def _log_findings(context, stage: IntegrationStage, result: IntegrationResult) -> None:
+    if result.missing:
+        context.log.warning(
+            f"{stage.label.capitalize()} is incomplete: tasks {', '.join(result.missing)} "
+            "have no branch"
+        )
+    if result.overlaps:
+        context.log.warning(overlap_report(stage.label, result.overlaps))
+    if result.conflict_branch:
+        context.log.error(conflict_report(result))
+
+
+def _check_results(step: StageStep, play, result: IntegrationResult) -> list:
+    if result.overlaps:
+        overlap_text = overlap_report(step.stage.label, result.overlaps)
+    elif play.conflict_detection:
+        overlap_text = f"No file is changed by two tasks of {step.stage.label}."
+    else:
+        overlap_text = "conflict_detection is false: not checked"
+    if result.conflict_branch:
+        conflict_text = conflict_report(result)
+    elif not play.integration_pr_enabled:
+        conflict_text = "integration_pr_enabled is false: nothing was merged"
+    elif result.resolutions:
+        conflict_text = (
+            f"Every branch merged; {len(result.resolutions)} conflicts were resolved by an "
+            "agent (see the resolved_conflicts check)"
+        )
+    else:
+        conflict_text = "Every branch merged cleanly."
+    return [
+        dg.AssetCheckResult(
+            check_name=OVERLAP_CHECK,
+            passed=not result.overlaps,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=overlap_text,
+            metadata={"files": len(result.overlaps)},
+        ),
+        dg.AssetCheckResult(
+            check_name=CONFLICT_CHECK,
+            passed=result.conflict_branch is None,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=conflict_text,
+            metadata={
+                "conflicting_paths": ", ".join(result.conflict_paths) or "(none)",
+                "tasks_involved": ", ".join(result.conflict_tasks) or "(none)",
+                "predicted_conflicts": len(result.predicted_conflicts),
+                "conflicts_resolved": len(result.resolutions),
+            },
+        ),
+        *([resolution_check_result(result.resolutions)] if step.conflicts.enabled else []),
+    ]
