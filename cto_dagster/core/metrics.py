@@ -325,26 +325,27 @@ def gantt_svg(metrics: RunMetrics, title: str = "") -> str:
     )
     critical = set(metrics.critical_path)
     for index, task in enumerate(frame.itertuples()):
-        y = top + index * row
-        x = left + float(task.start_s) * scale
-        bar = max(2.0, float(task.duration_s) * scale)
-        color = _LEVEL_COLORS[int(task.level) % len(_LEVEL_COLORS)]
-        on_path = task.task in critical
-        outline = ' stroke="black" stroke-width="2"' if on_path else ""
-        parts.append(
-            f'<text x="{left - 8}" y="{y + 17}" text-anchor="end">'
-            f"L{task.level} · task {escape(str(task.task))}</text>"
-            f'<rect x="{x:.1f}" y="{y + 3}" width="{bar:.1f}" height="{row - 6}" '
-            f'fill="{color}"{outline}><title>task {escape(str(task.task))}: '
-            f"{task.duration_s:.1f} s</title></rect>"
-        )
-        if on_path:
-            parts.append(
-                f'<rect x="{x:.1f}" y="{y + 3}" width="{bar:.1f}" height="{row - 6}" '
-                'fill="url(#hatch)"/>'
-            )
+        parts.append(_gantt_bar(task, top + index * row, left, scale, row, task.task in critical))
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _gantt_bar(task, y: float, left: float, scale: float, row: int, on_path: bool) -> str:
+    """One task's label and bar (outlined and hatched on the critical path)."""
+    from xml.sax.saxutils import escape
+
+    x = left + float(task.start_s) * scale
+    bar = max(2.0, float(task.duration_s) * scale)
+    color = _LEVEL_COLORS[int(task.level) % len(_LEVEL_COLORS)]
+    outline = ' stroke="black" stroke-width="2"' if on_path else ""
+    shape = f'<rect x="{x:.1f}" y="{y + 3}" width="{bar:.1f}" height="{row - 6}" '
+    text = (
+        f'<text x="{left - 8}" y="{y + 17}" text-anchor="end">'
+        f"L{task.level} · task {escape(str(task.task))}</text>"
+        f'{shape}fill="{color}"{outline}><title>task {escape(str(task.task))}: '
+        f"{task.duration_s:.1f} s</title></rect>"
+    )
+    return text + (f'{shape}fill="url(#hatch)"/>' if on_path else "")
 
 
 def timeline_text(metrics: RunMetrics, width: int = 40) -> str:

@@ -180,15 +180,9 @@ def run_agent(
         return _not_started(
             log_path, Problem(f"cannot start agent {argv[0]!r}: not found on PATH{hint}")
         )
+    read_only = [*place.read_only, *(Path(p) for p in spec.sandbox_read_only)]
     launch = prepare_launch(
-        place.sandbox,
-        argv,
-        place.step_folder,
-        place.work,
-        place.home,
-        [*place.read_only, *(Path(p) for p in spec.sandbox_read_only)],
-        env,
-        place.masked,
+        place.sandbox, argv, place.step_folder, place.work, place.home, read_only, env, place.masked
     )
     prompt = place.prompt_file if preset is not None and preset.stdin_prompt else None
     started = time.monotonic()
@@ -221,10 +215,16 @@ def run_agent(
             else None
         )
         exit_code, timed_out = _wait(process, spec.timeout_seconds, follower)
+    return _finished(preset, exit_code, timed_out, time.monotonic() - started, log_path)
+
+
+def _finished(preset, exit_code: int, timed_out: bool, seconds: float, log_path: Path) -> AgentRun:
+    """What the agent's exit code and output say: usage, and a problem the CLI reported."""
     tail, size = _read_tail(log_path)
     usage = preset.usage(log_lines(log_path)) if preset else None
+    problem = None
     if preset:
         problem = preset.problem(exit_code, log_lines(log_path, SIGNS_SCAN_BYTES))
     elif exit_code in (126, 127):
         problem = Problem(f"the agent's command could not run (exit code {exit_code})")
-    return AgentRun(exit_code, timed_out, time.monotonic() - started, tail, size, problem, usage)
+    return AgentRun(exit_code, timed_out, seconds, tail, size, problem, usage)
