@@ -135,6 +135,9 @@ def render_config(
         "    conflicts:\n"
         '      resolve: "off"                    # "agent": an agent resolves merge conflicts\n'
         "      # verify: [npm, test]             # argv that must pass on a resolved merge\n"
+        "    integration:\n"
+        "      granularity: level                # a branch + PR a level | run | every N levels\n"
+        "      keep_runs: 5                      # older runs' integration branches are pruned\n"
         f"{git_block}"
         "    max_retries: 1\n"
     )
