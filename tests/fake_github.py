@@ -22,6 +22,13 @@ class FakeGitHub:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
+    def settings(self, token_env: str = "CTO_TEST_TOKEN") -> dict:
+        """A project's `git` and `github` settings pointing at this stand-in."""
+        return {
+            "git": {"token_env": token_env},
+            "github": {"repository": "acme/shop", "api_url": self.url},
+        }
+
     def __enter__(self) -> FakeGitHub:
         self._thread.start()
         return self

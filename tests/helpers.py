@@ -8,6 +8,16 @@ import subprocess
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+CONFIG = "".join(f"line {i}\n" for i in range(1, 21))  # a file two tasks may edit apart
+
+
+def edited(line: int, text: str) -> str:
+    """CONFIG with one line replaced."""
+    lines = CONFIG.splitlines()
+    lines[line - 1] = text
+    return "\n".join(lines) + "\n"
+
+
 # TaskMaster files the project wrote itself, one per shape real projects have: always present.
 FIXTURES = REPO_ROOT / "tests" / "fixtures" / "taskmaster"
 GUIDE_EXAMPLE = REPO_ROOT / "examples" / "guide-project"

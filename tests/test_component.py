@@ -61,21 +61,27 @@ def dg_project(root: Path, registry_modules: bool = True) -> Path:
     return project
 
 
+def run_dg(project: Path, *args: str, **env: str) -> str:
+    """`dg ...` in the project (its `src` importable); it must succeed. Returns its stdout."""
+    result = subprocess.run(
+        [DG, *args],
+        cwd=project,
+        env={**os.environ, "PYTHONPATH": str(project / "src"), **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return result.stdout
+
+
 @pytest.mark.slow
 def test_dg_scaffolds_checks_and_lists_a_project(tmp_path):
     project = dg_project(tmp_path)
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(project / "src"),
-        "CTO_DAGSTER_CACHE": str(tmp_path / "cache"),
-    }
 
-    def run(*args: str):
-        result = subprocess.run(
-            [DG, *args], cwd=project, env=env, capture_output=True, text=True, timeout=300
-        )
-        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-        return result.stdout
+    def run(*args: str) -> str:
+        return run_dg(project, *args, CTO_DAGSTER_CACHE=str(tmp_path / "cache"))
 
     run("scaffold", "defs", "cto_dagster.components.TaskMasterProject", "shop")
     defs_yaml = project / "src" / "myproj" / "defs" / "shop" / "defs.yaml"
@@ -98,15 +104,5 @@ def test_dg_scaffolds_checks_and_lists_a_project(tmp_path):
 def test_an_installed_cto_dagster_offers_its_component_to_any_dg_project(tmp_path):
     """The `dagster_dg_cli.registry_modules` entry point: no `registry_modules` needed."""
     project = dg_project(tmp_path, registry_modules=False)
-    env = {**os.environ, "PYTHONPATH": str(project / "src")}
-    result = subprocess.run(
-        [DG, "list", "components", "--json"],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert "cto_dagster.components.TaskMasterProject" in result.stdout
+    listed = run_dg(project, "list", "components", "--json")
+    assert "cto_dagster.components.TaskMasterProject" in listed

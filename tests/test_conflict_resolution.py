@@ -217,8 +217,7 @@ def test_through_dagster_warn_check_pr_section_and_counts(make_project):
         project = make_project(
             tasks,
             settings={
-                "git": {"token_env": "CTO_TEST_TOKEN"},
-                "github": {"repository": "acme/shop", "api_url": github.url},
+                **github.settings(),
                 "conflicts": {"resolve": "agent", "verify": list(COMPILE)},
             },
         )

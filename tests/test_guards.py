@@ -3,6 +3,7 @@ ordering, in the plan and in a real run with one agent slot; dependencies merged
 their materializations recorded, not at their branches' heads."""
 
 import subprocess
+import sys
 
 import pytest
 
@@ -147,37 +148,53 @@ PRIVATE_HOOKS = """Each private Dagster hook, with a guard that fails if an upgr
   loop must still call it."""
 
 
+GUARD_RUN = """
+import json, sys, tempfile
+import dagster as dg
+from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
+from cto_dagster.defs import step_polling
+
+polls = []
+original = step_polling._poll_for_event
+
+def counting(process, event_queue):
+    polls.append(1)
+    return original(process, event_queue)
+
+step_polling._poll_for_event = counting
+job = ReconstructableJob(
+    ReconstructableRepository.for_module("tests.guard_jobs", "defs", working_directory=sys.argv[1]),
+    "guard_job",
+)
+with dg.instance_for_test(temp_dir=tempfile.mkdtemp()) as instance:
+    with dg.execute_job(job, instance) as result:
+        inherited = result.output_for_node("what_the_step_inherited") if result.success else None
+print(json.dumps({"inherited": inherited, "polled": bool(polls)}))
+"""
+
+
 @pytest.mark.slow
-def test_the_private_hooks_still_take_effect_in_a_real_run(tmp_path, monkeypatch):
-    import dagster as dg
-    from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
+def test_the_private_hooks_still_take_effect_in_a_real_run():
+    """In a fresh interpreter: the forkserver is one per process, and one another test started
+    (without the executor's preload list) would serve this run's steps."""
+    import json
 
-    from cto_dagster.defs import step_polling
-
-    polls = []
-    original = step_polling._poll_for_event
-
-    def counting(process, event_queue):
-        polls.append(1)
-        return original(process, event_queue)
-
-    monkeypatch.setattr(step_polling, "_poll_for_event", counting)
-    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
-        job = ReconstructableJob(
-            ReconstructableRepository.for_module(
-                "tests.guard_jobs", "defs", working_directory=str(REPO_ROOT)
-            ),
-            "guard_job",
-        )
-        with dg.execute_job(job, instance) as result:
-            assert result.success
-            inherited = result.output_for_node("what_the_step_inherited")
-    assert inherited == {
+    result = subprocess.run(
+        [sys.executable, "-c", GUARD_RUN, str(REPO_ROOT)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outcome["inherited"] == {
         "warm_up_preloaded": True,
         "migrations_shared": True,
         "job_resolved_before_fork": True,
-    }
-    assert polls, "Dagster's multiprocess loop no longer calls _poll_for_event: the hook is dead"
+    }, result.stderr[-3000:]
+    assert outcome["polled"], "Dagster's loop no longer calls _poll_for_event: the hook is dead"
 
 
 def test_dagsters_storages_still_parse_migrations_through_the_shared_parser(tmp_path):

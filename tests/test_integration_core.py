@@ -12,8 +12,7 @@ from cto_dagster.core.sample import create_sample_repository
 from cto_dagster.core.task_run import Repository, TaskRunRequest, run_task
 from cto_dagster.core.taskmaster import parse_tasks
 from tests.fake_github import FakeGitHub
-
-CONFIG = "".join(f"line {i}\n" for i in range(1, 21))
+from tests.helpers import CONFIG
 
 
 def edit_agent(path: str, line: int, text: str) -> AgentSpec:

@@ -6,18 +6,11 @@ from dagster._serdes import serialize_value
 
 from tests.conftest import demo_task
 from tests.fake_github import FakeGitHub
-from tests.helpers import check_evaluations
+from tests.helpers import CONFIG, check_evaluations, edited
 
 pytestmark = pytest.mark.slow
 
-CONFIG = "".join(f"line {i}\n" for i in range(1, 21))
 TOKEN = "ghp_TestT0kenThatMustNeverLeak42"
-
-
-def edited(line: int, text: str) -> str:
-    lines = CONFIG.splitlines()
-    lines[line - 1] = text
-    return "\n".join(lines) + "\n"
 
 
 def test_overlap_warning_conflict_blocks_pr_opened_token_hidden(make_project):
@@ -32,8 +25,7 @@ def test_overlap_warning_conflict_blocks_pr_opened_token_hidden(make_project):
         project = make_project(
             tasks,
             settings={
-                "git": {"token_env": "CTO_TEST_TOKEN"},
-                "github": {"repository": "acme/shop", "api_url": github.url},
+                **github.settings(),
             },
             files={"config.txt": CONFIG},
         )

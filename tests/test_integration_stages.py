@@ -9,16 +9,9 @@ from cto_dagster.core.settings import IntegrationSettings
 from cto_dagster.core.stages import IntegrationStage, integration_stages
 from tests.conftest import demo_task
 from tests.fake_github import FakeGitHub
-from tests.helpers import check_evaluations
+from tests.helpers import CONFIG, check_evaluations, edited
 
-CONFIG = "".join(f"line {i}\n" for i in range(1, 21))
 TOKEN = "ghp_StageT0kenThatMustNeverLeak77"
-
-
-def edited(line: int, text: str) -> str:
-    lines = CONFIG.splitlines()
-    lines[line - 1] = text
-    return "\n".join(lines) + "\n"
 
 
 def test_stages_cover_every_level_once():
@@ -82,8 +75,7 @@ def test_whole_run_integration_and_newer_pr_supersedes_older(make_project):
         project = make_project(
             tasks,
             settings={
-                "git": {"token_env": "CTO_TEST_TOKEN"},
-                "github": {"repository": "acme/shop", "api_url": github.url},
+                **github.settings(),
                 "integration": {"granularity": "run"},
             },
             files={"config.txt": CONFIG},

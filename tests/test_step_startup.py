@@ -44,11 +44,10 @@ WARM_UP_THEN_OPEN_INSTANCES = textwrap.dedent(
 )
 
 
-def test_warm_up_imports_what_steps_need_and_instances_still_open(tmp_path):
-    home = tmp_path / "home"
-    home.mkdir()
+def assert_script_says_ok(script: str, home) -> None:
+    """Run `script` in a fresh interpreter (argument and DAGSTER_HOME: `home`); it prints ok."""
     result = subprocess.run(
-        [sys.executable, "-c", WARM_UP_THEN_OPEN_INSTANCES, str(home)],
+        [sys.executable, "-c", script, str(home)],
         capture_output=True,
         text=True,
         check=False,
@@ -56,6 +55,12 @@ def test_warm_up_imports_what_steps_need_and_instances_still_open(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("ok")
+
+
+def test_warm_up_imports_what_steps_need_and_instances_still_open(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    assert_script_says_ok(WARM_UP_THEN_OPEN_INSTANCES, home)
 
 
 def test_instance_modules_are_the_storages_steps_open(tmp_path):
@@ -196,12 +201,4 @@ def test_the_forkserver_resolves_the_job_steps_then_find_cached(tmp_path):
         "@dg.job\ndef tiny():\n    one()\n"
         "defs = dg.Definitions(jobs=[tiny])\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", WARM_JOB_THEN_FORK, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "DAGSTER_HOME": str(tmp_path)},
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().endswith("ok")
+    assert_script_says_ok(WARM_JOB_THEN_FORK, tmp_path)

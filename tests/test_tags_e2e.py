@@ -44,8 +44,7 @@ def test_two_tags_run_in_order_and_the_integration_branch_says_review(make_proje
             _tags(),
             settings={
                 "all_tags": True,
-                "git": {"token_env": "CTO_TEST_TOKEN"},
-                "github": {"repository": "acme/shop", "api_url": github.url},
+                **github.settings(),
             },
             files={report_path("database"): json.dumps(report)},
         )

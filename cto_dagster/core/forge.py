@@ -3,7 +3,8 @@ errors are redacted before anyone sees them."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from cto_dagster.core.git.credentials import redact
@@ -67,22 +68,17 @@ def _cell(text: str) -> str:
     return clean[:120]
 
 
-def open_or_reuse_pull_request(
-    api_url: str, token: str, repository: str, head: str, base: str, title: str, body: str
-) -> PullRequest:
-    """Reuse the open PR from `head` into `base` if there is one; otherwise open it."""
+@contextmanager
+def _repository(api_url: str, token: str, repository: str) -> Iterator:
+    """PyGithub's handle on `repository`; every GitHub or network error becomes a ForgeError
+    whose message never holds the token."""
     from github import Auth, Github, GithubException
 
-    owner = repository.split("/", 1)[0]
     client = Github(
         base_url=api_url.rstrip("/"), auth=Auth.Token(token), retry=None, timeout=30, lazy=True
     )
     try:
-        repo = client.get_repo(repository)
-        for pull in repo.get_pulls(state="open", head=f"{owner}:{head}", base=base):
-            return PullRequest(pull.html_url, pull.number, reused=True)
-        pull = repo.create_pull(title=title, body=body, head=head, base=base)
-        return PullRequest(pull.html_url, pull.number, reused=False)
+        yield client.get_repo(repository)
     except GithubException as exc:
         message = exc.data.get("message") if isinstance(exc.data, dict) else str(exc.data)
         raise ForgeError(redact(f"GitHub answered {exc.status}: {message}", [token])) from None
@@ -90,6 +86,18 @@ def open_or_reuse_pull_request(
         raise ForgeError(redact(f"cannot reach GitHub at {api_url}: {exc}", [token])) from None
     finally:
         client.close()
+
+
+def open_or_reuse_pull_request(
+    api_url: str, token: str, repository: str, head: str, base: str, title: str, body: str
+) -> PullRequest:
+    """Reuse the open PR from `head` into `base` if there is one; otherwise open it."""
+    owner = repository.split("/", 1)[0]
+    with _repository(api_url, token, repository) as repo:
+        for pull in repo.get_pulls(state="open", head=f"{owner}:{head}", base=base):
+            return PullRequest(pull.html_url, pull.number, reused=True)
+        pull = repo.create_pull(title=title, body=body, head=head, base=base)
+        return PullRequest(pull.html_url, pull.number, reused=False)
 
 
 def supersede_older_pull_requests(
@@ -102,14 +110,8 @@ def supersede_older_pull_requests(
     """Close the open PRs of older runs for the same stage (`same_stage(head branch)`), each with
     a comment naming the PR that supersedes it. Returns their numbers. Branches stay (pruning
     removes them by `integration.keep_runs`)."""
-    from github import Auth, Github, GithubException
-
-    client = Github(
-        base_url=api_url.rstrip("/"), auth=Auth.Token(token), retry=None, timeout=30, lazy=True
-    )
     closed: list[int] = []
-    try:
-        repo = client.get_repo(repository)
+    with _repository(api_url, token, repository) as repo:
         for pull in repo.get_pulls(state="open"):
             if pull.number == newer.number or not same_stage(pull.head.ref):
                 continue
@@ -119,11 +121,4 @@ def supersede_older_pull_requests(
             )
             pull.edit(state="closed")
             closed.append(pull.number)
-        return closed
-    except GithubException as exc:
-        message = exc.data.get("message") if isinstance(exc.data, dict) else str(exc.data)
-        raise ForgeError(redact(f"GitHub answered {exc.status}: {message}", [token])) from None
-    except Exception as exc:  # network errors: never let a token-bearing repr escape
-        raise ForgeError(redact(f"cannot reach GitHub at {api_url}: {exc}", [token])) from None
-    finally:
-        client.close()
+    return closed

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from cto_dagster.core.agents import AgentSpec
 from cto_dagster.core.git.cache import ObjectCache, backup_ref
 from cto_dagster.core.git.command import GitError
-from cto_dagster.core.names import check_base_branch, id_sort_key, integration_branch, task_branch
+from cto_dagster.core.names import check_base_branch, id_sort_key, task_branch
 from cto_dagster.core.repository import Repository
 from cto_dagster.core.resolution import (
     Conflict,
@@ -30,6 +30,7 @@ from cto_dagster.core.resolution import (
     Resolver,
     SideTask,
 )
+from cto_dagster.core.stages import IntegrationStage
 from cto_dagster.core.taskmaster import Task
 from cto_dagster.core.taskmaster.write_back import set_statuses
 
@@ -52,9 +53,9 @@ class IntegrationRequest:
     task_levels: Mapping[str, int] = field(default_factory=dict)  # merge order: level, then id
 
     @property
-    def label(self) -> str:
+    def stage(self) -> IntegrationStage:
         last = self.last_level if self.last_level is not None else self.level
-        return f"level {self.level}" if last == self.level else f"levels {self.level}-{last}"
+        return IntegrationStage(self.level, last)
 
     def merge_order(self) -> list[str]:
         return sorted(self.tasks, key=lambda t: (self.task_levels.get(t, 0), id_sort_key(t)))
@@ -134,7 +135,7 @@ def resolution_report(resolutions: list[Resolution]) -> str:
 
 
 def _changed_by_each(request: IntegrationRequest, cache: ObjectCache, start: str, present):
-    if request.last_level in (None, request.level):
+    if request.stage.single_level:
         return {t: cache.changed_files(cache.merge_base(start, c), c) for t, c in present.items()}
     level_of = request.task_levels
     return {
@@ -269,7 +270,7 @@ def integrate_level(
     """Merges are computed in the object cache, without a work tree: no clone, no checkout."""
     repo = request.repository
     check_base_branch(request.base_branch)
-    branch = integration_branch(request.level, request.run_token, request.last_level)
+    branch = request.stage.branch(request.run_token)
     cache = repo.cache()
     remote = cache.remote_heads([request.base_branch, branch])
     if request.previous_commit:
@@ -283,11 +284,11 @@ def integrate_level(
     cache.ensure([start, remote[branch], *request.tasks.values()])
     if not cache.has_commit(start):
         raise GitError(
-            f"the integration commit {start[:12]} that {request.label} stacks on is not in the "
-            "repository any more; re-materialize the integration before it first"
+            f"the integration commit {start[:12]} that {request.stage.label} stacks on is not in "
+            "the repository any more; re-materialize the integration before it first"
         )
     result = IntegrationResult(
-        level=request.level, branch=branch, start_commit=start, label=request.label
+        level=request.level, branch=branch, start_commit=start, label=request.stage.label
     )
     present: dict[str, str] = {}
     for task_id in request.merge_order():

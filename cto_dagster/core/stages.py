@@ -46,10 +46,16 @@ class IntegrationStage:
     def branch(self, run_token: str) -> str:
         return integration_branch(self.first, run_token, self.last)
 
+    @property
+    def branch_prefix(self) -> str:
+        """The branch without its run token: `integration/level-3-`."""
+        return self.branch("x")[:-1]
+
     def is_branch_of_any_run(self, branch: str) -> bool:
         """Whether `branch` is this stage's branch for some run (`...-<token>`)."""
-        prefix = self.branch("x")[:-1]
-        token = branch[len(prefix) :] if branch.startswith(prefix) else ""
+        token = (
+            branch.removeprefix(self.branch_prefix) if branch.startswith(self.branch_prefix) else ""
+        )
         return bool(token) and self.branch(token) == branch
 
     def levels(self) -> range:

@@ -206,16 +206,10 @@ class StageStep:
 
 
 def _description(step: StageStep) -> str:
-    stage, previous = step.stage, step.previous
-    name = (
-        f"integration/level-{stage.first}-<run>"
-        if stage.single_level
-        else f"integration/levels-{stage.first}-{stage.last}-<run>"
-    )
-    onto = f"{previous.label}'s integration branch." if previous else "the base branch."
+    onto = f"{step.previous.label}'s integration branch." if step.previous else "the base branch."
     return (
-        f"{stage.label.capitalize()} integration: {name} stacks the branches of tasks "
-        f"{_listed(list(step.task_keys))} on {onto}"
+        f"{step.stage.label.capitalize()} integration: {step.stage.branch_prefix}<run> stacks "
+        f"the branches of tasks {_listed(list(step.task_keys))} on {onto}"
     )
 
 

@@ -7,6 +7,7 @@ import dagster as dg
 
 from cto_dagster.core.planner import ExecutionPlan
 from cto_dagster.core.settings import ProjectSettings
+from cto_dagster.core.stages import IntegrationStage
 from cto_dagster.defs.background import run_in_background
 from cto_dagster.defs.executor import DEFAULT_AGENT_SLOTS
 from cto_dagster.defs.integration_assets import integration_key
@@ -226,10 +227,13 @@ def _metrics_metadata(metrics, history: list[dict], plotted: bool) -> dict[str, 
 
 
 def build_metrics_asset(
-    project: ProjectSettings, plan: ExecutionPlan, translator: TaskTranslator
+    project: ProjectSettings,
+    plan: ExecutionPlan,
+    translator: TaskTranslator,
+    last_stage: IntegrationStage,
 ) -> dg.AssetsDefinition:
-    # after the last level's integration, which comes after every task: one edge, not one a task
-    last_integration = integration_key(project, project.integration.stages(len(plan.levels))[-1])
+    # after the last integration, which comes after every task: one edge, not one a task
+    last_integration = integration_key(project, last_stage)
     key = metrics_key(project)
 
     @dg.asset(

@@ -63,7 +63,7 @@ def build_project_definitions(
         for i, stage in enumerate(stages)
     ]
     if plan.task_ids:
-        assets.append(build_metrics_asset(project, plan, translator))
+        assets.append(build_metrics_asset(project, plan, translator, stages[-1]))
     job = dg.define_asset_job(
         name=job_name(project, single),
         selection=dg.AssetSelection.assets(*(asset.key for asset in assets)),

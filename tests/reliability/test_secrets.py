@@ -31,8 +31,7 @@ def test_token_appears_nowhere(make_project):
         project = make_project(
             [demo_task(1), demo_task(2), demo_task(3, deps=[1, 2])],
             settings={
-                "git": {"token_env": "CTO_SCAN_TOKEN"},
-                "github": {"repository": "acme/shop", "api_url": github.url},
+                **github.settings("CTO_SCAN_TOKEN"),
                 "agent": {"preset": None, "command": [sys.executable, "-c", SNOOP]},
             },
         )

@@ -19,7 +19,7 @@ from cto_dagster.core.names import (
 )
 from cto_dagster.core.resolution import ConflictPolicy
 from cto_dagster.core.secrets import SECRET_NAME, SecretNames
-from cto_dagster.core.stages import IntegrationStage, integration_stages
+from cto_dagster.core.stages import IntegrationStage, integration_stages, levels_per_stage
 
 DEFAULT_DEMO_DIR = ".cto-dagster/demo"
 
@@ -164,8 +164,7 @@ class IntegrationSettings(_Strict):
     @field_validator("granularity")
     @classmethod
     def _granularity(cls, value: str | int) -> str | int:
-        if isinstance(value, int) and (isinstance(value, bool) or value < 1):
-            raise ValueError("granularity must be `level`, `run` or a number of levels (>= 1)")
+        levels_per_stage(value, 1)  # raises ValueError, as for any caller
         return value
 
     def stages(self, level_count: int) -> list[IntegrationStage]:
