@@ -9,6 +9,7 @@ two migration heads, and every later command failed.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 from importlib import resources
 from pathlib import Path
@@ -45,13 +46,24 @@ def resolve_home(say=print) -> Path:
     )
 
 
+HOME_FROM_ENVIRONMENT = "home:\n      env: DAGSTER_HOME"
+
+
+def local_instance_config(home: Path) -> str:
+    """The sample `dagster.yaml` for `home`, naming its own folder for the event log: commands
+    that open an instance by its folder (not through DAGSTER_HOME) then find its events too."""
+    template = resources.files("cto_dagster.sample_data").joinpath("dagster.yaml").read_text()
+    if HOME_FROM_ENVIRONMENT not in template:
+        raise RuntimeError("sample dagster.yaml: the event log's home entry has changed")
+    return template.replace(HOME_FROM_ENVIRONMENT, f"home: {json.dumps(str(home.resolve()))}")
+
+
 def prepare_home(home: Path) -> Path:
     """A DAGSTER_HOME with the local `dagster.yaml` and its storage created, exactly once."""
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
-        template = resources.files("cto_dagster.sample_data").joinpath("dagster.yaml").read_text()
-        config.write_text(template, encoding="utf-8")
+        config.write_text(local_instance_config(home), encoding="utf-8")
     if (home / READY_MARKER).exists():
         return home
     with (home / LOCK_FILE).open("w") as lock:
