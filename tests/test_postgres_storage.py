@@ -41,7 +41,8 @@ def database(monkeypatch):
 
 def chart_instance_yaml(db: dict) -> dict:
     """The storage part of the instance the chart renders (`postgresql` values, the password
-    from the secret as DAGSTER_PG_PASSWORD), with this repository's local settings beside it."""
+    from the secret as DAGSTER_PG_PASSWORD), with this repository's local settings beside it
+    (all but the local SQLite event log, which a `storage:` entry replaces)."""
     local = yaml.safe_load(
         open(
             os.path.join(
@@ -61,6 +62,7 @@ def chart_instance_yaml(db: dict) -> dict:
             }
         }
     }
+    del local["event_log_storage"]  # the SQLite event log gives way to the chart's storage
     return {**local, "storage": storage}
 
 
