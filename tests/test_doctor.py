@@ -34,3 +34,19 @@ def test_each_problem_is_named_with_its_fix_and_no_secret_is_shown(make_project,
     assert "✅ git token: SHOP_TOKEN is set" in out and "ghp_doctorSecret123" not in out
     assert "❌ remote" in out and "check the URL and token" in out
     assert "problem(s) to fix first" in out
+
+
+def test_an_instance_on_dagsters_own_sqlite_event_log_is_told_how_to_switch(make_project):
+    """A warning, not a problem: the instance works, but creates runs one event at a time."""
+    project = make_project([demo_task(1)])
+    config = project.home / "dagster.yaml"
+    text = config.read_text()
+    block = text[text.index("event_log_storage:") : text.index("telemetry:")]
+    config.write_text(text.replace(block, ""))
+    done = project.cli("doctor")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "⚠️  event log: Dagster's SQLite class writes a new run's planned events" in done.stdout
+    assert "add the event_log_storage block" in done.stdout
+    config.write_text(text)
+    again = project.cli("doctor")
+    assert "event log:" not in again.stdout
