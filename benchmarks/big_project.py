@@ -8,6 +8,8 @@ depending on 1-3 tasks of the level before and on ~15 earlier ones: 500 tasks gi
 
 - load: the code location's definitions built and its job resolved, in a fresh interpreter;
 - first wave: from the launch command's start until the first task step starts (STEP_START);
+- from a loaded location: the same, from the moment a code location is already loaded (the UI's
+  case: its code server is up when someone clicks Materialize) until the first task step starts;
 - per step: median start-up (step launched until its code runs) and whole overhead (step start
   until success, minus the agent) of the first `--steps` finished steps; then the run is stopped.
 
@@ -91,6 +93,48 @@ print(time.monotonic() - started)
 """
 
 
+FROM_LOADED = """
+import time
+import dagster as dg
+from cto_dagster import launch
+instance = dg.DagsterInstance.get()
+with launch.code_location(instance, launch.log_path(instance)) as workspace:
+    started = time.time()
+    run = launch.create_run(instance, workspace, "play_project")
+    instance.launch_run(run.run_id, workspace)
+    first = None
+    while first is None and time.time() - started < 300:
+        records = instance.get_records_for_run(
+            run.run_id, of_type=dg.DagsterEventType.STEP_START, limit=1
+        ).records
+        first = records[0].event_log_entry.timestamp if records else None
+        time.sleep(0.2)
+    instance.run_launcher.terminate(run.run_id)
+    deadline = time.time() + 120  # its processes gone before the next measurement
+    while not instance.get_run_by_id(run.run_id).is_finished and time.time() < deadline:
+        time.sleep(0.5)
+    print(first - started if first else float("nan"))
+"""
+
+
+def from_loaded_seconds(env: dict[str, str]) -> float:
+    """First task running after a launch from an already loaded code location (a fresh home)."""
+    home = Path(env["DAGSTER_HOME"]).with_name("home-loaded")
+    from cto_dagster.instance_home import prepare_home
+
+    prepare_home(home)
+    out = subprocess.run(
+        [sys.executable, "-c", FROM_LOADED],
+        env={**env, "DAGSTER_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    time.sleep(10)  # a forkserver still warming up when the run stopped ends by itself
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def load_seconds(env: dict[str, str]) -> float:
     out = subprocess.run(
         [sys.executable, "-c", LOAD], env=env, capture_output=True, text=True, check=True
@@ -149,6 +193,7 @@ def measure(size: int, steps: int, granularity: str | int = "level") -> dict[str
     env = _environment(root, tasks, granularity)
     load = load_seconds(env)
     started, home = launch_until(env, steps)
+    loaded = from_loaded_seconds(env)
     starts = _events(home, "STEP_START")
     first = min(r.event_log_entry.timestamp for r in starts) - started if starts else float("nan")
     import dagster as dg
@@ -179,6 +224,7 @@ def measure(size: int, steps: int, granularity: str | int = "level") -> dict[str
         "levels": -(-size // 5),
         "load": load,
         "first_wave": first,
+        "from_loaded": loaded,
         "start_up": statistics.median(start_up) if start_up else float("nan"),
         "overhead": statistics.median(overheads) if overheads else float("nan"),
     }
@@ -195,8 +241,8 @@ def main() -> int:
     granularity = int(args.granularity) if args.granularity.isdigit() else args.granularity
     print(f"integration granularity: {granularity}")
     print(
-        f"{'tasks':>6}{'edges':>7}{'levels':>7}{'load s':>8}{'first s':>9}{'start-up':>9}"
-        f"{'in-step':>9}"
+        f"{'tasks':>6}{'edges':>7}{'levels':>7}{'load s':>8}{'first s':>9}{'loaded':>8}"
+        f"{'start-up':>9}{'in-step':>9}"
     )
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
@@ -204,14 +250,16 @@ def main() -> int:
         rows.append(row)
         print(
             f"{row['tasks']:>6}{row['edges']:>7}{row['levels']:>7}{row['load']:>8.1f}"
-            f"{row['first_wave']:>9.1f}{row['start_up']:>9.2f}{row['overhead']:>9.2f}",
+            f"{row['first_wave']:>9.1f}{row['from_loaded']:>8.1f}{row['start_up']:>9.2f}"
+            f"{row['overhead']:>9.2f}",
             flush=True,
         )
     biggest = max(rows, key=lambda r: r["tasks"])
     met = biggest["first_wave"] < FIRST_WAVE_GOAL_S
     print(
         f"first task running {biggest['first_wave']:.1f} s after launch at {biggest['tasks']} "
-        f"tasks (goal < {FIRST_WAVE_GOAL_S:.0f} s): {'met' if met else 'MISSED'}"
+        f"tasks (goal < {FIRST_WAVE_GOAL_S:.0f} s): {'met' if met else 'MISSED'}; "
+        f"{biggest['from_loaded']:.1f} s from an already loaded code location (the UI's case)"
     )
     return 0 if met else 1
 

@@ -62,7 +62,6 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
     database instead of two per event."""
 
     def __init__(self, home: str, inst_data: ConfigurableClassData | None = None):
-        self._home = home
         self._open = threading.local()  # shard -> connection of the batch this thread writes
         enable_batches()
         super().__init__(os.path.join(home, "history", "runs"), inst_data=inst_data)
@@ -79,10 +78,15 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
 
     @contextmanager
     def _connect(self, shard: str) -> Iterator[Any]:
-        shared = getattr(self._open, "connections", {}).get(shard)
-        if shared is not None:
-            yield shared
+        connections = getattr(self._open, "connections", {})
+        if shard in connections:
+            yield connections[shard]
             return
+        if connections:  # Dagster's lock is held by this thread's batch: waiting would deadlock
+            raise BatchTouchedAnotherDatabase(
+                f"storing a planned event reached database {shard!r} during a batch; "
+                "it is stored again one event at a time"
+            )
         with super()._connect(shard) as conn:
             yield conn
 
@@ -98,16 +102,18 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
                 del connections[shard]
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
+        """The index first: if anything there fails, its transaction is rolled back, nothing is
+        written, and Dagster stores the batch again one event at a time."""
         run_ids = {event.run_id for event in events}
         if not events or len(run_ids) != 1 or not all(_is_planned(e) for e in events):
             super().store_event_batch(events)
             return
         (run_id,) = run_ids
-        with self._sharing(run_id) as conn:
-            conn.execute(self.prepare_insert_event_batch(events))
         with self._sharing(INDEX_SHARD_NAME):
             for event in events:
                 self._mirror_in_index(event)
+        with self._sharing(run_id) as conn:
+            conn.execute(self.prepare_insert_event_batch(events))
 
     def _mirror_in_index(self, event: EventLogEntry) -> None:
         """What `SqliteEventLogStorage.store_event` writes to the index for a planned event."""
@@ -118,6 +124,11 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
                 self._store_asset_event(conn, event, event_id)
         if event.dagster_event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED:
             self.store_asset_check_event(event, event_id)
+
+
+class BatchTouchedAnotherDatabase(RuntimeError):
+    """Storing a planned event reached a database other than the batch's (a Dagster upgrade
+    changed what it writes); the batch is rolled back and stored one event at a time."""
 
 
 def _is_planned(event: EventLogEntry) -> bool:

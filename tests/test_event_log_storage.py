@@ -160,3 +160,27 @@ def test_a_new_home_names_its_own_folder_for_the_event_log(tmp_path, monkeypatch
         run = instance.create_run_for_job(_job())
     assert (home / "history" / "runs" / f"{run.run_id}.db").is_file()
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_a_batch_that_reaches_another_database_is_stored_one_event_at_a_time(
+    tmp_path, monkeypatch, capfd
+):
+    """Were a Dagster upgrade to write to the run's database after a planned check's row (as
+    Dagster's own class may, its connections being one after another), the batch would wait on
+    the lock it holds itself; instead it is rolled back and Dagster stores each event, once."""
+    home = tmp_path / "home"
+    with _instance(home, batched=True) as instance:
+        cls = type(instance.event_log_storage)
+        store_check = cls.store_asset_check_event
+
+        def reaching_elsewhere(self, event, event_id):
+            store_check(self, event, event_id)
+            with self._connect(event.run_id):
+                pass
+
+        monkeypatch.setattr(cls, "store_asset_check_event", reaching_elsewhere)
+        run = instance.create_run_for_job(_job())
+        assert len(_planned(instance, run.run_id)) == 2 * ASSETS
+    assert len(_index_rows(home, run.run_id)["events"]) == 2 * ASSETS
+    said = capfd.readouterr().err
+    assert f"storing a planned event reached database '{run.run_id}' during a batch" in said
