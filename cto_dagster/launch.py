@@ -2,11 +2,11 @@
 
 `dagster job execute` runs a job inside the command's own process: the run has no code-location
 origin, so the UI lists it under no job, leaves it off the timeline and cannot re-execute it. Here
-the code location is loaded the way the UI loads it (`workspace.yaml`'s location `cto_dagster`, a
-code server of its own), the run is created from that location's job, and the instance's run
-launcher starts it, exactly as the launchpad does. While a daemon serves the instance (`dg dev`,
-`./scripts/ui`) the run goes through its run queue; otherwise it is launched at once and this
-command keeps the code server up until the run ends.
+the code location is loaded the way the UI loads it (`workspace.yaml`'s location `cto_dagster`,
+a code server of its own, started first: `code_server.py`), the run is created from that
+location's job, and the instance's run launcher starts it, exactly as the launchpad does. While a
+daemon serves the instance (`dg dev`, `./scripts/ui`) the run goes through its run queue;
+otherwise it is launched at once and this command keeps the code server up until the run ends.
 
 Dagster has no public Python API for this (`dagster job launch` only queues the run, and nothing
 dequeues it without a daemon), so this module uses the workspace classes the CLI itself uses; the
@@ -15,9 +15,6 @@ browser test (a command-line run re-executed from the UI) fails if an upgrade br
 
 from __future__ import annotations
 
-import os
-import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -26,12 +23,17 @@ from pathlib import Path
 
 import dagster as dg
 
+from cto_dagster.code_server import (
+    LOCATION_NAME,
+    CodeServer,
+    CodeServerFailed,
+    new_log_file,
+    start_code_server,
+)
 from cto_dagster.core.progress import RunProgress, format_duration
 from cto_dagster.defs.run_records import task_steps
 from cto_dagster.defs.translator import TAG_PREDICTED, TAG_PROJECT
 
-LOCATION_NAME = "cto_dagster"  # as in workspace.yaml and [tool.dg.project] code_location_name
-DEFINITIONS_MODULE = "cto_dagster.definitions"
 DAEMON_FRESH_SECONDS = 60
 POLL_SECONDS = 0.5
 
@@ -39,54 +41,36 @@ POLL_SECONDS = 0.5
 def log_path(instance: dg.DagsterInstance) -> Path:
     """Where the code server and the runs it starts write their own output (the terminal shows
     progress; the UI shows every event)."""
-    folder = Path(instance.root_directory) / "logs" if instance.root_directory else None
-    folder = folder or Path(tempfile.gettempdir())
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / f"launch-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    return new_log_file(instance.root_directory)
 
 
 @contextmanager
-def _children_write_to(path: Path) -> Iterator[None]:
-    """Processes started inside this block write stdout and stderr to `path`; this process's
-    own output is untouched once the block ends."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with path.open("ab") as log:
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
-
-
-@contextmanager
-def code_location(instance: dg.DagsterInstance, output: Path) -> Iterator[object]:
-    """A workspace holding this package's code location, served by a code server of its own
-    (whose output, and its runs', goes to `output`)."""
+def code_location(
+    instance: dg.DagsterInstance, output: Path, server: CodeServer | None = None
+) -> Iterator[object]:
+    """A workspace holding this package's code location, served by `server` (started here when
+    none is given; its output, and its runs', goes to `output`). The server stops on the way
+    out, once its runs have ended."""
     from dagster._core.workspace.context import WorkspaceProcessContext
-    from dagster._core.workspace.load_target import ModuleTarget
+    from dagster._core.workspace.load_target import GrpcServerTarget
 
-    target = ModuleTarget(
-        module_name=DEFINITIONS_MODULE,
-        attribute=None,
-        working_directory=os.getcwd(),
-        location_name=LOCATION_NAME,
-    )
-    with _children_write_to(output):
-        context = WorkspaceProcessContext(instance, target)
-    with context as process_context:
-        workspace = process_context.create_request_context()
-        errors = workspace.get_code_location_error(LOCATION_NAME)
-        if errors:
-            raise LaunchError(f"❌ the code location did not load:\n{errors.message.strip()}")
-        yield workspace
+    server = server or start_code_server(output)
+    try:
+        try:
+            server.wait_ready()
+        except CodeServerFailed as exc:
+            raise LaunchError(f"❌ the code server did not start:\n{exc}") from None
+        target = GrpcServerTarget(
+            host="localhost", port=None, socket=server.socket, location_name=LOCATION_NAME
+        )
+        with WorkspaceProcessContext(instance, target) as process_context:
+            workspace = process_context.create_request_context()
+            errors = workspace.get_code_location_error(LOCATION_NAME)
+            if errors:
+                raise LaunchError(f"❌ the code location did not load:\n{errors.message.strip()}")
+            yield workspace
+    finally:
+        server.stop()
 
 
 class LaunchError(Exception):
@@ -251,13 +235,15 @@ def start_and_follow(
     instance: dg.DagsterInstance,
     make_run: Callable[[object], dg.DagsterRun],
     say: Callable[[str], None] = print,
+    server: CodeServer | None = None,
 ) -> RunOutcome:
     """Create a run with `make_run(workspace)`, start it, and print its progress until it ends.
-    Ctrl-C stops the run (and its agents) before returning."""
+    Ctrl-C stops the run (and its agents) before returning. `server`: a code server the command
+    started early (else one is started here)."""
     for line in sandbox_lines():
         say(line)
-    output = log_path(instance)
-    with code_location(instance, output) as workspace:
+    output = server.output if server else log_path(instance)
+    with code_location(instance, output, server) as workspace:
         run = make_run(workspace)
         how = _start(instance, run, workspace)
         say(f"▶️  Run {run.run_id} of {run.job_name} {how}; it is listed under the job in the UI")

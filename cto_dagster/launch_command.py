@@ -32,10 +32,8 @@ def _merged_config(files: list[str]) -> dict:
 
 
 def run_launch(job_name: str, config_files: list[str], tags_json: str | None) -> int:
-    from cto_dagster.dead_runs import settle_dead_runs
+    from cto_dagster.code_server import new_log_file, start_code_server
     from cto_dagster.instance_home import NoInstance, prepare_home, resolve_home
-    from cto_dagster.launch import LaunchError, create_run, start_and_follow
-    from cto_dagster.summary import open_instance, print_run_summary
 
     try:
         run_config = _merged_config(config_files)
@@ -50,6 +48,18 @@ def run_launch(job_name: str, config_files: list[str], tags_json: str | None) ->
     except NoInstance as exc:
         print(str(exc), file=sys.stderr)
         return 1
+    server = start_code_server(new_log_file(home))  # loads while this command imports Dagster
+    try:
+        return _launch(home, server, job_name, run_config, tags)
+    finally:
+        server.stop()
+
+
+def _launch(home: Path, server, job_name: str, run_config: dict, tags: dict) -> int:
+    from cto_dagster.dead_runs import settle_dead_runs
+    from cto_dagster.launch import LaunchError, create_run, start_and_follow
+    from cto_dagster.summary import open_instance, print_run_summary
+
     with open_instance(home) as instance:
         for settled in settle_dead_runs(instance):
             print(f"🪦 Run {settled}")
@@ -57,6 +67,7 @@ def run_launch(job_name: str, config_files: list[str], tags_json: str | None) ->
             outcome = start_and_follow(
                 instance,
                 lambda workspace: create_run(instance, workspace, job_name, run_config, tags),
+                server=server,
             )
         except LaunchError as exc:
             print(str(exc), file=sys.stderr)
