@@ -76,8 +76,9 @@ class CodeServer:
         while not self._beating.wait(HEARTBEAT_SECONDS):
             try:
                 client.heartbeat("cto-dagster")
-            except Exception:  # the server went away: nothing left to keep alive
-                return
+            except Exception:  # one missed beat is harmless; a server that ended needs none
+                if self.process.poll() is not None:
+                    return
 
     def stop(self) -> None:
         """Tell the server to stop (it waits for its runs) and remove its socket's folder."""
