@@ -95,3 +95,23 @@ def check_evaluations(instance, run_id: str) -> dict:
         evaluation = record.event_log_entry.dagster_event.event_specific_data
         checks[(evaluation.asset_key.path[-1], evaluation.check_name)] = evaluation
     return checks
+
+
+def script_result(script: str, *args: str, env=None, cwd=None, timeout: float = 300):
+    """Run `script` in a fresh interpreter (its own forkserver, modules and environment) and
+    return the JSON object its last output line holds; its stderr tail when it fails."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])

@@ -3,7 +3,6 @@ ordering, in the plan and in a real run with one agent slot; dependencies merged
 their materializations recorded, not at their branches' heads."""
 
 import subprocess
-import sys
 
 import pytest
 
@@ -12,7 +11,7 @@ from cto_dagster.core.task_run import DependencyHead, TaskFailed, run_task
 from cto_dagster.core.taskmaster import TaskList, parse_tasks
 from cto_dagster.defs.task_assets import task_priorities
 from tests.conftest import demo_task
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, script_result
 from tests.test_task_run import git_remote, make_task, remote, request, someone_commits
 
 __all__ = ["remote"]  # the fixture, used by name
@@ -177,23 +176,12 @@ print(json.dumps({"inherited": inherited, "polled": bool(polls)}))
 def test_the_private_hooks_still_take_effect_in_a_real_run():
     """In a fresh interpreter: the forkserver is one per process, and one another test started
     (without the executor's preload list) would serve this run's steps."""
-    import json
-
-    result = subprocess.run(
-        [sys.executable, "-c", GUARD_RUN, str(REPO_ROOT)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    outcome = script_result(GUARD_RUN, str(REPO_ROOT), cwd=REPO_ROOT)
     assert outcome["inherited"] == {
         "warm_up_preloaded": True,
         "migrations_shared": True,
         "job_resolved_before_fork": True,
-    }, result.stderr[-3000:]
+    }, outcome
     assert outcome["polled"], "Dagster's loop no longer calls _poll_for_event: the hook is dead"
 
 

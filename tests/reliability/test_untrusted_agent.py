@@ -25,6 +25,7 @@ from cto_dagster.core.task_run import (
 )
 from cto_dagster.core.taskmaster import parse_tasks
 from tests.git_http import GitHttpServer, RecordingServer
+from tests.helpers import script_result
 
 TOKEN = "ghp_UntrustedAgentTestToken4242"
 needs_bwrap = pytest.mark.skipif(
@@ -218,16 +219,7 @@ def run_in_own_process(repository, code: str, sandbox: str) -> dict:
         "sandbox": sandbox,
     }
     env = {**os.environ, "CTO_TEST_GIT_TOKEN": TOKEN}
-    done = subprocess.run(
-        [sys.executable, "-c", STEP_IN_ITS_OWN_PROCESS, json.dumps(args)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.splitlines()[-1])
+    return script_result(STEP_IN_ITS_OWN_PROCESS, json.dumps(args), env=env)
 
 
 @pytest.mark.parametrize(
