@@ -14,11 +14,14 @@ from functools import cache
 import dagster as dg
 
 from cto_dagster.defs.loader import ProjectLoadError, build_definitions
+from cto_dagster.defs.run_processes import export_pins_for_runs
 
 
 @cache
 def _built() -> dg.Definitions:
-    return build_definitions()
+    built = build_definitions()
+    export_pins_for_runs()  # in a code server: its runs plan what it planned
+    return built
 
 
 @dg.definitions

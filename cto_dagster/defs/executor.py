@@ -201,17 +201,16 @@ class PlayMultiprocessExecutor(MultiprocessExecutor):
                 yield event
 
 
-def forkserver_preload(init_context: dg.InitExecutorContext, extra: list[str]) -> list[str]:
+def preload_modules(job_module: str | None, storages: list[str], extra: list[str]) -> list[str]:
     """What the forkserver imports once for every step: Dagster's executor and storages, this
     code location, the warm-up (`step_warmup`), and the modules the config adds."""
+    return [*PRELOAD, *storages, *extra, *([job_module] if job_module else [])]
+
+
+def forkserver_preload(init_context: dg.InitExecutorContext, extra: list[str]) -> list[str]:
     get_module = getattr(init_context.job, "get_module", None)
     module = get_module() if callable(get_module) else None
-    return [
-        *PRELOAD,
-        *instance_modules(init_context.instance),
-        *extra,
-        *([module] if module else []),
-    ]
+    return preload_modules(module, instance_modules(init_context.instance), extra)
 
 
 @dg.executor(

@@ -13,6 +13,7 @@ from cto_dagster.core.taskmaster import TasksFileError
 from cto_dagster.defs.executor import executor_for
 from cto_dagster.defs.project import build_project_definitions
 from cto_dagster.defs.resources import PlayParameters
+from cto_dagster.defs.run_processes import start_forkserver_early
 from cto_dagster.defs.wiring import git_env_for
 
 
@@ -39,13 +40,18 @@ def build_definitions() -> dg.Definitions:
         settings = load_settings()
         single = len(settings.projects) == 1
         secrets = settings.secret_names()
-        parts = []
-        for project in settings.projects:
-            plan = plan_project(project, git_env_for(project))
-            parts.append(build_project_definitions(project, plan, single, secrets=secrets))
+        plans = [
+            (project, plan_project(project, git_env_for(project))) for project in settings.projects
+        ]
+        every_kind = {project.kind for project in settings.projects}
+        if every_kind == {"local"}:
+            start_forkserver_early()  # in a run's process: its steps' server loads meanwhile
+        parts = [
+            build_project_definitions(project, plan, single, secrets=secrets)
+            for project, plan in plans
+        ]
     except (SettingsError, TasksFileError) as exc:
         raise ProjectLoadError(str(exc)) from None
-    every_kind = {project.kind for project in settings.projects}
     executor = executor_for(every_kind.pop() if len(every_kind) == 1 else "local")
     return dg.Definitions.merge(
         *parts,

@@ -1,0 +1,143 @@
+"""A run started through a code server (the UI's launches, `cto-dagster launch`) plans what the
+server planned, and its steps fork from a forkserver its process started while it loaded."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from cto_dagster.defs.run_processes import (
+    code_server_run,
+    export_pins_for_runs,
+    start_forkserver_early,
+    step_start_note,
+)
+from tests.conftest import demo_task
+from tests.helpers import script_result
+
+LAUNCH_AFTER_THE_BRANCH_MOVED = """
+import json, sys, time
+import dagster as dg
+from cto_dagster import launch
+from cto_dagster.summary import open_instance
+from cto_dagster.instance_home import resolve_home
+
+remote, moved_to = sys.argv[1], sys.argv[2]
+with open_instance(resolve_home()) as instance:
+    with launch.code_location(instance, launch.log_path(instance)) as workspace:
+        location = workspace.get_code_location("cto_dagster")
+        repository = next(iter(location.get_repositories().values()))
+        shown = {
+            node.key.to_user_string(): node.code_version
+            for node in repository.asset_graph.asset_nodes
+            if node.code_version
+        }
+        # the tasks branch moves after the location loaded, before someone clicks Materialize
+        import subprocess
+        subprocess.run(["git", f"--git-dir={remote}", "update-ref", "refs/heads/main", moved_to],
+                       check=True)
+        run = launch.create_run(instance, workspace, "play_project")
+        instance.launch_run(run.run_id, workspace)
+        deadline = time.time() + 240
+        while not instance.get_run_by_id(run.run_id).is_finished and time.time() < deadline:
+            time.sleep(0.5)
+        status = instance.get_run_by_id(run.run_id).status.value
+        notes = [
+            r.event_log_entry.user_message
+            for r in instance.get_records_for_run(run.run_id, limit=10_000).records
+            if r.event_log_entry.user_message.startswith("step process:")
+        ]
+        ran = {}
+        for key in shown:
+            event = instance.get_latest_materialization_event(dg.AssetKey.from_user_string(key))
+            if event is not None and event.run_id == run.run_id:
+                ran[key] = event.asset_materialization.tags.get("dagster/code_version")
+print(json.dumps({"status": status, "shown": shown, "ran": ran, "notes": notes}))
+"""
+
+
+def _commit_with_new_details(project) -> str:
+    """A commit on top of the tasks branch (not on it yet) where task 1 reads differently."""
+    tree = project.git("rev-parse", "main^{tree}").strip()
+    text = project.git("show", "main:.taskmaster/tasks/tasks.json")
+    data = json.loads(text)
+    data["master"]["tasks"][0]["details"] = "Rewritten after the location loaded."
+    blob = subprocess.run(
+        ["git", f"--git-dir={project.remote}", "hash-object", "-w", "--stdin"],
+        input=json.dumps(data),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    index = project.root / "moved.index"
+    env = {"GIT_INDEX_FILE": str(index)}
+    git = ["git", f"--git-dir={project.remote}"]
+    subprocess.run([*git, "read-tree", tree], env=env, check=True)
+    subprocess.run(
+        [*git, "update-index", "--cacheinfo", f"100644,{blob},.taskmaster/tasks/tasks.json"],
+        env=env,
+        check=True,
+    )
+    new_tree = subprocess.run(
+        [*git, "write-tree"], env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    return subprocess.run(
+        [*git, "commit-tree", new_tree, "-p", "main", "-m", "moved"],
+        env={
+            "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@t",
+            "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@t",
+            "PATH": "/usr/bin:/bin",
+        },
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
+@pytest.mark.slow
+def test_a_code_servers_run_plans_what_it_showed_and_forks_from_an_early_forkserver(make_project):
+    """Two guards in one real run through a code server:
+    - the run runs the tasks the location showed when it was created, though the tasks branch
+      moved meanwhile (the run process planned from the server's pinned commit; fails if the
+      server stops exporting its pins: task 1 would run the moved text);
+    - its steps forked from a forkserver the run's process started while it loaded, and found
+      their job resolved before the fork (fails if Dagster renames `start_run_in_subprocess` or
+      changes its arguments, or if the executor starts a forkserver of its own)."""
+    project = make_project([demo_task(1), demo_task(2, deps=[1])])
+    moved = _commit_with_new_details(project)
+    outcome = script_result(
+        LAUNCH_AFTER_THE_BRANCH_MOVED,
+        str(project.remote),
+        moved,
+        cwd=project.root,
+        env=project.env(),
+    )
+    assert outcome["status"] == "SUCCESS", outcome
+    assert set(outcome["ran"]) == set(outcome["shown"]) and outcome["ran"], outcome
+    assert outcome["ran"] == outcome["shown"], "the run planned another commit than the UI showed"
+    assert len(outcome["notes"]) == 2, outcome
+    for note in outcome["notes"]:
+        assert note == (
+            "step process: forkserver started while the run loaded; job resolved before the fork"
+        ), outcome
+
+
+def test_outside_a_code_servers_run_nothing_starts_early(monkeypatch):
+    """Tests, `dagster job execute`, the code server itself: no forkserver, no pins exported."""
+    monkeypatch.delenv("CTO_DAGSTER_TASKS_COMMITS", raising=False)
+    assert code_server_run() is None
+    assert start_forkserver_early() is False
+    monkeypatch.setattr(sys, "argv", ["pytest"])
+    export_pins_for_runs()
+    import os
+
+    assert "CTO_DAGSTER_TASKS_COMMITS" not in os.environ
+
+
+def test_the_step_note_says_when_a_step_resolved_its_own_job():
+    assert step_start_note(None).endswith("job resolved in this step")
