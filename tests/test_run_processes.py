@@ -55,7 +55,36 @@ with open_instance(resolve_home()) as instance:
             event = instance.get_latest_materialization_event(dg.AssetKey.from_user_string(key))
             if event is not None and event.run_id == run.run_id:
                 ran[key] = event.asset_materialization.tags.get("dagster/code_version")
-print(json.dumps({"status": status, "shown": shown, "ran": ran, "notes": notes}))
+        # the asset graph's "Materialize selected": a run of the implicit job, one asset selected
+        from dagster._core.definitions.selector import JobSubsetSelector
+        selected = dg.AssetKey.from_user_string(sorted(shown)[-1])
+        subset = location.get_job(JobSubsetSelector(
+            location_name="cto_dagster", repository_name=repository.name,
+            job_name="__ASSET_JOB", op_selection=None, asset_selection=[selected]))
+        plan = location.get_execution_plan(
+            subset, {}, step_keys_to_execute=None, known_state=None, instance=instance)
+        again = instance.create_run(
+            job_name="__ASSET_JOB", run_id=None, run_config={}, resolved_op_selection=None,
+            step_keys_to_execute=plan.execution_plan_snapshot.step_keys_to_execute,
+            op_selection=None, status=None, root_run_id=None, parent_run_id=None, tags={},
+            job_snapshot=subset.job_snapshot, execution_plan_snapshot=plan.execution_plan_snapshot,
+            parent_job_snapshot=subset.parent_job_snapshot,
+            remote_job_origin=subset.get_remote_origin(),
+            job_code_origin=subset.get_python_origin(),
+            asset_selection=frozenset([selected]), asset_check_selection=None,
+            asset_graph=repository.asset_graph)
+        instance.launch_run(again.run_id, workspace)
+        deadline = time.time() + 240
+        while not instance.get_run_by_id(again.run_id).is_finished and time.time() < deadline:
+            time.sleep(0.5)
+        selected_notes = [
+            r.event_log_entry.user_message
+            for r in instance.get_records_for_run(again.run_id, limit=10_000).records
+            if r.event_log_entry.user_message.startswith("step process:")
+        ]
+        selected_status = instance.get_run_by_id(again.run_id).status.value
+print(json.dumps({"status": status, "shown": shown, "ran": ran, "notes": notes,
+                  "selected_status": selected_status, "selected_notes": selected_notes}))
 """
 
 
@@ -106,8 +135,9 @@ def test_a_code_servers_run_plans_what_it_showed_and_forks_from_an_early_forkser
       moved meanwhile (the run process planned from the server's pinned commit; fails if the
       server stops exporting its pins: task 1 would run the moved text);
     - its steps forked from a forkserver the run's process started while it loaded, and found
-      their job resolved before the fork (fails if Dagster renames `start_run_in_subprocess` or
-      changes its arguments, or if the executor starts a forkserver of its own)."""
+      their job resolved before the fork, in a run of the whole job and in a run of one selected
+      asset (fails if Dagster renames `start_run_in_subprocess` or changes its arguments, narrows
+      a run's job otherwise, or if the executor starts a forkserver of its own)."""
     project = make_project([demo_task(1), demo_task(2, deps=[1])])
     moved = _commit_with_new_details(project)
     outcome = script_result(
@@ -120,11 +150,11 @@ def test_a_code_servers_run_plans_what_it_showed_and_forks_from_an_early_forkser
     assert outcome["status"] == "SUCCESS", outcome
     assert set(outcome["ran"]) == set(outcome["shown"]) and outcome["ran"], outcome
     assert outcome["ran"] == outcome["shown"], "the run planned another commit than the UI showed"
-    assert len(outcome["notes"]) == 2, outcome
-    for note in outcome["notes"]:
-        assert note == (
-            "step process: forkserver started while the run loaded; job resolved before the fork"
-        ), outcome
+    early = "step process: forkserver started while the run loaded; job resolved before the fork"
+    assert outcome["notes"] == [early, early], outcome
+    # a run of a selection (the asset graph's launches): its narrowed job was resolved early too
+    assert outcome["selected_status"] == "SUCCESS", outcome
+    assert outcome["selected_notes"] == [early], outcome
 
 
 def test_outside_a_code_servers_run_nothing_starts_early(monkeypatch):

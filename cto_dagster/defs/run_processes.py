@@ -70,17 +70,29 @@ def code_server_run():
         return None
     with dg.DagsterInstance.from_ref(run_args.instance_ref) as instance:
         run = instance.get_run_by_id(run_args.run_id)
+        if run is None:
+            return None
         modules = _instance_modules(instance)
-    if run is None:
-        return None
-    if run.resolved_op_selection or run.asset_selection or run.asset_check_selection:
-        # as Dagster's `execute_run_iterator` narrows the job before planning it
-        job = job.get_subset(
-            op_selection=list(run.resolved_op_selection) if run.resolved_op_selection else None,
-            asset_selection=run.asset_selection,
-            asset_check_selection=run.asset_check_selection,
-        )
+        if run.resolved_op_selection or run.asset_selection or run.asset_check_selection:
+            job = _narrowed(job, run, instance)
     return job, run, modules
+
+
+def _narrowed(job, run, instance):
+    """The job of a run of a selection, exactly as Dagster's `execute_run_iterator` narrows it
+    and `_get_execution_plan_from_run` gives it the repository load data of the run's plan (a
+    step finds its job resolved only under an equal key; a whole job is found through the
+    repository's own cache). The selection's plan snapshot is as small as the selection."""
+    job = job.get_subset(
+        op_selection=list(run.resolved_op_selection) if run.resolved_op_selection else None,
+        asset_selection=run.asset_selection,
+        asset_check_selection=run.asset_check_selection,
+    )
+    if run.execution_plan_snapshot_id:
+        snapshot = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
+        if snapshot is not None and snapshot.repository_load_data is not None:
+            job = job.with_repository_load_data(snapshot.repository_load_data)
+    return job
 
 
 def _instance_modules(instance) -> list[str]:
