@@ -20,9 +20,22 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
+from multiprocessing import forkserver
+
+import dagster as dg
+from dagster._core.definitions.reconstruct import ReconstructableJob
+from dagster._grpc.types import ExecuteExternalJobArgs
+from dagster_shared.serdes import deserialize_value
 
 from cto_dagster.core.predictions import LEARNED_ENV, learned_pin
 from cto_dagster.core.settings import PINNED_COMMITS_ENV, planned_commits_pin
+from cto_dagster.defs.executor import (
+    WARM_JOB_ENV,
+    instance_modules,
+    job_for_steps,
+    pin_planned_commits,
+    preload_modules,
+)
 
 # In the forkserver's environment (only there) when the run's process started it before its
 # executor: its steps can tell (`step_start_note`, and the guard in tests/test_run_processes.py).
@@ -46,10 +59,11 @@ def export_pins_for_runs() -> None:
             os.environ[name] = value
 
 
-def code_server_run():
-    """(the ReconstructableJob Dagster will hand the executor, the run) when this process is a
-    run a code server's `StartRun` spawned; else None. Read from the spawned process's own
-    arguments (Dagster's `start_run_in_subprocess(serialized_args, recon_job, ...)`)."""
+def code_server_run() -> tuple[ReconstructableJob, dg.DagsterRun, list[str]] | None:
+    """(the job as Dagster will hand it to the executor, the run, the instance's storage modules)
+    when this process is a run a code server's `StartRun` spawned; else None. Read from the
+    spawned process's own arguments (Dagster's `start_run_in_subprocess(serialized_args,
+    recon_job, ...)`)."""
     process = multiprocessing.current_process()
     target = getattr(process, "_target", None)
     if getattr(target, "__name__", None) != "start_run_in_subprocess":
@@ -57,11 +71,6 @@ def code_server_run():
     args = getattr(process, "_args", None) or ()
     if len(args) < 2:
         return None
-    import dagster as dg
-    from dagster._core.definitions.reconstruct import ReconstructableJob
-    from dagster._grpc.types import ExecuteExternalJobArgs
-    from dagster_shared.serdes import deserialize_value
-
     serialized, job = args[0], args[1]
     if not isinstance(job, ReconstructableJob):
         return None
@@ -72,13 +81,15 @@ def code_server_run():
         run = instance.get_run_by_id(run_args.run_id)
         if run is None:
             return None
-        modules = _instance_modules(instance)
+        modules = instance_modules(instance)
         if run.resolved_op_selection or run.asset_selection or run.asset_check_selection:
             job = _narrowed(job, run, instance)
     return job, run, modules
 
 
-def _narrowed(job, run, instance):
+def _narrowed(
+    job: ReconstructableJob, run: dg.DagsterRun, instance: dg.DagsterInstance
+) -> ReconstructableJob:
     """The job of a run of a selection, exactly as Dagster's `execute_run_iterator` narrows it
     and `_get_execution_plan_from_run` gives it the repository load data of the run's plan (a
     step finds its job resolved only under an equal key; a whole job is found through the
@@ -95,12 +106,6 @@ def _narrowed(job, run, instance):
     return job
 
 
-def _instance_modules(instance) -> list[str]:
-    from cto_dagster.defs.executor import instance_modules
-
-    return instance_modules(instance)
-
-
 def start_forkserver_early() -> bool:
     """In a code server's run process whose projects all run here: start the forkserver the
     executor would start later, now (call once the projects are planned, so the pins are set).
@@ -115,20 +120,11 @@ def start_forkserver_early() -> bool:
     config = ((run.run_config or {}).get("execution") or {}).get("config") or {}
     if not isinstance(config, dict) or config.get("start_method", "forkserver") != "forkserver":
         return False
-    from cto_dagster.defs.executor import (
-        WARM_JOB_ENV,
-        job_for_steps,
-        pin_planned_commits,
-        preload_modules,
-    )
-
     extra = config.get("preload_modules") or []
     pin_planned_commits()
     os.environ[WARM_JOB_ENV] = job_for_steps(job)
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(preload_modules(job.get_module(), modules, list(extra)))
-    from multiprocessing import forkserver
-
     os.environ[EARLY_ENV] = "1"
     try:
         forkserver.ensure_running()  # starts it with this environment
@@ -137,7 +133,7 @@ def start_forkserver_early() -> bool:
     return True
 
 
-def step_start_note(job_def) -> str:
+def step_start_note(job_def: dg.JobDefinition | None) -> str:
     """How this step process started (the run's log, at debug level): from which forkserver,
     and whether it found its job resolved before the fork (start-up at 500 tasks depends on it)."""
     warmup = sys.modules.get("cto_dagster.defs.step_warmup")
