@@ -243,7 +243,10 @@ def start_and_follow(
     for line in sandbox_lines():
         say(line)
     output = server.output if server else log_path(instance)
+    began = time.monotonic()
+    say("⏳ Loading the code location (a large project takes a while)...")
     with code_location(instance, output, server) as workspace:
+        say(f"⏳ Loaded in {time.monotonic() - began:.1f} s; creating the run...")
         run = make_run(workspace)
         how = _start(instance, run, workspace)
         say(f"▶️  Run {run.run_id} of {run.job_name} {how}; it is listed under the job in the UI")

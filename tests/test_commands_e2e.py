@@ -68,6 +68,10 @@ def test_launch_is_a_run_of_the_code_location_with_progress(make_project):
     assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-3000:]
     assert "[3/3 tasks done]" in launched.stdout
     assert "📊 LEVEL 0" in launched.stdout
+    # no silent wait before the run exists (a 500-task location takes ~13 s to load)
+    out = launched.stdout
+    assert out.index("⏳ Loading the code location") < out.index("⏳ Loaded in ")
+    assert out.index("; creating the run...") < out.index("▶️  Run ")
     run_ = project.runs()[0]
     assert run_.job_name == "play_project" and run_.status.value == "SUCCESS"
     assert run_.remote_job_origin.location_name == "cto_dagster"
