@@ -93,26 +93,45 @@ print(time.monotonic() - started)
 """
 
 
-FROM_LOADED = """
-import time
-import dagster as dg
-from cto_dagster import launch
-instance = dg.DagsterInstance.get()
-with launch.code_location(instance, launch.log_path(instance)) as workspace:
+def first_step_after_launch(
+    instance, workspace, timeout: float = 300
+) -> tuple[float, float | None]:
+    """Creates and launches a run of play_project from a loaded `workspace`, waits for its first
+    step (STEP_START), stops the run and waits for its processes to end (so they do not skew the
+    next measurement). Returns when the run was created and when its first step started (None:
+    none within `timeout`)."""
+    import dagster as dg
+
+    from cto_dagster import launch
+
     started = time.time()
     run = launch.create_run(instance, workspace, "play_project")
+    created = time.time()
     instance.launch_run(run.run_id, workspace)
     first = None
-    while first is None and time.time() - started < 300:
+    while first is None and time.time() - started < timeout:
         records = instance.get_records_for_run(
             run.run_id, of_type=dg.DagsterEventType.STEP_START, limit=1
         ).records
         first = records[0].event_log_entry.timestamp if records else None
         time.sleep(0.2)
     instance.run_launcher.terminate(run.run_id)
-    deadline = time.time() + 120  # its processes gone before the next measurement
+    deadline = time.time() + 120
     while not instance.get_run_by_id(run.run_id).is_finished and time.time() < deadline:
         time.sleep(0.5)
+    return created, first
+
+
+FROM_LOADED = f"""
+import sys, time
+sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
+import dagster as dg
+from cto_dagster import launch
+from big_project import first_step_after_launch
+instance = dg.DagsterInstance.get()
+with launch.code_location(instance, launch.log_path(instance)) as workspace:
+    started = time.time()
+    _, first = first_step_after_launch(instance, workspace)
     print(first - started if first else float("nan"))
 """
 

@@ -69,20 +69,7 @@ def main() -> int:
     server = CodeServer(process, folder, log)
     with launch.code_location(instance, log, server=server) as workspace:
         ready = time.time()
-        run = launch.create_run(instance, workspace, "play_project")
-        created = time.time()
-        instance.launch_run(run.run_id, workspace)
-        first = None
-        while first is None and time.time() - started < 600:
-            records = instance.get_records_for_run(
-                run.run_id, of_type=dg.DagsterEventType.STEP_START, limit=1
-            ).records
-            first = records[0].event_log_entry.timestamp if records else None
-            time.sleep(0.2)
-        instance.run_launcher.terminate(run.run_id)
-        deadline = time.time() + 60
-        while not instance.get_run_by_id(run.run_id).is_finished and time.time() < deadline:
-            time.sleep(0.5)
+        created, first = big_project.first_step_after_launch(instance, workspace, timeout=600)
     if first is None:
         print("no step started in 600 s")
         return 1
