@@ -67,9 +67,12 @@ def main() -> int:
         )
     instance = dg.DagsterInstance.get()
     server = CodeServer(process, folder, log)
-    with launch.code_location(instance, log, server=server) as workspace:
-        ready = time.time()
-        created, first = big_project.first_step_after_launch(instance, workspace, timeout=600)
+    try:
+        with launch.code_location(instance, log, server=server) as workspace:
+            ready = time.time()
+            created, first = big_project.first_step_after_launch(instance, workspace, timeout=600)
+    finally:
+        server.stop()
     if first is None:
         print("no step started in 600 s")
         return 1

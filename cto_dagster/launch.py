@@ -48,12 +48,13 @@ def log_path(instance: dg.DagsterInstance) -> Path:
 def code_location(
     instance: dg.DagsterInstance, output: Path, server: CodeServer | None = None
 ) -> Iterator[object]:
-    """A workspace holding this package's code location, served by `server` (started here when
-    none is given; its output, and its runs', goes to `output`). The server stops on the way
-    out, once its runs have ended."""
+    """A workspace holding this package's code location, served by `server`, or by one started
+    here (its output, and its runs', goes to `output`; it stops on the way out, once its runs
+    have ended). A server given is its caller's to stop."""
     from dagster._core.workspace.context import WorkspaceProcessContext
     from dagster._core.workspace.load_target import GrpcServerTarget
 
+    owned = server is None
     server = server or start_code_server(output)
     try:
         try:
@@ -70,7 +71,8 @@ def code_location(
                 raise LaunchError(f"❌ the code location did not load:\n{errors.message.strip()}")
             yield workspace
     finally:
-        server.stop()
+        if owned:
+            server.stop()
 
 
 class LaunchError(Exception):

@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
+
+if TYPE_CHECKING:
+    from cto_dagster.code_server import CodeServer
 
 
 def _merged_config(files: list[str]) -> dict:
@@ -55,7 +59,7 @@ def run_launch(job_name: str, config_files: list[str], tags_json: str | None) ->
         server.stop()
 
 
-def _launch(home: Path, server, job_name: str, run_config: dict, tags: dict) -> int:
+def _launch(home: Path, server: CodeServer, job_name: str, run_config: dict, tags: dict) -> int:
     from cto_dagster.dead_runs import settle_dead_runs
     from cto_dagster.launch import LaunchError, create_run, start_and_follow
     from cto_dagster.summary import open_instance, print_run_summary

@@ -4,7 +4,6 @@ server planned, and its steps fork from a forkserver its process started while i
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 
 import pytest
@@ -16,7 +15,7 @@ from cto_dagster.defs.run_processes import (
     step_start_note,
 )
 from tests.conftest import demo_task
-from tests.helpers import script_result
+from tests.helpers import push_to_main, script_result
 
 LAUNCH_AFTER_THE_BRANCH_MOVED = """
 import json, sys, time
@@ -24,6 +23,19 @@ import dagster as dg
 from cto_dagster import launch
 from cto_dagster.summary import open_instance
 from cto_dagster.instance_home import resolve_home
+
+
+def finished(instance, run_id):  # (status, the steps' start-up notes) once the run ended
+    deadline = time.time() + 240
+    while not instance.get_run_by_id(run_id).is_finished and time.time() < deadline:
+        time.sleep(0.5)
+    notes = [
+        r.event_log_entry.user_message
+        for r in instance.get_records_for_run(run_id, limit=10_000).records
+        if r.event_log_entry.user_message.startswith("step process:")
+    ]
+    return instance.get_run_by_id(run_id).status.value, notes
+
 
 remote, moved_to = sys.argv[1], sys.argv[2]
 with open_instance(resolve_home()) as instance:
@@ -41,15 +53,7 @@ with open_instance(resolve_home()) as instance:
                        check=True)
         run = launch.create_run(instance, workspace, "play_project")
         instance.launch_run(run.run_id, workspace)
-        deadline = time.time() + 240
-        while not instance.get_run_by_id(run.run_id).is_finished and time.time() < deadline:
-            time.sleep(0.5)
-        status = instance.get_run_by_id(run.run_id).status.value
-        notes = [
-            r.event_log_entry.user_message
-            for r in instance.get_records_for_run(run.run_id, limit=10_000).records
-            if r.event_log_entry.user_message.startswith("step process:")
-        ]
+        status, notes = finished(instance, run.run_id)
         ran = {}
         for key in shown:
             event = instance.get_latest_materialization_event(dg.AssetKey.from_user_string(key))
@@ -74,15 +78,7 @@ with open_instance(resolve_home()) as instance:
             asset_selection=frozenset([selected]), asset_check_selection=None,
             asset_graph=repository.asset_graph)
         instance.launch_run(again.run_id, workspace)
-        deadline = time.time() + 240
-        while not instance.get_run_by_id(again.run_id).is_finished and time.time() < deadline:
-            time.sleep(0.5)
-        selected_notes = [
-            r.event_log_entry.user_message
-            for r in instance.get_records_for_run(again.run_id, limit=10_000).records
-            if r.event_log_entry.user_message.startswith("step process:")
-        ]
-        selected_status = instance.get_run_by_id(again.run_id).status.value
+        selected_status, selected_notes = finished(instance, again.run_id)
 print(json.dumps({"status": status, "shown": shown, "ran": ran, "notes": notes,
                   "selected_status": selected_status, "selected_notes": selected_notes}))
 """
@@ -90,42 +86,14 @@ print(json.dumps({"status": status, "shown": shown, "ran": ran, "notes": notes,
 
 def _commit_with_new_details(project) -> str:
     """A commit on top of the tasks branch (not on it yet) where task 1 reads differently."""
-    tree = project.git("rev-parse", "main^{tree}").strip()
-    text = project.git("show", "main:.taskmaster/tasks/tasks.json")
-    data = json.loads(text)
+    before = project.git("rev-parse", "main").strip()
+    data = json.loads(project.git("show", "main:.taskmaster/tasks/tasks.json"))
     data["master"]["tasks"][0]["details"] = "Rewritten after the location loaded."
-    blob = subprocess.run(
-        ["git", f"--git-dir={project.remote}", "hash-object", "-w", "--stdin"],
-        input=json.dumps(data),
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    index = project.root / "moved.index"
-    env = {"GIT_INDEX_FILE": str(index)}
-    git = ["git", f"--git-dir={project.remote}"]
-    subprocess.run([*git, "read-tree", tree], env=env, check=True)
-    subprocess.run(
-        [*git, "update-index", "--cacheinfo", f"100644,{blob},.taskmaster/tasks/tasks.json"],
-        env=env,
-        check=True,
-    )
-    new_tree = subprocess.run(
-        [*git, "write-tree"], env=env, capture_output=True, text=True, check=True
-    ).stdout.strip()
-    return subprocess.run(
-        [*git, "commit-tree", new_tree, "-p", "main", "-m", "moved"],
-        env={
-            "GIT_AUTHOR_NAME": "t",
-            "GIT_AUTHOR_EMAIL": "t@t",
-            "GIT_COMMITTER_NAME": "t",
-            "GIT_COMMITTER_EMAIL": "t@t",
-            "PATH": "/usr/bin:/bin",
-        },
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    files = {".taskmaster/tasks/tasks.json": json.dumps(data)}
+    push_to_main(project.remote, project.root / "moved", files, "moved")
+    moved = project.git("rev-parse", "main").strip()
+    project.git("update-ref", "refs/heads/main", before)  # the script moves it at the right time
+    return moved
 
 
 @pytest.mark.slow
