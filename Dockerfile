@@ -48,7 +48,7 @@ ENV PATH="/opt/cto-dagster/.venv/bin:$PATH" \
 WORKDIR /home/agent
 USER 1000
 EXPOSE 3030
-CMD ["dagster", "api", "grpc", "-h", "0.0.0.0", "-p", "3030", "-m", "cto_dagster.definitions"]
+CMD ["dagster", "code-server", "start", "-h", "0.0.0.0", "-p", "3030", "-m", "cto_dagster.definitions"]
 
 FROM runtime AS agents
 USER root

@@ -14,12 +14,18 @@ import time
 import pytest
 
 from cto_dagster.core.agents.presets import PRESETS
-from cto_dagster.core.sample import create_sample_repository
+from cto_dagster.core.sample import create_sample_repository, guide_tasks_json
+from tests.helpers import push_to_main
 
 pytestmark = pytest.mark.slow
 IMAGE = os.environ.get("CTO_DAGSTER_IMAGE")
 AGENTS_IMAGE = os.environ.get("CTO_DAGSTER_AGENTS_IMAGE")
 SIZE_GOAL_MB = 600
+# What the chart runs for a deployment with `codeServerArgs` (helm-values/values.yaml)
+CHART_CODE_SERVER_COMMAND = (
+    *("dagster", "code-server", "start", "-h", "0.0.0.0", "-p", "3030"),
+    *("-m", "cto_dagster.definitions"),
+)
 
 
 def docker_problem() -> str | None:
@@ -69,10 +75,29 @@ def test_the_image_is_small_runs_as_non_root_and_has_what_the_cluster_needs():
     assert "storage ok" in probe.stdout and int(lines[-1]) > 6
 
 
+# What the UI does on "Reload" (Dagster's own workspace classes), run inside the container.
+ASSET_KEYS_IN_IMAGE = """
+import sys, tempfile
+import dagster as dg
+from dagster._core.workspace.context import WorkspaceProcessContext
+from dagster._core.workspace.load_target import GrpcServerTarget
+target = GrpcServerTarget(host="localhost", port=3030, socket=None, location_name="cto_dagster")
+instance = dg.DagsterInstance.local_temp(tempfile.mkdtemp())
+with instance, WorkspaceProcessContext(instance, target) as ctx:
+    if sys.argv[1:] == ["reload"]:
+        ctx.reload_code_location("cto_dagster")
+    location = ctx.create_request_context().get_code_location("cto_dagster")
+    repository = next(iter(location.get_repositories().values()))
+    print(" ".join(sorted(n.asset_key.to_user_string() for n in repository.get_asset_node_snaps())))
+"""
+
+
 @needs_image
-def test_the_code_server_starts_with_the_projects_from_a_mounted_configmap(tmp_path):
-    """As the chart runs it: `dagster api grpc -m cto_dagster.definitions`, the projects file
-    mounted read-only at /etc/cto-dagster, ready once the chart's health check answers."""
+def test_the_code_server_starts_from_a_mounted_configmap_and_reloads_pushed_tasks(tmp_path):
+    """As the chart runs it (`codeServerArgs`: `dagster code-server start -h 0.0.0.0 -p 3030 -m
+    cto_dagster.definitions`), the projects file mounted read-only at /etc/cto-dagster, ready once
+    the chart's health check answers; a task pushed later appears when the UI reloads the
+    location, without restarting the pod."""
     mount = tmp_path / "configmap"
     mount.mkdir()
     create_sample_repository(tmp_path / "sample")
@@ -94,6 +119,7 @@ def test_the_code_server_starts_with_the_projects_from_a_mounted_configmap(tmp_p
         "-e",
         "CTO_DAGSTER_KIND=kubernetes",
         IMAGE,
+        *CHART_CODE_SERVER_COMMAND,
     )
     assert started.returncode == 0, started.stderr
     try:
@@ -107,16 +133,25 @@ def test_the_code_server_starts_with_the_projects_from_a_mounted_configmap(tmp_p
             assert time.monotonic() < deadline, docker("logs", name).stderr[-3000:]
             time.sleep(2)
         logs = docker("logs", name)
-        assert "Started Dagster code server" in logs.stdout + logs.stderr
-        jobs = docker(
-            "exec",
-            name,
-            "python",
-            "-c",
-            "import cto_dagster.definitions as d; "
-            "print(sorted(j.name for j in d.defs().resolve_all_job_defs()))",
+        assert "Started Dagster code proxy server" in logs.stdout + logs.stderr
+        before = docker("exec", name, "python", "-c", ASSET_KEYS_IN_IMAGE)
+        assert "shop/task_006" in before.stdout.split(), before.stderr[-2000:]
+        assert "shop/task_007" not in before.stdout.split()
+
+        tasks = json.loads(guide_tasks_json())
+        tasks["master"]["tasks"].append({"id": 7, "title": "pushed later", "dependencies": [6]})
+        subprocess.run(["chown", "-R", "0:0", str(mount)], check=False)  # git: ours to write
+        push_to_main(
+            mount / "shop.git",
+            tmp_path / "clone",
+            {".taskmaster/tasks/tasks.json": json.dumps(tasks)},
+            "a task pushed after the deploy",
         )
-        assert "play_project" in jobs.stdout, jobs.stderr[-2000:]
+        subprocess.run(["chown", "-R", "1000:1000", str(mount)], check=False)
+        unchanged = docker("exec", name, "python", "-c", ASSET_KEYS_IN_IMAGE)
+        assert "shop/task_007" not in unchanged.stdout.split()  # the UI shows what it loaded
+        reloaded = docker("exec", name, "python", "-c", ASSET_KEYS_IN_IMAGE, "reload")
+        assert "shop/task_007" in reloaded.stdout.split(), reloaded.stderr[-2000:]
     finally:
         docker("rm", "-f", name)
 
@@ -124,7 +159,8 @@ def test_the_code_server_starts_with_the_projects_from_a_mounted_configmap(tmp_p
 SNOOP_IN_IMAGE = """
 import json, os, pathlib, sys
 from cto_dagster.core.agents import AgentSpec
-from cto_dagster.core.sample import create_sample_repository
+from cto_dagster.core.sample import create_sample_repository, guide_tasks_json
+from tests.helpers import push_to_main
 from cto_dagster.core.task_run import Repository, TaskRunRequest, run_task
 from cto_dagster.core.taskmaster import parse_tasks
 root = pathlib.Path('/var/tmp/cto-dagster/test')

@@ -37,7 +37,9 @@ def test_values_validate_against_the_chart_schema():
 def test_values_configure_what_the_design_asks_for():
     values = yaml.safe_load(VALUES.read_text())
     deployment = values["dagster-user-deployments"]["deployments"][0]
-    assert deployment["dagsterApiGrpcArgs"] == ["-m", "cto_dagster.definitions"]
+    # a code server the UI's "Reload" reloads (tests/test_image.py): tasks pushed later show up
+    assert deployment["codeServerArgs"] == ["-m", "cto_dagster.definitions"]
+    assert "dagsterApiGrpcArgs" not in deployment
     assert {"name": "CTO_DAGSTER_KIND", "value": "kubernetes"} in deployment["env"]
     assert values["runLauncher"]["type"] == "K8sRunLauncher"
     assert values["dagsterDaemon"]["runCoordinator"]["type"] == "QueuedRunCoordinator"
@@ -305,3 +307,91 @@ def test_step_pods_plan_from_the_commit_the_run_planned_from(k8s_defs, tmp_path)
         LEARNED_ENV: learned_pin(),  # the durations it predicted from, for the same priorities
     }
     assert executor._max_concurrent == 1  # parallel_execution: false
+
+
+# ------------------------------------------------------------------------------------ run pods
+
+
+def test_only_a_run_workers_arguments_name_a_run():
+    from dagster._core.code_pointer import ModuleCodePointer
+    from dagster._core.origin import JobPythonOrigin, RepositoryPythonOrigin
+    from dagster._grpc.types import ExecuteRunArgs, ResumeRunArgs
+
+    from cto_dagster.defs.run_pods import run_worker_run_id
+
+    pointer = ModuleCodePointer("cto_dagster.definitions", "defs", None)
+    python_origin = JobPythonOrigin("play_project", RepositoryPythonOrigin(sys.executable, pointer))
+    for kind in (ExecuteRunArgs, ResumeRunArgs):
+        args = kind(job_origin=python_origin, run_id="abc-123", instance_ref=None)
+        assert run_worker_run_id(["dagster", *args.get_command_args()[-3:]]) == "abc-123"
+    assert run_worker_run_id(["dagster", "api", "grpc", "-m", "cto_dagster.definitions"]) is None
+    assert run_worker_run_id(["dagster", "api", "execute_run", "{not json"]) is None
+    assert run_worker_run_id(["pytest"]) is None
+
+
+@pytest.mark.slow
+def test_a_run_pod_plans_the_commit_its_run_was_created_from(monkeypatch, tmp_path):
+    """On a cluster each run is a pod of its own (K8sRunLauncher: `dagster api execute_run`),
+    which plans the project again in a fresh container. A task pushed after the code location
+    loaded does not change the run the UI created: the run pod plans the commit the run's job
+    snapshot was planned from, and its step pods get that commit."""
+    import os
+    import subprocess
+
+    from cto_dagster.code_server import new_log_file
+    from cto_dagster.core.settings import PINNED_COMMITS_ENV
+    from cto_dagster.launch import code_location, create_run
+    from tests.helpers import push_to_main
+    from tests.k8s_api import KubernetesApi, run_launcher_config
+
+    write_project(tmp_path, monkeypatch)
+    remote = tmp_path / "repo" / "remote.git"
+    head = subprocess.run(["git", "-C", str(remote), "rev-parse", "main"], capture_output=True)
+    planned = head.stdout.decode().strip()
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("DAGSTER_CURRENT_IMAGE", IMAGE)  # what the chart sets in the deployment
+    monkeypatch.delenv(PINNED_COMMITS_ENV, raising=False)
+    values = yaml.safe_load(VALUES.read_text())
+    with KubernetesApi() as api:
+        kubeconfig = api.kubeconfig(tmp_path / "kubeconfig")
+        launcher = run_launcher_config(values, kubeconfig)
+        (home / "dagster.yaml").write_text(yaml.safe_dump({"run_launcher": launcher}))
+        executor = {"job_image": IMAGE, "load_incluster_config": False}
+        executor["kubeconfig_file"] = str(kubeconfig)
+        with dg.DagsterInstance.get() as instance:
+            with code_location(instance, new_log_file(home)) as workspace:
+                run = create_run(
+                    instance, workspace, "play_project", {"execution": {"config": executor}}
+                )
+                instance.launch_run(run.run_id, workspace)
+        assert len(api.jobs) == 1, "K8sRunLauncher created no run Job"
+        container = api.jobs[0]["spec"]["template"]["spec"]["containers"][0]
+        command = [*(container.get("command") or []), *(container.get("args") or [])]
+        assert command[:3] == ["dagster", "api", "execute_run"], command[:3]
+
+        tasks = json.loads(guide_tasks_json())
+        tasks["master"]["tasks"].append({"id": 7, "title": "pushed later", "dependencies": [1]})
+        files = {".taskmaster/tasks/tasks.json": json.dumps(tasks)}
+        push_to_main(remote, tmp_path / "clone", files, "a task pushed after the run was created")
+
+        api.refuse_jobs = True  # the step pods' Jobs are recorded, then fail at once
+        pod = subprocess.run(
+            [sys.executable, "-m", "dagster", *command[1:]],
+            env={**os.environ, "CTO_DAGSTER_CACHE": str(tmp_path / "fresh-pod-cache")},
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        step_jobs = api.jobs[1:]
+    assert step_jobs, pod.stdout[-3000:] + pod.stderr[-3000:]
+    for job in step_jobs:
+        env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+        pins = {e["name"]: e.get("value") for e in env}[PINNED_COMMITS_ENV]
+        assert set(json.loads(pins).values()) == {planned}, job["metadata"]["name"]
+    with dg.DagsterInstance.get() as instance:
+        snapshot = instance.get_job_snapshot(instance.get_run_by_id(run.run_id).job_snapshot_id)
+    ops = {op.name: op.tags for op in snapshot.node_defs_snapshot.op_def_snaps}
+    assert "shop__task_007" not in ops and ops["shop__task_001"]["cto/tasks_commit"] == planned

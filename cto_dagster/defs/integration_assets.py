@@ -43,7 +43,7 @@ from cto_dagster.defs.task_assets import (
     resolution_metadata,
     step_logger,
 )
-from cto_dagster.defs.translator import TAG_LEVEL, TAG_PROJECT, TaskTranslator
+from cto_dagster.defs.translator import TAG_LEVEL, TaskTranslator, project_op_tags
 
 OVERLAP_CHECK = "file_overlap"
 CONFLICT_CHECK = "merge_conflicts"
@@ -256,7 +256,7 @@ def build_integration_asset(
         tags={TAG_LEVEL: level_tag},
         op_tags={
             TAG_LEVEL: level_tag,
-            TAG_PROJECT: project.name,
+            **project_op_tags(project),
             K8S_CONFIG_TAG: bookkeeping_k8s_config(project, "integration"),
         },
         kinds={"git", "github"} if project.github_repository else {"git"},

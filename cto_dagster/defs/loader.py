@@ -13,6 +13,7 @@ from cto_dagster.core.taskmaster import TasksFileError
 from cto_dagster.defs.executor import executor_for
 from cto_dagster.defs.project import build_project_definitions
 from cto_dagster.defs.resources import PlayParameters
+from cto_dagster.defs.run_pods import pin_commits_of_run_pod
 from cto_dagster.defs.run_processes import start_forkserver_early
 from cto_dagster.defs.wiring import git_env_for
 
@@ -40,6 +41,7 @@ def build_definitions() -> dg.Definitions:
         settings = load_settings()
         single = len(settings.projects) == 1
         secrets = settings.secret_names()
+        pin_commits_of_run_pod(settings.projects)  # a run pod plans what its run was created from
         plans = [
             (project, plan_project(project, git_env_for(project))) for project in settings.projects
         ]

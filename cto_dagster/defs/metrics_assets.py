@@ -13,7 +13,7 @@ from cto_dagster.defs.executor import DEFAULT_AGENT_SLOTS
 from cto_dagster.defs.integration_assets import integration_key
 from cto_dagster.defs.k8s_tags import K8S_CONFIG_TAG, bookkeeping_k8s_config
 from cto_dagster.defs.run_records import conflict_counts, run_chain, step_launches, task_records
-from cto_dagster.defs.translator import TAG_PREDICTED, TAG_PROJECT, TaskTranslator
+from cto_dagster.defs.translator import TAG_PREDICTED, TAG_PROJECT, TaskTranslator, project_op_tags
 
 if TYPE_CHECKING:
     from dagster._core.definitions.unresolved_asset_job_definition import (
@@ -248,7 +248,7 @@ def build_metrics_asset(
         ),
         kinds={"pandas"},
         op_tags={
-            TAG_PROJECT: project.name,
+            **project_op_tags(project),
             K8S_CONFIG_TAG: bookkeeping_k8s_config(project, "metrics"),
         },
     )

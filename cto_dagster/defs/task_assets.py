@@ -21,7 +21,7 @@ from cto_dagster.core.task_run import (
 from cto_dagster.defs.k8s_tags import K8S_CONFIG_TAG, task_k8s_config
 from cto_dagster.defs.resources import agent_key, git_key
 from cto_dagster.defs.run_processes import step_start_note
-from cto_dagster.defs.translator import TAG_LEVEL, TAG_PROJECT, TAG_TASK_ID, TaskTranslator
+from cto_dagster.defs.translator import TAG_LEVEL, TAG_TASK_ID, TaskTranslator, project_op_tags
 
 HEAD_COMMIT = "head_commit"
 RESOLVED_CHECK = "resolved_conflicts"  # WARN: files a conflict resolver changed, to review
@@ -189,7 +189,7 @@ def build_task_asset(
         "dagster/priority": str(priority),
         TAG_TASK_ID: task_id,
         TAG_LEVEL: str(level),
-        TAG_PROJECT: project.name,
+        **project_op_tags(project),
         K8S_CONFIG_TAG: task_k8s_config(project, task, level),  # read only by k8s_job_executor
         **(extra_op_tags or {}),
     }

@@ -7,7 +7,7 @@ import dagster as dg
 
 from cto_dagster.core.names import asset_name_for, label_value
 from cto_dagster.core.planner import ExecutionPlan
-from cto_dagster.core.settings import ProjectSettings
+from cto_dagster.core.settings import ProjectSettings, planned_commit
 from cto_dagster.core.taskmaster import Task
 
 TAG_LEVEL = "cto/level"
@@ -16,6 +16,17 @@ TAG_PRIORITY = "cto/priority"
 TAG_PROJECT = "cto/project"
 TAG_PREDICTED = "cto/predicted_makespan_s"  # a play_project run's predicted makespan (seconds)
 TAG_TASKMASTER_TAG = "cto/tag"
+# on every op of a project: the commit of the tasks file it was planned from (a run pod on
+# Kubernetes plans that commit again: cto_dagster/defs/run_pods.py)
+TAG_TASKS_COMMIT = "cto/tasks_commit"
+
+
+def project_op_tags(project: ProjectSettings) -> dict[str, str]:
+    """The op tags every step of a project carries: its name, and the commit planned from."""
+    commit = planned_commit(project)
+    return {TAG_PROJECT: project.name, **({TAG_TASKS_COMMIT: commit} if commit else {})}
+
+
 DESCRIPTION_LIMIT = 20_000
 _GROUP_UNSAFE = re.compile(r"[^A-Za-z0-9_]")
 

@@ -33,8 +33,10 @@ from cto_dagster.core.settings.models import (
 from cto_dagster.core.settings.tasks_source import (
     PINNED_COMMITS_ENV,
     plan_project,
+    planned_commit,
     planned_commits,
     planned_commits_pin,
+    tasks_source,
 )
 
 __all__ = [
@@ -55,6 +57,8 @@ __all__ = [
     "load_settings",
     "load_yaml_settings",
     "plan_project",
+    "planned_commit",
     "planned_commits",
     "planned_commits_pin",
+    "tasks_source",
 ]
