@@ -13,14 +13,18 @@ from functools import cache
 
 import dagster as dg
 
+from cto_dagster.defs.executor import play_multiprocess_executor
 from cto_dagster.defs.loader import ProjectLoadError, build_definitions
-from cto_dagster.defs.run_processes import export_pins_for_runs
+from cto_dagster.defs.run_processes import export_pins_for_runs, is_code_server
+from cto_dagster.defs.warm_runs import fork_runs_from_a_warm_server
 
 
 @cache
 def _built() -> dg.Definitions:
     built = build_definitions()
     export_pins_for_runs()  # in a code server: its runs plan what it planned
+    if built.executor is play_multiprocess_executor:  # every project runs on this machine
+        fork_runs_from_a_warm_server(is_code_server())  # its runs start ready to execute
     return built
 
 

@@ -1,5 +1,6 @@
 """A run started through a code server (the UI's launches, `cto-dagster launch`) plans what the
-server planned, and its steps fork from a forkserver its process started while it loaded."""
+server planned; its process and its steps fork from the server's own warm forkserver (or, when
+spawned, its steps fork from a forkserver its process started while it loaded)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from cto_dagster.defs.run_processes import (
     code_server_run,
     export_pins_for_runs,
     start_forkserver_early,
-    step_start_note,
 )
+from cto_dagster.defs.start_notes import start_note
 from tests.conftest import demo_task
 from tests.helpers import push_to_main, script_result
 
@@ -32,7 +33,7 @@ def finished(instance, run_id):  # (status, the steps' start-up notes) once the 
     notes = [
         r.event_log_entry.user_message
         for r in instance.get_records_for_run(run_id, limit=10_000).records
-        if r.event_log_entry.user_message.startswith("step process:")
+        if r.event_log_entry.user_message.startswith(("run process:", "step process:"))
     ]
     return instance.get_run_by_id(run_id).status.value, notes
 
@@ -96,33 +97,59 @@ def _commit_with_new_details(project) -> str:
     return moved
 
 
+WARM = "forkserver of the code server"
+RESOLVED = "job resolved before the fork"
+OWN = "job resolved in this process"
+EXPECTED_NOTES = {
+    # the code server's forkserver forks the run's process and its steps (warm_runs.py)
+    "warm": {
+        "whole job": [
+            f"run process: {WARM}; {RESOLVED}",
+            *[f"step process: {WARM}; {RESOLVED}"] * 2,
+        ],
+        # a one-asset selection narrows the asset job the server's forkserver resolved
+        "selection": [f"run process: {WARM}; {OWN}", f"step process: {WARM}; {OWN}"],
+    },
+    # runs spawned as Dagster does: their process starts the steps' forkserver while it loads
+    "spawned": {
+        "whole job": [
+            f"run process: forkserver none (spawned, or in process); {OWN}",
+            *[f"step process: forkserver started while the run loaded; {RESOLVED}"] * 2,
+        ],
+        "selection": [
+            f"run process: forkserver none (spawned, or in process); {OWN}",
+            f"step process: forkserver started while the run loaded; {RESOLVED}",
+        ],
+    },
+}
+
+
 @pytest.mark.slow
-def test_a_code_servers_run_plans_what_it_showed_and_forks_from_an_early_forkserver(make_project):
-    """Two guards in one real run through a code server:
+@pytest.mark.parametrize("runs", ["warm", "spawned"])
+def test_a_code_servers_run_plans_what_it_showed_and_starts_warm(make_project, runs):
+    """Guards in one real run through a code server, then a run of one selected asset:
     - the run runs the tasks the location showed when it was created, though the tasks branch
-      moved meanwhile (the run process planned from the server's pinned commit; fails if the
-      server stops exporting its pins: task 1 would run the moved text);
-    - its steps forked from a forkserver the run's process started while it loaded, and found
-      their job resolved before the fork, in a run of the whole job and in a run of one selected
-      asset (fails if Dagster renames `start_run_in_subprocess` or changes its arguments, narrows
-      a run's job otherwise, or if the executor starts a forkserver of its own)."""
+      moved meanwhile (the server's pinned commit; fails if the server stops exporting its pins
+      or its forkserver plans anew: task 1 would run the moved text);
+    - "warm" (the default): the run's process and its steps fork from the code server's own
+      forkserver with the job resolved before the fork (fails if Dagster's server stops taking
+      its multiprocessing context from `_mp_ctx`, or a forked run starts a forkserver of its own);
+    - "spawned" (`CTO_DAGSTER_WARM_RUNS=0`, and runs started before the server's forkserver is
+      up): the steps fork from a forkserver the run's process started while it loaded, with
+      their job (whole or narrowed) resolved before the fork (fails if Dagster renames
+      `start_run_in_subprocess` or changes its arguments, or narrows a run's job otherwise)."""
     project = make_project([demo_task(1), demo_task(2, deps=[1])])
     moved = _commit_with_new_details(project)
+    env = {**project.env(), "CTO_DAGSTER_WARM_RUNS": "1" if runs == "warm" else "0"}
     outcome = script_result(
-        LAUNCH_AFTER_THE_BRANCH_MOVED,
-        str(project.remote),
-        moved,
-        cwd=project.root,
-        env=project.env(),
+        LAUNCH_AFTER_THE_BRANCH_MOVED, str(project.remote), moved, cwd=project.root, env=env
     )
     assert outcome["status"] == "SUCCESS", outcome
     assert set(outcome["ran"]) == set(outcome["shown"]) and outcome["ran"], outcome
     assert outcome["ran"] == outcome["shown"], "the run planned another commit than the UI showed"
-    early = "step process: forkserver started while the run loaded; job resolved before the fork"
-    assert outcome["notes"] == [early, early], outcome
-    # a run of a selection (the asset graph's launches): its narrowed job was resolved early too
+    assert outcome["notes"] == EXPECTED_NOTES[runs]["whole job"], outcome
     assert outcome["selected_status"] == "SUCCESS", outcome
-    assert outcome["selected_notes"] == [early], outcome
+    assert outcome["selected_notes"] == EXPECTED_NOTES[runs]["selection"], outcome
 
 
 def test_outside_a_code_servers_run_nothing_starts_early(monkeypatch):
@@ -137,5 +164,5 @@ def test_outside_a_code_servers_run_nothing_starts_early(monkeypatch):
     assert "CTO_DAGSTER_TASKS_COMMITS" not in os.environ
 
 
-def test_the_step_note_says_when_a_step_resolved_its_own_job():
-    assert step_start_note(None).endswith("job resolved in this step")
+def test_the_start_note_says_when_a_process_resolved_its_own_job():
+    assert start_note("step process", None).endswith("job resolved in this process")

@@ -36,10 +36,7 @@ from cto_dagster.defs.executor import (
     pin_planned_commits,
     preload_modules,
 )
-
-# In the forkserver's environment (only there) when the run's process started it before its
-# executor: its steps can tell (`step_start_note`, and the guard in tests/test_run_processes.py).
-EARLY_ENV = "CTO_DAGSTER_FORKSERVER_STARTED_EARLY"
+from cto_dagster.defs.start_notes import EARLY_ENV
 
 
 def is_code_server() -> bool:
@@ -131,19 +128,3 @@ def start_forkserver_early() -> bool:
     finally:
         del os.environ[EARLY_ENV]
     return True
-
-
-def step_start_note(job_def: dg.JobDefinition | None) -> str:
-    """How this step process started (the run's log, at debug level): from which forkserver,
-    and whether it found its job resolved before the fork (start-up at 500 tasks depends on it)."""
-    warmup = sys.modules.get("cto_dagster.defs.step_warmup")
-    warmed = job_def is not None and getattr(warmup, "WARMED_JOB", None) is job_def
-    server = (
-        "started while the run loaded"
-        if os.environ.get(EARLY_ENV) == "1"
-        else "started by the executor"
-        if warmup is not None
-        else "none (spawned, or in process)"
-    )
-    job = "resolved before the fork" if warmed else "resolved in this step"
-    return f"step process: forkserver {server}; job {job}"

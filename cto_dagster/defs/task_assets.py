@@ -20,7 +20,7 @@ from cto_dagster.core.task_run import (
 )
 from cto_dagster.defs.k8s_tags import K8S_CONFIG_TAG, task_k8s_config
 from cto_dagster.defs.resources import agent_key, git_key
-from cto_dagster.defs.run_processes import step_start_note
+from cto_dagster.defs.start_notes import start_note
 from cto_dagster.defs.translator import TAG_LEVEL, TAG_TASK_ID, TaskTranslator, project_op_tags
 
 HEAD_COMMIT = "head_commit"
@@ -214,7 +214,7 @@ def build_task_asset(
         else None,
     )
     def _task(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        context.log.debug(step_start_note(context.job_def))
+        context.log.debug(start_note("step process", context.job_def))
         heads = _recorded(context.instance, [key, *dependency_keys.values()])
 
         def announce(commit: str) -> None:
