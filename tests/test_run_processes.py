@@ -164,5 +164,24 @@ def test_outside_a_code_servers_run_nothing_starts_early(monkeypatch):
     assert "CTO_DAGSTER_TASKS_COMMITS" not in os.environ
 
 
+def test_outside_a_code_server_runs_are_not_forked_and_steps_keep_their_own_forkserver(
+    monkeypatch,
+):
+    """No server object loading us (tests, `dagster job execute`): nothing starts; a process
+    not forked by a code server's forkserver does not adopt one (even with its variable set)."""
+    from multiprocessing import forkserver
+
+    from cto_dagster.defs.executor import adopt_inherited_forkserver
+    from cto_dagster.defs.start_notes import SERVER_FORKSERVER_ENV
+    from cto_dagster.defs.warm_runs import fork_runs_from_a_warm_server
+
+    assert fork_runs_from_a_warm_server(is_code_server=False) is False
+    assert fork_runs_from_a_warm_server(is_code_server=True) is False  # no DagsterApiServer
+    assert adopt_inherited_forkserver(steps=1) is False
+    monkeypatch.setenv(SERVER_FORKSERVER_ENV, "1")
+    assert adopt_inherited_forkserver(steps=1) is False
+    assert "ensure_running" not in vars(forkserver._forkserver)
+
+
 def test_the_start_note_says_when_a_process_resolved_its_own_job():
     assert start_note("step process", None).endswith("job resolved in this process")
