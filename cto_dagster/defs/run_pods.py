@@ -65,7 +65,10 @@ def pin_commits_of_run_pod(projects: Iterable[ProjectSettings]) -> dict[str, str
     run_id = run_worker_run_id(sys.argv)
     if run_id is None:
         return {}
-    commits = commits_of_run(run_id)
+    try:
+        commits = commits_of_run(run_id)
+    except Exception:  # no instance here, or an unreadable run: plan as any other process does
+        return {}
     pins = {
         tasks_source(project): commits[project.name]
         for project in projects

@@ -6,7 +6,8 @@ its executor starts a forkserver that does the same a third time before the firs
 at 500 tasks that is ~12 s between the run's creation and its first task. Here the code server,
 once its own definitions are built, starts Python's forkserver with the location built and the
 job resolved (`step_warmup`), and hands it to its `StartRun`: a run's process is forked from it
-ready to execute, and its executor forks the steps from the same server instead of starting one.
+ready to execute, and its executor forks the steps from the same server instead of starting one
+(a run selecting many steps of another job starts its own, with that job resolved once).
 
 Private hooks, each with a guard (tests/test_run_processes.py): the server's multiprocessing
 context (`DagsterApiServer._mp_ctx`, found as the object loading the definitions), and, in a run's
@@ -32,6 +33,7 @@ from cto_dagster.defs.executor import (
 from cto_dagster.defs.start_notes import SERVER_FORKSERVER_ENV
 
 LOAD_WAIT_SECONDS = 600
+WARM_RUNS_ENV = "CTO_DAGSTER_WARM_RUNS"  # "0": runs are spawned as Dagster does
 
 
 def _api_server():
@@ -53,7 +55,7 @@ def fork_runs_from_a_warm_server(is_code_server: bool) -> bool:
     """In a code server whose definitions were just built: once the server holds them, start a
     forkserver with them built and the main job resolved, and let the server fork its runs from
     it. Returns whether that was set up to happen."""
-    if not is_code_server or os.environ.get("CTO_DAGSTER_WARM_RUNS", "1") == "0":
+    if not is_code_server or os.environ.get(WARM_RUNS_ENV, "1") == "0":
         return False
     server = _api_server()
     if server is None or not hasattr(server, "_mp_ctx"):
