@@ -1,6 +1,7 @@
 """A tiny job on `play_multiprocess`, for the guards of the executor's hooks: its op reports, from
 inside a step process, what the forkserver did before the step was forked."""
 
+import gc
 import sys
 
 import dagster as dg
@@ -18,6 +19,8 @@ def what_the_step_inherited(context: dg.OpExecutionContext) -> dict:
         "migrations_shared": bool(getattr(ScriptDirectory.from_config, "_cto_shared", False)),
         # the job this step runs is the very object the forkserver resolved before the fork
         "job_resolved_before_fork": getattr(warmup, "WARMED_JOB", None) is context.job_def,
+        # what the forkserver holds stays out of the step's collections (gc.freeze)
+        "heap_frozen": gc.get_freeze_count() > 0,
     }
 
 

@@ -181,6 +181,7 @@ def test_the_private_hooks_still_take_effect_in_a_real_run():
         "warm_up_preloaded": True,
         "migrations_shared": True,
         "job_resolved_before_fork": True,
+        "heap_frozen": True,
     }, outcome
     assert outcome["polled"], "Dagster's loop no longer calls _poll_for_event: the hook is dead"
 
