@@ -7,11 +7,12 @@ dependencies are done starts in well under a second instead of 4 to 8.
 """
 
 import base64
+import multiprocessing
 import os
 import pickle
-import sys
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from multiprocessing import forkserver, resource_tracker
 
 import dagster as dg
@@ -28,7 +29,7 @@ from cto_dagster.core.predictions import DEFAULT_AGENT_SLOTS, LEARNED_ENV, learn
 from cto_dagster.core.processes import ProcessIdentity
 from cto_dagster.core.progress import RunProgress
 from cto_dagster.core.settings import PINNED_COMMITS_ENV, planned_commits_pin
-from cto_dagster.defs.start_notes import SERVER_FORKSERVER_ENV, start_note
+from cto_dagster.defs.start_notes import SERVER_FORKSERVER_ENV, resolved_before_fork, start_note
 from cto_dagster.defs.step_polling import collective_polling
 from cto_dagster.defs.translator import TAG_LEVEL, TAG_TASK_ID
 
@@ -127,9 +128,7 @@ def adopt_inherited_forkserver(steps: int, job_def: object | None = None) -> boo
     checks the resource tracker."""
     if os.environ.get(SERVER_FORKSERVER_ENV) != "1":
         return False
-    warmup = sys.modules.get("cto_dagster.defs.step_warmup")
-    warmed = job_def is not None and getattr(warmup, "WARMED_JOB", None) is job_def
-    if not warmed and steps > SMALL_SELECTION_STEPS:
+    if not resolved_before_fork(job_def) and steps > SMALL_SELECTION_STEPS:
         return False
     server = forkserver._forkserver
     if server._forkserver_pid is not None:  # this process started a forkserver itself
@@ -240,6 +239,22 @@ def preload_modules(job_module: str | None, storages: list[str], extra: list[str
     """What the forkserver imports once for every step: Dagster's executor and storages, this
     code location, the warm-up (`step_warmup`), and the modules the config adds."""
     return [*PRELOAD, *storages, *extra, *([job_module] if job_module else [])]
+
+
+def start_forkserver(preload: list[str], environment: Mapping[str, str]) -> None:
+    """Start Python's forkserver (one per process) importing `preload`, with `environment` added
+    to its environment only (its children read it: the job to resolve, where it came from)."""
+    multiprocessing.get_context("forkserver").set_forkserver_preload(preload)
+    saved = {name: os.environ.get(name) for name in environment}
+    os.environ.update(environment)
+    try:
+        forkserver.ensure_running()  # the server starts with this process's environment
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def forkserver_preload(init_context: dg.InitExecutorContext, extra: list[str]) -> list[str]:

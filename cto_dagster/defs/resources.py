@@ -29,7 +29,7 @@ from cto_dagster.core.git.command import Identity
 from cto_dagster.core.git.credentials import credential_environment
 from cto_dagster.core.repository import Repository
 from cto_dagster.core.secrets import SecretNames
-from cto_dagster.core.settings import AgentSettings, ProjectSettings, planned_commits
+from cto_dagster.core.settings import AgentSettings, ProjectSettings, planned_commits, tasks_source
 
 
 class PlayParameters(dg.ConfigurableResource):
@@ -111,7 +111,7 @@ class GitRepositoryResource(dg.ConfigurableResource):
         return Repository(
             url=self.url,
             base_branch=self.base_branch,
-            base_commit=planned_commits().get(f"{self.url} {self.base_branch}"),
+            base_commit=planned_commits().get(tasks_source(self.url, self.base_branch)),
             identity=Identity(self.author_name, self.author_email),
             git_env=credential_environment(token, self.url),
             denied_env=tuple(sorted(secrets.git_tokens)),

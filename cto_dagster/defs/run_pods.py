@@ -70,7 +70,7 @@ def pin_commits_of_run_pod(projects: Iterable[ProjectSettings]) -> dict[str, str
     except Exception:  # no instance here, or an unreadable run: plan as any other process does
         return {}
     pins = {
-        tasks_source(project): commits[project.name]
+        tasks_source(project.repository, project.base_branch): commits[project.name]
         for project in projects
         if project.name in commits and not project.tasks_path
     }

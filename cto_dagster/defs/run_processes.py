@@ -20,7 +20,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
-from multiprocessing import forkserver
 
 import dagster as dg
 from dagster._core.definitions.reconstruct import ReconstructableJob
@@ -35,6 +34,7 @@ from cto_dagster.defs.executor import (
     job_for_steps,
     pin_planned_commits,
     preload_modules,
+    start_forkserver,
 )
 from cto_dagster.defs.start_notes import EARLY_ENV
 
@@ -119,12 +119,8 @@ def start_forkserver_early() -> bool:
         return False
     extra = config.get("preload_modules") or []
     pin_planned_commits()
-    os.environ[WARM_JOB_ENV] = job_for_steps(job)
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(preload_modules(job.get_module(), modules, list(extra)))
-    os.environ[EARLY_ENV] = "1"
-    try:
-        forkserver.ensure_running()  # starts it with this environment
-    finally:
-        del os.environ[EARLY_ENV]
+    start_forkserver(
+        preload_modules(job.get_module(), modules, list(extra)),
+        {WARM_JOB_ENV: job_for_steps(job), EARLY_ENV: "1"},
+    )
     return True

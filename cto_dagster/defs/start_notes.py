@@ -16,10 +16,15 @@ SERVER_FORKSERVER_ENV = "CTO_DAGSTER_FORKSERVER_OF_CODE_SERVER"
 EARLY_ENV = "CTO_DAGSTER_FORKSERVER_STARTED_EARLY"
 
 
+def resolved_before_fork(job_def: object | None) -> bool:
+    """Whether `job_def` is the very job the forkserver this process came from resolved."""
+    warmup = sys.modules.get("cto_dagster.defs.step_warmup")
+    return job_def is not None and getattr(warmup, "WARMED_JOB", None) is job_def
+
+
 def start_note(kind: str, job_def: object | None) -> str:
     """`<kind>: forkserver <which>; job <resolved before the fork | resolved in this process>`."""
     warmup = sys.modules.get("cto_dagster.defs.step_warmup")
-    warmed = job_def is not None and getattr(warmup, "WARMED_JOB", None) is job_def
     if os.environ.get(SERVER_FORKSERVER_ENV) == "1":
         server = "of the code server"
     elif os.environ.get(EARLY_ENV) == "1":
@@ -28,5 +33,7 @@ def start_note(kind: str, job_def: object | None) -> str:
         server = "started by the executor"
     else:
         server = "none (spawned, or in process)"
-    job = "resolved before the fork" if warmed else "resolved in this process"
+    job = (
+        "resolved before the fork" if resolved_before_fork(job_def) else "resolved in this process"
+    )
     return f"{kind}: forkserver {server}; job {job}"

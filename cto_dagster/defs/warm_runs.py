@@ -22,13 +22,13 @@ import os
 import sys
 import threading
 import time
-from multiprocessing import forkserver
 
 from cto_dagster.defs.executor import (
     WARM_JOB_ENV,
     instance_modules,
     job_for_steps,
     preload_modules,
+    start_forkserver,
 )
 from cto_dagster.defs.start_notes import SERVER_FORKSERVER_ENV
 
@@ -87,19 +87,10 @@ def _start_when_loaded(server) -> None:
         jobs = [recon_repo.get_reconstructable_job(name) for name in wanted]
         instance = getattr(server, "_instance", None)
         storages = instance_modules(instance) if instance is not None else []
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(preload_modules(jobs[0].get_module(), storages, []))
-        saved = {name: os.environ.get(name) for name in (WARM_JOB_ENV, SERVER_FORKSERVER_ENV)}
-        os.environ[WARM_JOB_ENV] = job_for_steps(jobs)
-        os.environ[SERVER_FORKSERVER_ENV] = "1"
-        try:
-            forkserver.ensure_running()  # with this environment: the pins, the job to resolve
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
-        server._mp_ctx = context
+        start_forkserver(  # with the pins this server exported, and the jobs to resolve
+            preload_modules(jobs[0].get_module(), storages, []),
+            {WARM_JOB_ENV: job_for_steps(jobs), SERVER_FORKSERVER_ENV: "1"},
+        )
+        server._mp_ctx = multiprocessing.get_context("forkserver")
     except Exception:  # a speed-up only: runs are spawned as Dagster does
         return

@@ -44,15 +44,19 @@ def planned_commits_pin() -> str | None:
     return json.dumps(_planned_from, sort_keys=True) if _planned_from else None
 
 
-def tasks_source(project: ProjectSettings) -> str:
-    """A project's tasks file as PINNED_COMMITS_ENV names it: "<repository> <branch>"."""
-    return f"{project.repository} {project.base_branch}"
+def tasks_source(repository: str, branch: str) -> str:
+    """A tasks file's repository and branch as PINNED_COMMITS_ENV names them."""
+    return f"{repository} {branch}"
 
 
 def planned_commit(project: ProjectSettings) -> str | None:
     """The commit this process planned the project from (None: a local tasks file, or not
     planned here)."""
-    return None if project.tasks_path else _planned_from.get(tasks_source(project))
+    return (
+        None
+        if project.tasks_path
+        else _planned_from.get(tasks_source(project.repository, project.base_branch))
+    )
 
 
 def _pinned_commits(environ: Mapping[str, str]) -> dict[str, str]:
@@ -99,7 +103,7 @@ def plan_project(
     if project.tasks_file == ".taskmaster/tasks/tasks.json":
         wanted += [".taskmaster/state.json", ".taskmaster/config.json"]
     env = git_environment(project.identity, git_env)
-    source = tasks_source(project)
+    source = tasks_source(project.repository, project.base_branch)
     try:
         commit, files = read_files_at(
             project.repository,
