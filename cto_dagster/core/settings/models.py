@@ -73,6 +73,12 @@ class AgentSettings(_Strict):
     allow_no_changes: bool = Field(
         False, description="a task whose agent changed nothing is green (default: it fails)"
     )
+    run_presets: list[str] | None = Field(
+        None,
+        description="presets a run may switch to in its run config (`<project>_agent: config: "
+        "preset`); default: any built-in preset when the project uses a preset, none when it "
+        "runs its own `command`",
+    )
 
     @field_validator("pass_env")
     @classmethod
@@ -92,6 +98,18 @@ class AgentSettings(_Strict):
         if value is not None and value not in PRESETS:
             raise ValueError(f"unknown preset {value!r}; choose one of {', '.join(PRESETS)}")
         return value
+
+    @field_validator("run_presets")
+    @classmethod
+    def _known_run_presets(cls, value: list[str] | None) -> list[str] | None:
+        for name in value or ():
+            cls._known_preset(name)
+        return value
+
+    def presets_a_run_may_choose(self) -> list[str]:
+        if self.run_presets is not None:
+            return list(self.run_presets)
+        return [] if self.command else list(PRESETS)
 
     def spec(self) -> AgentSpec:
         return AgentSpec(
