@@ -6,8 +6,9 @@
   home, and its work tree as the only writable place; inside, the agent is an ordinary user
   (uid 1000) even when the step runs as root.
 - `user`: where bubblewrap cannot run (a container without user namespaces) and the step runs as
-  root: the agent runs as an unprivileged user, so it cannot read the step's `/proc/<pid>/environ`
-  nor root's files; the work tree and its home are handed to that user.
+  root: the agent runs as a uid of its own, held by no other agent meanwhile (`agent_users.py`),
+  so it cannot read the step's or another agent's `/proc/<pid>/environ` nor root's files; the work
+  tree and its home are handed to that uid (and taken back once every process of it has ended).
 - `none`: the agent runs as the step's own user and could read the step's environment through
   `/proc`. Chosen only when asked for, or when neither of the above can run; the step says so.
 """
@@ -24,9 +25,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cto_dagster.core.agents.agent_users import AgentUser
+
 SANDBOX_MODES = ("auto", "bwrap", "user", "none")
 INSIDE_UID = 1000
-DEFAULT_USER = "nobody"
 # read-only system folders every program needs (those that exist are bound)
 SYSTEM_PATHS = ("/usr", "/etc", "/opt")
 MERGED_USR_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -40,7 +42,7 @@ class SandboxUnavailable(Exception):
 class Sandbox:
     mode: str  # bwrap | user | none
     reason: str  # why this mode, for the step's log
-    user: str | None = None  # `user` mode: who the agent runs as
+    user: str | None = None  # `user` mode: a named sandbox_user (None: a uid of its own)
 
     @property
     def isolates(self) -> bool:
@@ -92,12 +94,14 @@ def choose_sandbox(setting: str = "auto", user: str | None = None) -> Sandbox:
             raise SandboxUnavailable(f"agent.sandbox is bwrap, but {problem}")
         return Sandbox("bwrap", "bubblewrap: own process namespace, only the work tree writable")
     if os.geteuid() == 0:
-        name = user or DEFAULT_USER
-        try:
-            pwd.getpwnam(name)
-        except KeyError:
-            raise SandboxUnavailable(f"sandbox user {name!r} does not exist") from None
-        return Sandbox("user", f"{problem}; the agent runs as the unprivileged user {name}", name)
+        if user is not None:
+            try:
+                pwd.getpwnam(user)
+            except KeyError:
+                raise SandboxUnavailable(f"sandbox user {user!r} does not exist") from None
+        why = problem or "agent.sandbox is user"
+        who = f"the unprivileged user {user} (one agent at a time)" if user else "a uid of its own"
+        return Sandbox("user", f"{why}; the agent runs as {who}, its processes ended with it", user)
     if setting == "user":
         raise SandboxUnavailable("agent.sandbox is user, but the step does not run as root")
     return Sandbox(
@@ -221,25 +225,30 @@ def prepare_launch(
     read_only: Iterable[Path],
     env: Mapping[str, str],
     masked: Iterable[Path] = (),
+    owner: AgentUser | None = None,
 ) -> Launch:
     """The agent's argv inside the sandbox, with what the sandbox needs done first. `work`,
     `home` and the `read_only` files live in `step_folder`, the step's private folder; `masked`
-    files (token files) are hidden even where a folder above them is shown."""
+    files (token files) are hidden even where a folder above them is shown; `owner` is the
+    `user` sandbox's uid for this agent."""
     read_only = list(read_only)
     if sandbox.mode == "bwrap":
         extra = [*read_only, *program_paths(argv[0], env)]
         return Launch(_bwrap_argv(argv, work, home, extra, masked))
     if sandbox.mode == "user":
-        entry = pwd.getpwnam(sandbox.user or DEFAULT_USER)
+        if owner is None:
+            raise SandboxUnavailable("the user sandbox needs the agent's own uid (agent_user)")
         for path in (work, home):
-            _hand_over(path, entry.pw_uid, entry.pw_gid)
+            _hand_over(path, owner.uid, owner.gid)
+            path.chmod(0o700)  # no other agent's uid may look in
         step_folder.chmod(0o711)  # the agent's user may pass through, not list
-        for path in read_only:  # prompt and task files: readable by the agent's user
+        for path in read_only:  # prompt and task files: readable by this agent alone
             if path.is_file() and step_folder in path.parents:
-                path.chmod(0o644)
+                os.lchown(path, owner.uid, owner.gid)
+                path.chmod(0o400)
         return Launch(
             list(argv),
-            {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": [], "umask": 0o022},
+            {"user": owner.uid, "group": owner.gid, "extra_groups": [], "umask": 0o022},
         )
     return Launch(list(argv))
 
