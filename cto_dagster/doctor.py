@@ -70,11 +70,14 @@ def _agent_findings(project) -> list[Finding]:
             )
         )
     try:
-        sandbox = choose_sandbox(spec.sandbox, spec.sandbox_user)
+        sandbox = choose_sandbox(
+            spec.sandbox, spec.sandbox_user, spec.container_image, spec.container_network
+        )
         found.append(
             Finding(
                 sandbox.isolates,
-                f"sandbox: {sandbox.mode} ({sandbox.reason})",
+                f"sandbox: {sandbox.mode} ({sandbox.reason}); it does not protect: "
+                f"{sandbox.leaves_open}",
                 ""
                 if sandbox.isolates
                 else "install bubblewrap (Debian: apt-get install bubblewrap)",

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cto_dagster.core.agents.agent_users import agent_user, take_back
+from cto_dagster.core.agents.container import remove_container
 from cto_dagster.core.agents.follow import AgentWatch, OutputFollower
 from cto_dagster.core.agents.presets import LaunchContext, Problem, Usage
 from cto_dagster.core.agents.sandbox import Sandbox, prepare_launch
@@ -177,7 +178,7 @@ def run_agent(
     argv, env, problem = _command(spec, argv_values, place, env)
     if problem is not None:
         return _not_started(log_path, problem, exit_code=-1)
-    if shutil.which(argv[0], path=env.get("PATH")) is None:
+    if place.sandbox.mode != "container" and shutil.which(argv[0], path=env.get("PATH")) is None:
         hint = f" (install it: {preset.install})" if preset and preset.install else ""
         return _not_started(
             log_path, Problem(f"cannot start agent {argv[0]!r}: not found on PATH{hint}")
@@ -203,7 +204,7 @@ def run_agent(
 
 
 def _own_user(sandbox: Sandbox):
-    return agent_user(sandbox.user) if sandbox.mode == "user" else nullcontext(None)
+    return agent_user(sandbox.user) if sandbox.own_user else nullcontext(None)
 
 
 def _start_and_wait(spec, preset, launch, argv, place, env, log_path, watch) -> AgentRun:
@@ -238,7 +239,11 @@ def _start_and_wait(spec, preset, launch, argv, place, env, log_path, watch) -> 
             if watch
             else None
         )
-        exit_code, timed_out = _wait(process, spec.timeout_seconds, follower)
+        try:
+            exit_code, timed_out = _wait(process, spec.timeout_seconds, follower)
+        finally:
+            if launch.container:  # its client may have ended before it (a timeout)
+                remove_container(*launch.container)
     return _finished(preset, exit_code, timed_out, time.monotonic() - started, log_path)
 
 

@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cto_dagster.core.agents.agent_users import AgentUser
+from cto_dagster.core.agents.container import container_argv, container_name, container_runtime
 
-SANDBOX_MODES = ("auto", "bwrap", "user", "none")
+SANDBOX_MODES = ("auto", "bwrap", "user", "container", "none")
 INSIDE_UID = 1000
 # read-only system folders every program needs (those that exist are bound)
 SYSTEM_PATHS = ("/usr", "/etc", "/opt")
@@ -43,10 +44,33 @@ class Sandbox:
     mode: str  # bwrap | user | none
     reason: str  # why this mode, for the step's log
     user: str | None = None  # `user` mode: a named sandbox_user (None: a uid of its own)
+    image: str | None = None  # `container` mode: the image
+    network: str = "bridge"  # `container` mode: its network
+    runtime: str | None = None  # `container` mode: docker or podman
 
     @property
     def isolates(self) -> bool:
         return self.mode != "none"
+
+    @property
+    def leaves_open(self) -> str:
+        """What this sandbox does not protect, said by `cto-dagster doctor`."""
+        return _LEAVES_OPEN[self.mode]
+
+    @property
+    def own_user(self) -> bool:
+        """Whether the agent needs a uid of its own (agent_users.agent_user)."""
+        return self.mode in ("user", "container")
+
+
+_LEAVES_OPEN = {
+    "bwrap": "the network: the agent reaches what the step reaches, unless its network is cut",
+    "user": "the network, and files any user may read: only its uid and /proc keep it apart",
+    "container": "with the bridge network, the host's non-loopback addresses; the image's "
+    "readable files",
+    "none": "everything the step's user may do: its environment (the git token) through /proc, "
+    "other agents, the object cache, daemons that leave the process group",
+}
 
 
 @functools.cache
@@ -81,11 +105,18 @@ def bubblewrap_problem() -> str | None:
     return None
 
 
-def choose_sandbox(setting: str = "auto", user: str | None = None) -> Sandbox:
-    """The sandbox for `setting` (auto | bwrap | user | none); raises SandboxUnavailable when
-    the one asked for cannot run."""
+def choose_sandbox(
+    setting: str = "auto",
+    user: str | None = None,
+    image: str | None = None,
+    network: str = "bridge",
+) -> Sandbox:
+    """The sandbox for `setting` (auto | bwrap | user | container | none); raises
+    SandboxUnavailable when the one asked for cannot run."""
     if setting not in SANDBOX_MODES:
         raise SandboxUnavailable(f"unknown sandbox {setting!r}; choose one of {SANDBOX_MODES}")
+    if setting == "container":
+        return _container_sandbox(image, network)
     if setting == "none":
         return Sandbox("none", "agent.sandbox is none: the agent runs as the step's own user")
     problem = bubblewrap_problem()
@@ -111,12 +142,29 @@ def choose_sandbox(setting: str = "auto", user: str | None = None) -> Sandbox:
     )
 
 
+def _container_sandbox(image: str | None, network: str) -> Sandbox:
+    runtime, problem = container_runtime()
+    if runtime is None:
+        raise SandboxUnavailable(f"agent.sandbox is container, but {problem}")
+    if not image:
+        raise SandboxUnavailable("agent.sandbox is container: name agent.container_image")
+    if os.geteuid() != 0:
+        raise SandboxUnavailable("agent.sandbox is container, but the step does not run as root")
+    reason = (
+        f"a container of {image} ({Path(runtime).name}; network {network}): own process and "
+        "network namespaces, no capability, only the work tree writable"
+    )
+    return Sandbox("container", reason, image=image, network=network, runtime=runtime)
+
+
 @dataclass
 class Launch:
-    """How to start the agent: the argv and the extra Popen arguments."""
+    """How to start the agent: the argv and the extra Popen arguments; `container` (runtime,
+    name) is removed after the agent, whatever happened to its client."""
 
     argv: list[str]
     popen: dict[str, object] = field(default_factory=dict)
+    container: tuple[str, str] | None = None
 
 
 def _install_roots(executable: Path) -> set[Path]:
@@ -235,22 +283,66 @@ def prepare_launch(
     if sandbox.mode == "bwrap":
         extra = [*read_only, *program_paths(argv[0], env)]
         return Launch(_bwrap_argv(argv, work, home, extra, masked))
+    if sandbox.mode == "container":
+        return _container_launch(sandbox, argv, step_folder, work, home, read_only, env, owner)
     if sandbox.mode == "user":
         if owner is None:
             raise SandboxUnavailable("the user sandbox needs the agent's own uid (agent_user)")
-        for path in (work, home):
-            _hand_over(path, owner.uid, owner.gid)
-            path.chmod(0o700)  # no other agent's uid may look in
-        step_folder.chmod(0o711)  # the agent's user may pass through, not list
-        for path in read_only:  # prompt and task files: readable by this agent alone
-            if path.is_file() and step_folder in path.parents:
-                os.lchown(path, owner.uid, owner.gid)
-                path.chmod(0o400)
+        _give_to(owner, step_folder, work, home, read_only)
         return Launch(
             list(argv),
             {"user": owner.uid, "group": owner.gid, "extra_groups": [], "umask": 0o022},
         )
     return Launch(list(argv))
+
+
+# what only the runtime's client needs, or what the image sets for itself
+_CLIENT_ONLY = ("PATH", "DOCKER_CONFIG", "DOCKER_HOST", "CONTAINER_HOST")
+
+
+def _container_launch(
+    sandbox: Sandbox,
+    argv: Sequence[str],
+    step_folder: Path,
+    work: Path,
+    home: Path,
+    read_only: list[Path],
+    env: Mapping[str, str],
+    owner: AgentUser | None,
+) -> Launch:
+    if owner is None or sandbox.runtime is None or sandbox.image is None:
+        raise SandboxUnavailable("the container sandbox needs its runtime, image and agent uid")
+    _give_to(owner, step_folder, work, home, read_only)
+    name = container_name()
+    command = container_argv(
+        sandbox.runtime,
+        sandbox.image,
+        argv,
+        name=name,
+        work=work,
+        home=home,
+        read_only=read_only,
+        env_names=[n for n in env if n not in _CLIENT_ONLY],
+        uid=owner.uid,
+        gid=owner.gid,
+        network=sandbox.network,
+    )
+    return Launch(command, container=(sandbox.runtime, name))
+
+
+def _give_to(
+    owner: AgentUser, step_folder: Path, work: Path, home: Path, read_only: Iterable[Path]
+) -> None:
+    """The work tree and home to the agent's uid (no one else may look in), its prompt and task
+    files readable by it alone; the step's folder may be passed through, not listed."""
+    for path in (work, home):
+        _hand_over(path, owner.uid, owner.gid)
+        path.chmod(0o700)
+    step_folder.chmod(0o711)
+    for path in read_only:
+        if path.is_file() and step_folder in path.parents:
+            os.lchown(path, owner.uid, owner.gid)
+            path.chmod(0o400)
 
 
 def _hand_over(path: Path, uid: int, gid: int) -> None:

@@ -28,6 +28,8 @@ class AgentSpec:
     sandbox_user: str | None = None
     sandbox_read_only: tuple[str, ...] = ()  # extra folders the sandboxed agent may read
     allow_no_changes: bool = False  # a task whose agent changed nothing is green anyway
+    container_image: str | None = None  # the `container` sandbox's image
+    container_network: str = "bridge"  # the `container` sandbox's network: bridge | none
 
     @property
     def preset_definition(self) -> Preset | None:

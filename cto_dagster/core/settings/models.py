@@ -61,10 +61,19 @@ class AgentSettings(_Strict):
         ge=0,
         description="a line in the run's log when the agent has been silent this long (0: never)",
     )
-    sandbox: Literal["auto", "bwrap", "user", "none"] = Field(
+    sandbox: Literal["auto", "bwrap", "user", "container", "none"] = Field(
         "auto",
         description="auto: bubblewrap where it runs, else an unprivileged user when the step "
-        "is root, else none (said at every task start)",
+        "is root, else none (said at every task start); container: the agent in a container of "
+        "`container_image` (Docker or Podman)",
+    )
+    container_image: str | None = Field(
+        None, description="`container` sandbox: the image holding the agent's program"
+    )
+    container_network: Literal["bridge", "none"] = Field(
+        "bridge",
+        description="`container` sandbox: bridge (the internet, and the host's non-loopback "
+        "addresses) or none",
     )
     sandbox_user: str | None = Field(None, description="`user` sandbox: who the agent runs as")
     sandbox_read_only: list[str] = Field(
@@ -106,6 +115,12 @@ class AgentSettings(_Strict):
             cls._known_preset(name)
         return value
 
+    @model_validator(mode="after")
+    def _container_has_an_image(self) -> AgentSettings:
+        if self.sandbox == "container" and not self.container_image:
+            raise ValueError("agent.sandbox is container: name the image (agent.container_image)")
+        return self
+
     def presets_a_run_may_choose(self) -> list[str]:
         if self.run_presets is not None:
             return list(self.run_presets)
@@ -124,6 +139,8 @@ class AgentSettings(_Strict):
             sandbox_user=self.sandbox_user,
             sandbox_read_only=tuple(self.sandbox_read_only),
             allow_no_changes=self.allow_no_changes,
+            container_image=self.container_image,
+            container_network=self.container_network,
         ).validate()
 
 
