@@ -11,7 +11,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from cto_dagster.core.agents import AgentSpec
-from cto_dagster.core.agents.container import container_runtime
+from cto_dagster.core.agents.container import (
+    OWNER_LABEL,
+    container_runtime,
+    owner_label,
+    reap_orphan_containers,
+    remove_container,
+)
 from cto_dagster.core.task_run import TaskFailed, TaskRunRequest, run_task
 from tests.helpers import CONTAINER_TEST_IMAGE
 from tests.reliability.test_untrusted_agent import (  # noqa: F401 - the fixture
@@ -93,3 +99,30 @@ def test_a_timed_out_container_is_removed(http_remote):  # noqa: F811
         check=True,
     )
     assert left.stdout.strip() == "", "a timed-out agent's container was left"
+
+
+def test_containers_of_a_killed_step_are_removed_by_the_next(tmp_path):
+    """A step killed with SIGKILL cannot remove its agent's container; the next one does, and
+    leaves the containers of living steps alone."""
+    runtime, _problem = container_runtime()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    me = owner_label().split()
+    owners = {"orphan": [me[0], str(dead.pid), me[2], "1"], "alive": me}
+    names = {}
+    for kind, owner in owners.items():
+        names[kind] = f"cto-agent-test-{kind}-{tmp_path.name[-8:]}"
+        labels = ["--label", "cto-dagster.agent=1", "--label", f"{OWNER_LABEL}={' '.join(owner)}"]
+        command = [runtime, "run", "--detach", "--rm", "--name", names[kind], *labels]
+        started = subprocess.run(
+            [*command, CONTAINER_TEST_IMAGE, "sleep", "300"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert started.returncode == 0, started.stderr
+    try:
+        assert reap_orphan_containers(runtime) == [names["orphan"]]
+    finally:
+        remove_container(runtime, names["alive"])
+        remove_container(runtime, names["orphan"])

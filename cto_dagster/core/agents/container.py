@@ -24,7 +24,10 @@ import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from cto_dagster.core.processes import ProcessIdentity
+
 RUNTIMES = ("docker", "podman")
+OWNER_LABEL = "cto-dagster.owner"
 MEMORY_LIMIT = "8g"
 PIDS_LIMIT = "4096"
 
@@ -50,6 +53,42 @@ def container_runtime() -> tuple[str | None, str | None]:
             return binary, None
         return None, f"{name} cannot reach its daemon: {answer.stderr.strip()[:200]}"
     return None, "no container runtime (docker or podman) is installed"
+
+
+def owner_label() -> str:
+    """This step process, so that a later step can tell its containers are orphans."""
+    me = ProcessIdentity.current()
+    return f"{me.host} {me.pid} {me.boot} {me.started}"
+
+
+def reap_orphan_containers(runtime: str) -> list[str]:
+    """Remove agent containers whose step died (SIGKILL) before it could remove them."""
+    listed = subprocess.run(
+        [
+            runtime,
+            "ps",
+            "--all",
+            "--filter",
+            "label=cto-dagster.agent=1",
+            "--format",
+            f'{{{{.Names}}}}\t{{{{.Label "{OWNER_LABEL}"}}}}',
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    reaped = []
+    for line in listed.stdout.splitlines():
+        name, _, owner = line.partition("\t")
+        parts = owner.split()
+        if len(parts) != 4 or not parts[1].isdigit():
+            continue
+        identity = ProcessIdentity(parts[0], int(parts[1]), parts[2], parts[3])
+        if identity.verdict() == "dead":
+            remove_container(runtime, name)
+            reaped.append(name)
+    return reaped
 
 
 def container_name() -> str:
@@ -82,6 +121,8 @@ def container_argv(
         name,
         "--label",
         "cto-dagster.agent=1",
+        "--label",
+        f"{OWNER_LABEL}={owner_label()}",
         "--user",
         f"{uid}:{gid}",
         "--cap-drop",

@@ -26,7 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cto_dagster.core.agents.agent_users import AgentUser
-from cto_dagster.core.agents.container import container_argv, container_name, container_runtime
+from cto_dagster.core.agents.container import (
+    container_argv,
+    container_name,
+    container_runtime,
+    reap_orphan_containers,
+)
 
 SANDBOX_MODES = ("auto", "bwrap", "user", "container", "none")
 INSIDE_UID = 1000
@@ -313,6 +318,7 @@ def _container_launch(
     if owner is None or sandbox.runtime is None or sandbox.image is None:
         raise SandboxUnavailable("the container sandbox needs its runtime, image and agent uid")
     _give_to(owner, step_folder, work, home, read_only)
+    reap_orphan_containers(sandbox.runtime)
     name = container_name()
     command = container_argv(
         sandbox.runtime,
