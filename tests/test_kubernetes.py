@@ -146,8 +146,11 @@ def k8s_defs(monkeypatch, tmp_path):
     return build_definitions()
 
 
-def render_step_jobs(tmp_path, steps: dict[str, tuple[str, bool]]) -> dict[str, dict]:
-    """name -> the Job manifest the step handler sent for that asset (run with parallel or not)."""
+def render_step_jobs(
+    tmp_path, steps: dict[str, tuple[str, bool]], project: str = "shop", job_name: str = ""
+) -> dict[str, dict]:
+    """name -> the Job manifest the step handler sent for that asset of `project` (run with
+    parallel or not), from its `play_project` job (`job_name` when several projects)."""
     from dagster._core.definitions.reconstruct import ReconstructableRepository
     from dagster._core.instance.ref import InstanceRef
 
@@ -158,13 +161,13 @@ def render_step_jobs(tmp_path, steps: dict[str, tuple[str, bool]]) -> dict[str, 
         "from cto_dagster.defs.loader import build_definitions\ndefs = build_definitions()\n"
     )
     job = ReconstructableRepository.for_file(str(module), "defs").get_reconstructable_job(
-        "play_project"
+        job_name or "play_project"
     )
     values = yaml.safe_load(VALUES.read_text())
     rendered = {}
     with KubernetesApi(refuse_jobs=True) as api:
         home = tmp_path / "home"
-        home.mkdir()
+        home.mkdir(exist_ok=True)
         launcher = run_launcher_config(values, api.kubeconfig(tmp_path / "kubeconfig"))
         (home / "dagster.yaml").write_text(yaml.safe_dump({"run_launcher": launcher}))
         with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
@@ -172,7 +175,7 @@ def render_step_jobs(tmp_path, steps: dict[str, tuple[str, bool]]) -> dict[str, 
                 before = len(api.jobs)
                 config = {"job_image": IMAGE, "parallel_execution": parallel}
                 dg.execute_job(
-                    job.get_subset(asset_selection={dg.AssetKey(["shop", asset])}),
+                    job.get_subset(asset_selection={dg.AssetKey([project, asset])}),
                     instance,
                     run_config={"execution": {"config": config}},
                     raise_on_error=False,

@@ -47,6 +47,13 @@ class AgentSpec:
         return preset.env_names if preset else ()
 
     @property
+    def step_env_names(self) -> tuple[str, ...]:
+        """The step's variables this agent may read (its preset's names, `pass_env`, the sources
+        of `env_from`): on Kubernetes its pod gets these keys of the project's Secret, no more."""
+        names = (*self.preset_env_names, *self.pass_env, *self.env_from.values())
+        return tuple(dict.fromkeys(names))
+
+    @property
     def label(self) -> str:
         return self.preset if self.preset_definition else "custom command"
 

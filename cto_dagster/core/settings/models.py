@@ -247,6 +247,12 @@ class KubernetesSettings(_Strict):
     deadline_margin_seconds: int = Field(
         600, ge=0, description="added to the agent timeout for clone, merge and push"
     )
+    agent_secret: str = Field(
+        "cto-dagster-agents",
+        pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$",
+        description="the Secret holding this project's agent keys (one Secret per project "
+        "keeps them apart): its pods get only the keys the project's agents read",
+    )
 
 
 # What coding agents leave in a work tree for themselves: committed into task branches, these
