@@ -371,9 +371,6 @@ WITHOUT = {
     "SETUID": lambda out: "cannot start" in out.get("error", ""),
     "SETGID": lambda out: "cannot start" in out.get("error", ""),
     "CHOWN": lambda out: "Operation not permitted" in out.get("error", ""),
-    "DAC_OVERRIDE": lambda out: out.get("private") == "" and out.get("left"),
-    "FOWNER": lambda out: any("sticky" in p for p in out.get("left") or []),
-    "KILL": lambda out: out["late"],
 }
 
 

@@ -36,14 +36,12 @@ AGENT_LABEL = "cto-agent"  # on every pod that runs an agent (the NetworkPolicy 
 # What the root step needs to run its agent in the `user` sandbox, and why: each one is shown
 # needed by tests/test_kubernetes_containment.py (the step run with it taken away fails).
 SANDBOX_CAPABILITIES = {
-    "SETUID": "start the agent as its unprivileged user",
-    "SETGID": "start it with that user's group and no supplementary group of root's",
-    "CHOWN": "hand the work tree and the agent's home to that user",
-    "DAC_OVERRIDE": "read and commit what the agent left whatever its modes (a folder it made "
-    "0700 would be silently left out of the commit) and remove its work tree afterwards",
-    "FOWNER": "remove what the agent left in a sticky folder it made (else the work tree stays)",
-    "KILL": "end the agent's processes (another user's) at the timeout and when it exits "
-    "(else a child it left keeps running and writing)",
+    "SETUID": "start the agent as its own uid, and end every process of that uid as that uid "
+    "(kill -1) when it exits or times out",
+    "SETGID": "start it with its own group and no supplementary group of root's",
+    "CHOWN": "hand the work tree and the agent's home to its uid, and take them back once it has "
+    "ended (so the step reads, commits and removes them as their owner: no DAC_OVERRIDE, "
+    "FOWNER or KILL)",
 }
 _SECCOMP = {"type": "RuntimeDefault"}
 

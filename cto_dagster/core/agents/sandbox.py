@@ -341,14 +341,17 @@ def _give_to(
 ) -> None:
     """The work tree and home to the agent's uid (no one else may look in), its prompt and task
     files readable by it alone; the step's folder may be passed through, not listed."""
-    for path in (work, home):
+    for path in (work, home):  # modes first: once given away, only their owner may change them
+        path.chmod(0o750)
         _hand_over(path, owner.uid, owner.gid)
-        path.chmod(0o700)
+        # group root: the step may enter it (starting the agent there) without DAC_OVERRIDE;
+        # no other agent's uid may
+        os.lchown(path, owner.uid, 0)
     step_folder.chmod(0o711)
     for path in read_only:
         if path.is_file() and step_folder in path.parents:
-            os.lchown(path, owner.uid, owner.gid)
             path.chmod(0o400)
+            os.lchown(path, owner.uid, owner.gid)
 
 
 def _hand_over(path: Path, uid: int, gid: int) -> None:
