@@ -2,10 +2,11 @@
 
 Without namespaces, the uid is the only wall between two agents, and between an agent and what it
 leaves running. So each agent gets a uid no other agent holds at the same time (a lock per uid, in
-a folder only root may enter), and when it exits, every process of that uid is ended: `kill -KILL
--1` run as that uid reaches exactly the processes the uid may signal (double-forked daemons
-included), repeated until a scan of /proc finds none. Only then does the orchestrator read the
-work tree, which it takes back from the uid before the uid is free again.
+a folder only root may enter), and when it exits, every process of that uid is ended: the
+shell's `kill -KILL -1` run as that uid reaches exactly the processes the uid may signal
+(double-forked daemons included), repeated until a scan of /proc finds none. Only then does
+the orchestrator read the work tree, which it takes back from the uid before the uid is free
+again.
 
 The uids come from a range no account uses (`CTO_DAGSTER_AGENT_UIDS`, default 61000-61999,
 inside the 65,536 uids a user-namespaced container maps); a uid with an account is skipped, and so
@@ -97,13 +98,13 @@ def processes_of(uid: int) -> list[int]:
 
 def end_processes_of(uid: int, gid: int) -> int:
     """End every process of `uid`; the number of rounds it took. Raises when some survive."""
-    kill = shutil.which("kill") or "/bin/kill"
+    shell = shutil.which("sh") or "/bin/sh"  # its builtin kill: images may have no kill binary
     for rounds in range(1, KILL_ROUNDS + 1):
         if not processes_of(uid):
             return rounds - 1
         # as the uid itself: kill(-1) signals every process the caller may signal, but itself
         subprocess.run(
-            [kill, "-KILL", "-1"],
+            [shell, "-c", "kill -KILL -1 2>/dev/null; exit 0"],
             user=uid,
             group=gid,
             extra_groups=[],
