@@ -2,13 +2,17 @@
 query them (`kubectl get pods -l execution-level=0`); what each step pod looks like lives in
 `k8s_tags.py`. Imported only when a project runs on Kubernetes.
 
-`play_k8s` is dagster-k8s's own executor with two things added through its public configuration:
+`play_k8s` is dagster-k8s's own executor, of which a run's config may set only how many pods run
+at once and retries (the rest is the deployment's: `DEPLOYMENT_ENV`), with two things added
+through its public configuration:
 the guide's `parallel_execution` switch (false: one pod at a time, and the task pods say so in
 their `parallel-execution` label), and the commits the run planned from, passed to every step pod;
 and one through its step handler: each step pod mounts only its own run's folder of the compute
 logs volume (`RunLogsStepHandler`), not every run's.
 """
 
+import json
+import os
 from pathlib import Path
 
 import dagster as dg
@@ -22,12 +26,37 @@ from cto_dagster.core.predictions import LEARNED_ENV, learned_pin
 from cto_dagster.core.settings import PINNED_COMMITS_ENV, planned_commits_pin
 from cto_dagster.defs.translator import TAG_TASK_ID
 
+# What a run's config may choose: how many pods at once, and retries. Where the pods run, with
+# which image, identity, secrets, volumes and pod spec is the deployment's, never a run's
+# (Dagster's webserver has no login): dagster-k8s's other fields come from DEPLOYMENT_ENV, a JSON
+# object in the code location's environment, else from the run launcher's configuration.
+RUN_CHOICES = ("max_concurrent", "retries", "tag_concurrency_limits", "step_dependency_config")
+DEPLOYMENT_ENV = "CTO_DAGSTER_K8S_EXECUTOR"
+_K8S_FIELDS = k8s_job_executor.config_schema.config_type.fields
 PLAY_K8S_CONFIG = {
-    **k8s_job_executor.config_schema.config_type.fields,
+    **{name: field for name, field in _K8S_FIELDS.items() if name in RUN_CHOICES},
     "parallel_execution": dg.Field(
         bool, default_value=True, description="false: one task pod at a time."
     ),
 }
+
+
+def deployment_config() -> dict[str, object]:
+    """dagster-k8s's executor fields the deployment sets (`DEPLOYMENT_ENV`), checked by name."""
+    text = os.environ.get(DEPLOYMENT_ENV) or "{}"
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise dg.Failure(f"{DEPLOYMENT_ENV} is not a JSON object: {exc}") from None
+    if not isinstance(data, dict):
+        raise dg.Failure(f"{DEPLOYMENT_ENV} is not a JSON object")
+    unknown = sorted(set(data) - set(_K8S_FIELDS))
+    if unknown:
+        raise dg.Failure(
+            f"{DEPLOYMENT_ENV} names {', '.join(unknown)}, which dagster-k8s's k8s_job_executor "
+            f"does not have (its fields: {', '.join(sorted(_K8S_FIELDS))})"
+        )
+    return data
 
 
 def task_ops(job: dg.JobDefinition) -> list[str]:
@@ -52,7 +81,7 @@ def play_k8s_executor(init_context: dg.InitExecutorContext):
     """`k8s_job_executor` with the guide's `parallel_execution` switch. Step pods plan from the
     commits this run planned from: a run lasts hours, and its pods must not pick up a tasks file
     pushed meanwhile."""
-    config = dict(init_context.executor_config)
+    config = {**deployment_config(), **init_context.executor_config}
     parallel = config.pop("parallel_execution", True)
     if not parallel:
         config["max_concurrent"] = 1
