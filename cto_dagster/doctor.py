@@ -86,7 +86,25 @@ def _agent_findings(project) -> list[Finding]:
         )
     except SandboxUnavailable as exc:
         found.append(Finding(False, f"sandbox: {exc}", "choose another agent.sandbox"))
-    return found
+        return found
+    return [*found, _network_finding(spec, sandbox)]
+
+
+def _network_finding(spec, sandbox) -> Finding:
+    """What the agent's network reaches; a warning when this machine's services are in reach."""
+    from cto_dagster.core.agents.network import NetworkUnavailable, network_for
+
+    fix = (
+        "install passt and iptables (Debian: apt-get install passt iptables) where the step "
+        "may make namespaces; on Kubernetes, a NetworkPolicy for the task pods"
+    )
+    try:
+        network = network_for(spec, sandbox)
+    except NetworkUnavailable as exc:
+        return Finding(False, f"agent network: {exc}", fix)
+    if network.isolated:
+        return Finding(True, f"agent network: {network.mode} ({network.reason})")
+    return Finding(False, f"agent network: {network.reason}", fix, warning=True)
 
 
 def _version(path: str) -> str:

@@ -216,6 +216,7 @@ class RunOutcome:
 def sandbox_lines() -> list[str]:
     """What isolates each project's agents, said before a run starts (never silently none)."""
     from cto_dagster.core.agents import SandboxUnavailable, choose_sandbox
+    from cto_dagster.core.agents.network import NetworkUnavailable, network_for
     from cto_dagster.core.settings import SettingsError, load_settings
 
     try:
@@ -228,7 +229,10 @@ def sandbox_lines() -> list[str]:
             sandbox = choose_sandbox(project.agent.sandbox, project.agent.sandbox_user)
             mark = "🔒" if sandbox.isolates else "⚠️ "
             lines.append(f"{mark} Agents of project {project.name}: {sandbox.reason}")
-        except SandboxUnavailable as exc:
+            network = network_for(project.agent.spec(), sandbox)
+            mark = "🔒" if network.isolated else "⚠️ "
+            lines.append(f"{mark} Network of project {project.name}'s agents: {network.reason}")
+        except (SandboxUnavailable, NetworkUnavailable) as exc:
             lines.append(f"❌ Agents of project {project.name}: {exc}")
     return lines
 

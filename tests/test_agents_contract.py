@@ -50,18 +50,32 @@ ENDPOINTS = {
 }
 
 
+def agent_settings(preset: str, standin: StandIn) -> dict:
+    """The preset, with the stand-in's port on this machine's loopback allowed to the agent (its
+    network namespace reaches no other port of this machine)."""
+    return {
+        "agent": {
+            "preset": preset,
+            "timeout_seconds": 300,
+            "network": {"allow_host_ports": [standin.port]},
+        },
+        "max_retries": 0,
+    }
+
+
 @pytest.mark.parametrize(
     "preset",
     [pytest.param(name, marks=installed(name)) for name in ("claude", "codex", "gemini", "aider")],
 )
 def test_preset_runs_its_real_cli_end_to_end(make_project, preset):
-    project = make_project(
-        [{"id": 1, "title": "Say hello", "description": "Write hello.txt", "dependencies": []}],
-        settings={"agent": {"preset": preset, "timeout_seconds": 300}, "max_retries": 0},
-    )
-    conversation = Conversation(path="hello.txt", workspaces=str(project.root / "workspaces"))
+    conversation = Conversation(path="hello.txt")
     binary_dir = str(Path(cli_path(preset)).parent)
     with StandIn(conversation) as standin:
+        project = make_project(
+            [{"id": 1, "title": "Say hello", "description": "Write hello.txt", "dependencies": []}],
+            settings=agent_settings(preset, standin),
+        )
+        conversation.workspaces = str(project.root / "workspaces")
         env = {**ENDPOINTS[preset](standin.url), "PATH": f"{binary_dir}:{os.environ['PATH']}"}
         launched = project.cli("launch", timeout=600, **env)
     output = launched.stdout[-4000:] + launched.stderr[-4000:]
@@ -87,12 +101,12 @@ def test_preset_runs_its_real_cli_end_to_end(make_project, preset):
 @installed("aider")
 def test_aider_whose_model_calls_fail_fails_its_task(make_project):
     """aider exits 0 after its model calls failed (it printed the errors): no false green."""
-    project = make_project(
-        [{"id": 1, "title": "Say hello", "description": "Write hello.txt", "dependencies": []}],
-        settings={"agent": {"preset": "aider", "timeout_seconds": 300}, "max_retries": 0},
-    )
     conversation = Conversation(path="hello.txt", refuse=True)
     with StandIn(conversation) as standin:
+        project = make_project(
+            [{"id": 1, "title": "Say hello", "description": "Write hello.txt", "dependencies": []}],
+            settings=agent_settings("aider", standin),
+        )
         env = {**ENDPOINTS["aider"](standin.url), "PATH": f"{CLI_DIR}:{os.environ['PATH']}"}
         launched = project.cli("launch", timeout=600, **env)
     assert launched.returncode == 1, launched.stdout[-3000:]

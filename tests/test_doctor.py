@@ -52,3 +52,39 @@ def test_an_instance_on_dagsters_own_sqlite_event_log_is_told_how_to_switch(make
     config.write_text(text)
     again = project.cli("doctor")
     assert "event log:" not in again.stdout
+
+
+def test_the_agents_network_is_said_and_a_missing_pasta_is_a_warning_or_required(
+    make_project, tmp_path
+):
+    """What the agent's network reaches; without pasta, what is not protected (a warning), or a
+    problem when the project requires the isolation."""
+    import shutil
+
+    from cto_dagster.core.agents.network import network_problem
+    from cto_dagster.core.agents.sandbox import bubblewrap_problem
+
+    if bubblewrap_problem() or network_problem():
+        pytest.skip(
+            f"no sandbox with its own network here: {bubblewrap_problem()} {network_problem()}"
+        )
+    tools = tmp_path / "bin"  # what the step needs, but not pasta
+    tools.mkdir()
+    for tool in ("git", "bwrap", "iptables-restore", "ip6tables-restore"):
+        (tools / tool).symlink_to(shutil.which(tool))
+    project = make_project([demo_task(1)])
+    ready = project.cli("doctor")
+    assert "✅ agent network: internet (own network namespace (pasta)" in ready.stdout, ready.stdout
+    missing = project.cli("doctor", PATH=str(tools))
+    assert missing.returncode == 0, missing.stdout + missing.stderr
+    assert "⚠️  agent network: NO NETWORK ISOLATION: pasta is not installed" in missing.stdout
+    assert "Dagster webserver's GraphQL" in missing.stdout
+    assert "apt-get install passt iptables" in missing.stdout
+    required = make_project(
+        [demo_task(1)], settings={"agent": {"network": {"required": True}}}, name="q"
+    )
+    refused = required.cli("doctor", PATH=str(tools))
+    assert refused.returncode == 1
+    assert "❌ agent network: agent.network.mode is internet (required), but pasta is not" in (
+        refused.stdout
+    )

@@ -22,6 +22,7 @@ from cto_dagster.core.agents import (
     task_environment,
 )
 from cto_dagster.core.agents.follow import AgentWatch
+from cto_dagster.core.agents.network import NetworkUnavailable, network_for
 from cto_dagster.core.repository import Repository
 from cto_dagster.core.taskmaster import Task
 
@@ -65,16 +66,18 @@ def run_agent_in_tree(
     extra_env: Mapping[str, str] | None = None,
 ) -> tuple[Sandbox, AgentRun]:
     """Run `spec` in `work` (inside `folder`, the step's private folder) with `prompt`; raise
-    `AgentUnavailable` when its sandbox cannot be had."""
+    `AgentUnavailable` when its sandbox or its network isolation cannot be had."""
     try:
         sandbox = choose_sandbox(
             spec.sandbox, spec.sandbox_user, spec.container_image, spec.container_network
         )
-    except SandboxUnavailable as exc:
+        network = network_for(spec, sandbox)
+    except (SandboxUnavailable, NetworkUnavailable) as exc:
         raise AgentUnavailable(str(exc)) from None
     mark = "🔒" if sandbox.isolates else "⚠️"
     name = label[:1].upper() + label[1:]
     log(f"{mark} {name}: agent sandbox: {sandbox.reason}")
+    log(f"{'🔒' if network.isolated else '⚠️'} {name}: agent network: {network.reason}")
     home = folder / "home"
     home.mkdir()
     prompt_file = folder / "prompt.md"

@@ -21,6 +21,7 @@ from pathlib import Path
 from cto_dagster.core.agents.agent_users import agent_user, take_back
 from cto_dagster.core.agents.container import remove_container
 from cto_dagster.core.agents.follow import AgentWatch, OutputFollower
+from cto_dagster.core.agents.network import NetworkUnavailable, confine, network_for
 from cto_dagster.core.agents.presets import LaunchContext, Problem, Usage
 from cto_dagster.core.agents.sandbox import Sandbox, prepare_launch
 from cto_dagster.core.agents.spec import PLACEHOLDERS, AgentSpec
@@ -183,6 +184,10 @@ def run_agent(
         return _not_started(
             log_path, Problem(f"cannot start agent {argv[0]!r}: not found on PATH{hint}")
         )
+    try:
+        network = network_for(spec, place.sandbox)
+    except NetworkUnavailable as exc:
+        return _not_started(log_path, Problem(str(exc)), exit_code=-1)
     read_only = [*place.read_only, *(Path(p) for p in spec.sandbox_read_only)]
     # `user` sandbox: a uid of this agent's own; leaving the block ends all its processes
     with _own_user(place.sandbox) as owner:
@@ -197,6 +202,7 @@ def run_agent(
             place.masked,
             owner,
         )
+        launch = confine(launch, network, place.step_folder)  # its own network namespace
         outcome = _start_and_wait(spec, preset, launch, argv, place, env, log_path, watch)
     if owner is not None:  # nothing runs as the agent any more: its trees are ours again
         take_back(place.work, place.home)

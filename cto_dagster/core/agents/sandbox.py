@@ -69,8 +69,10 @@ class Sandbox:
 
 
 _LEAVES_OPEN = {
-    "bwrap": "the network: the agent reaches what the step reaches, unless its network is cut",
-    "user": "the network, and files any user may read: only its uid and /proc keep it apart",
+    "bwrap": "this machine's services, where its own network namespace cannot be made (the "
+    "agent network line says)",
+    "user": "files any user may read: only its uid and /proc keep it apart; this machine's "
+    "services, where its own network namespace cannot be made (the agent network line says)",
     "container": "with the bridge network, the host's non-loopback addresses; the image's "
     "readable files",
     "none": "everything the step's user may do: its environment (the git token) through /proc, "

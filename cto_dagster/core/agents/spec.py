@@ -1,10 +1,12 @@
-"""How a project runs its agent: a preset or an argv list, its environment, timeout and sandbox."""
+"""How a project runs its agent: a preset or an argv list, its environment, timeout, sandbox and
+network."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from cto_dagster.core.agents.network import NETWORK_MODES
 from cto_dagster.core.agents.presets import PRESETS, Preset
 from cto_dagster.core.agents.sandbox import SANDBOX_MODES
 
@@ -30,6 +32,9 @@ class AgentSpec:
     allow_no_changes: bool = False  # a task whose agent changed nothing is green anyway
     container_image: str | None = None  # the `container` sandbox's image
     container_network: str = "bridge"  # the `container` sandbox's network: bridge | none
+    network: str = "internet"  # internet | none | host (see network.py)
+    network_allow_host_ports: tuple[int, ...] = ()  # the host's loopback ports it may reach
+    network_required: bool = False  # no task starts without the network isolation asked for
 
     @property
     def preset_definition(self) -> Preset | None:
@@ -72,4 +77,8 @@ class AgentSpec:
             raise AgentConfigError("timeout_seconds must be between 0 and one week")
         if self.sandbox not in SANDBOX_MODES:
             raise AgentConfigError(f"sandbox must be one of {', '.join(SANDBOX_MODES)}")
+        if self.network not in NETWORK_MODES:
+            raise AgentConfigError(f"network must be one of {', '.join(NETWORK_MODES)}")
+        if not all(0 < port < 65536 for port in self.network_allow_host_ports):
+            raise AgentConfigError("network_allow_host_ports are TCP ports (1-65535)")
         return self

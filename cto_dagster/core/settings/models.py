@@ -41,6 +41,34 @@ def _check_env_names(names) -> None:
             raise ValueError(f"{name!r} is not an environment variable name")
 
 
+class AgentNetworkSettings(_Strict):
+    """What the sandboxed agent's network reaches (cto_dagster/core/agents/network.py)."""
+
+    mode: Literal["internet", "none", "host"] = Field(
+        "internet",
+        description="internet: its own network namespace (pasta): the internet, not this "
+        "machine's services (the Dagster webserver's GraphQL) nor private addresses; none: only "
+        "its own loopback; host: the machine's network as it is (said at every task start)",
+    )
+    allow_host_ports: list[int] = Field(
+        default_factory=list,
+        description="ports on this machine's 127.0.0.1 the agent may reach (a local model "
+        "server or proxy), forwarded into its namespace; nothing else of the host is",
+    )
+    required: bool = Field(
+        False,
+        description="a task does not start when its agent cannot get the isolation `mode` asks "
+        "for (default: it runs on the host's network, and every task start says so)",
+    )
+
+    @field_validator("allow_host_ports")
+    @classmethod
+    def _ports(cls, value: list[int]) -> list[int]:
+        if not all(0 < port < 65536 for port in value):
+            raise ValueError("allow_host_ports are TCP port numbers (1-65535)")
+        return sorted(set(value))
+
+
 class AgentSettings(_Strict):
     preset: str | None = Field("demo", description=f"one of {', '.join(PRESETS)}")
     command: list[str] | None = Field(None, description="argv list; overrides the preset")
@@ -87,6 +115,11 @@ class AgentSettings(_Strict):
         description="presets a run may switch to in its run config (`<project>_agent: config: "
         "preset`); default: any built-in preset when the project uses a preset, none when it "
         "runs its own `command`",
+    )
+    network: AgentNetworkSettings = Field(
+        default_factory=AgentNetworkSettings,
+        description="what the sandboxed agent's network reaches (`mode`, `allow_host_ports`, "
+        "`required`)",
     )
 
     @field_validator("pass_env")
@@ -141,6 +174,9 @@ class AgentSettings(_Strict):
             allow_no_changes=self.allow_no_changes,
             container_image=self.container_image,
             container_network=self.container_network,
+            network=self.network.mode,
+            network_allow_host_ports=tuple(self.network.allow_host_ports),
+            network_required=self.network.required,
         ).validate()
 
 
