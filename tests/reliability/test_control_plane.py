@@ -101,9 +101,12 @@ def test_a_launch_through_the_webservers_graphql_cannot_change_security_settings
 
 
 def set_agent_env(project, agent_env: dict[str, str]) -> None:
-    """The agent's literal environment, in the project's settings (the code location's)."""
+    """The agent's literal environment, in the project's settings (the code location's), and
+    the webserver's port let through its network namespace: this test is about the second wall
+    (run config), not the first (the network, `test_agent_network.py`)."""
     data = yaml.safe_load(project.config.read_text())
     data["projects"][0]["agent"]["env"] = agent_env
+    data["projects"][0]["agent"]["network"] = {"allow_host_ports": [int(agent_env["UI_PORT"])]}
     project.config.write_text(yaml.safe_dump(data))
 
 
