@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from cto_dagster.core.agents.presets import PRESETS, Preset
 from cto_dagster.core.agents.sandbox import SANDBOX_MODES
+from cto_dagster.core.limits import WorkLimits
 
 PLACEHOLDERS = ("{prompt_file}", "{prompt}", "{task_id}", "{task_file}", "{workdir}")
 
@@ -28,6 +29,7 @@ class AgentSpec:
     sandbox_user: str | None = None
     sandbox_read_only: tuple[str, ...] = ()  # extra folders the sandboxed agent may read
     allow_no_changes: bool = False  # a task whose agent changed nothing is green anyway
+    limits: WorkLimits = field(default_factory=WorkLimits)  # what a task may add
 
     @property
     def preset_definition(self) -> Preset | None:

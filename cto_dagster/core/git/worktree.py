@@ -41,9 +41,17 @@ def read_untrusted(root: Path, parts: Sequence[str], limit: int = MAX_READ) -> b
     finally:
         os.close(fd)
     try:
-        if not stat.S_ISREG(os.fstat(file_fd).st_mode):
+        st = os.fstat(file_fd)
+        if not stat.S_ISREG(st.st_mode):
             return None
-        return os.read(file_fd, limit)
+        chunks, left = [], min(limit, st.st_size)
+        while left > 0:
+            chunk = os.read(file_fd, min(left, 1 << 26))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
     finally:
         os.close(file_fd)
 
