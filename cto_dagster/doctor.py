@@ -70,7 +70,7 @@ def _agent_findings(project) -> list[Finding]:
             )
         )
     try:
-        sandbox = choose_sandbox(spec.sandbox, spec.sandbox_user)
+        sandbox = choose_sandbox(spec.sandbox, spec.sandbox_user, spec.trusted_program)
         found.append(
             Finding(
                 sandbox.isolates,

@@ -225,7 +225,9 @@ def sandbox_lines() -> list[str]:
     lines = []
     for project in settings.projects:
         try:
-            sandbox = choose_sandbox(project.agent.sandbox, project.agent.sandbox_user)
+            agent = project.agent
+            trusted = agent.spec().trusted_program
+            sandbox = choose_sandbox(agent.sandbox, agent.sandbox_user, trusted)
             mark = "🔒" if sandbox.isolates else "⚠️ "
             lines.append(f"{mark} Agents of project {project.name}: {sandbox.reason}")
         except SandboxUnavailable as exc:

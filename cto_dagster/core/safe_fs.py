@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -150,15 +150,35 @@ class CopyReport:
 Select = Callable[[bytes, os.stat_result], "str | None"]
 
 
-def copy_tree(src: Path, dst: Path, select: Select) -> CopyReport:
-    """Copy what `select` keeps of `src` into the new folder `dst`: regular files (their
-    content up to the size `select` saw, and the executable bit), links as links (their text,
-    never followed), folders; `.git` entries are never copied (a nested one is reported).
-    `select` may raise `TreeProblem` (a limit) to stop the copy."""
+def open_below(root: Path, parts: Sequence[str] = ()) -> int:
+    """The folder `root/parts...`, no link followed on the way below `root` (nor `root`
+    itself, if it is one)."""
+    fd = os.open(root, _DIR)
+    try:
+        for part in parts:
+            next_fd = os.open(part, _DIR, dir_fd=fd)
+            os.close(fd)
+            fd = next_fd
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def copy_tree(src: Path, dst: Path, select: Select, parts: Sequence[str] = ()) -> CopyReport:
+    """Copy what `select` keeps of `src` (or of `src/parts...`, reached without following
+    links) into the new folder `dst`: regular files (their content up to the size `select`
+    saw, and the executable bit), links as links (their text, never followed), folders; `.git`
+    entries are never copied (a nested one is reported). `select` may raise `TreeProblem` (a
+    limit) to stop the copy."""
     report = CopyReport()
-    os.mkdir(dst, 0o700)
-    src_fd = os.open(src, _DIR)
-    dst_fd = os.open(dst, _DIR)
+    src_fd = open_below(src, parts)
+    try:
+        os.mkdir(dst, 0o700)
+        dst_fd = os.open(dst, _DIR)
+    except BaseException:
+        os.close(src_fd)
+        raise
     # each level: (relative path, source identity, sub-folders still to copy)
     stack: list[tuple[bytes, tuple[int, int], list[str]]] = [(b"", _identity(src_fd), [])]
     try:
@@ -277,21 +297,38 @@ def _copy_bytes(src: int, dst: int, size: int) -> None:
         left -= copied
 
 
-def regular_files(root: Path, parts: list[str], accept: Callable[[str], bool]) -> list[str]:
-    """Names of the regular files `accept` keeps in the folder `root/parts...` (reached
-    without following links); none when a folder on the way is missing or a link."""
+MAX_READ = 64 * 1024
+
+
+def read_untrusted(root: Path, parts: Sequence[str], limit: int = MAX_READ) -> bytes | None:
+    """A small regular file under `root`, read without following any link on the way (the agent
+    may have planted links or pipes); None when it is not there or not a plain file."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
     try:
-        fd = os.open(root, _DIR)
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     except OSError:
-        return []
+        return None
     try:
-        for part in parts:
-            next_fd = os.open(part, _DIR, dir_fd=fd)
+        for part in parts[:-1]:
+            next_fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
             os.close(fd)
             fd = next_fd
-        with os.scandir(fd) as entries:
-            return [e.name for e in entries if accept(e.name) and e.is_file(follow_symlinks=False)]
-    except OSError:
-        return []
+        file_fd = os.open(parts[-1], flags, dir_fd=fd)
+    except OSError:  # missing, a link, a pipe with no writer, not a folder
+        return None
     finally:
         os.close(fd)
+    try:
+        st = os.fstat(file_fd)
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        chunks, left = [], min(limit, st.st_size)
+        while left > 0:
+            chunk = os.read(file_fd, min(left, 1 << 26))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(file_fd)

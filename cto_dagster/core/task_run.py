@@ -338,7 +338,9 @@ def _run_task(request: TaskRunRequest, log) -> TaskRunResult:
             raise TaskFailed(f"Task {task.id}: {exc}", retryable=True, details=details) from None
         if problem:
             raise TaskFailed(problem, retryable=False, details=details)
-        head, recorded, backup = _commit_and_push(request, cache, folder, start, branch, details)
+        head, recorded, backup = _commit_and_push(
+            request, cache, folder, start, branch, details, log
+        )
         stats = cache.diff_stats(start.start, head)
         finished = time.time()
         log(f"✅ Task {task.id} finished in {finished - started:.1f} s: {branch} at {head[:12]}")
@@ -403,6 +405,17 @@ def _check_agent_exit(request: TaskRunRequest, agent, details: dict) -> None:
         )
 
 
+def _maintain(cache: ObjectCache, log) -> None:
+    """Pack the shared cache when it has grown; the task is pushed already, so a failure here
+    is said, not raised."""
+    started = time.monotonic()
+    try:
+        if cache.maintain():
+            log(f"🧹 Packed the shared object cache in {time.monotonic() - started:.1f} s")
+    except GitError as exc:
+        log(f"⚠️ Could not pack the shared object cache: {exc}")
+
+
 def _commit_and_push(
     request: TaskRunRequest,
     cache: ObjectCache,
@@ -410,6 +423,7 @@ def _commit_and_push(
     start: _Start,
     branch: str,
     details: dict,
+    log=print,
 ) -> tuple[str, RecordedTree, str | None]:
     task, repo = request.task, request.repository
     try:
@@ -446,6 +460,7 @@ def _commit_and_push(
             request.before_push(head)
         backup = backup_ref(branch, start.remote_now) if start.remote_now else None
         cache.push(head, branch, start.remote_now, backup)
+        _maintain(cache, log)
     except TreeProblem as exc:
         raise TaskFailed(
             f"Task {task.id}: the agent's work was not recorded: {exc}; nothing was pushed",

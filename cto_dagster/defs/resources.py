@@ -172,6 +172,7 @@ class AgentResource(dg.ConfigurableResource):
     sandbox_user: str | None = None
     sandbox_read_only: list[str] = Field(default_factory=list)
     allow_no_changes: bool = False
+    limits: dict[str, int] = Field(default_factory=dict)  # agent.limits (LimitsSettings)
 
     @classmethod
     def for_project(cls, project: ProjectSettings) -> AgentResource:

@@ -42,6 +42,11 @@ class AgentSpec:
         raise AgentConfigError("a preset builds its own command; argv_template is for commands")
 
     @property
+    def trusted_program(self) -> bool:
+        """The built-in demo agent: our own code, no model-chosen commands."""
+        return not self.command and self.preset == "demo"
+
+    @property
     def preset_env_names(self) -> tuple[str, ...]:
         preset = self.preset_definition
         return preset.env_names if preset else ()

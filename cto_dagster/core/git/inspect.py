@@ -29,10 +29,9 @@ from pathlib import Path
 
 from cto_dagster.core.git.cache import ObjectCache
 from cto_dagster.core.git.command import GitError, run_git, stderr_text
-from cto_dagster.core.git.worktree import read_untrusted
 from cto_dagster.core.limits import Budget, WorkLimits
 from cto_dagster.core.names import canonical_id
-from cto_dagster.core.safe_fs import copy_tree
+from cto_dagster.core.safe_fs import copy_tree, read_untrusted
 
 TASKMASTER_DIR = ".taskmaster"
 TASKS_FILE = (".taskmaster", "tasks", "tasks.json")
