@@ -153,13 +153,15 @@ class ObjectCache:
         except OSError:
             return 0
 
-    def maintain(self, loose_limit: int = LOOSE_OBJECT_LIMIT, pack_limit: int = PACK_LIMIT) -> bool:
+    def maintain(self, loose_limit: int | None = None, pack_limit: int | None = None) -> bool:
         """Pack the cache when it has passed `loose_limit` loose objects or `pack_limit` packs,
         under its lock (skipped when another step holds it): old unreachable loose objects are
         pruned (`git prune --expire=2.weeks.ago`: nothing a running step wrote), then loose
         objects and small packs are rolled into bigger packs (`git repack -d --geometric=2`,
         which keeps every object, reachable or not, so nothing a concurrent step needs goes).
         True when it packed."""
+        loose_limit = LOOSE_OBJECT_LIMIT if loose_limit is None else loose_limit
+        pack_limit = PACK_LIMIT if pack_limit is None else pack_limit
         if self.loose_objects() < loose_limit and self.packs() < pack_limit:
             return False
         with self._locked_if_free() as locked:
