@@ -312,13 +312,15 @@ MARKED = "a = 1\\n<<<<<<< HEAD\\nb = 2\\n=======\\nb = 3\\n>>>>>>> feature/other
     [
         "open('.gitattributes', 'w').write('conflicted.txt -diff\\n')",
         "open('.gitattributes', 'w').write('* binary diff=nothing\\n')",
-        "pass  # a NUL byte in the file makes git call it binary",
+        "start = b'\\x00'  # a NUL byte in the file makes git call it binary",
     ],
     ids=["minus-diff", "binary-attribute", "nul-byte"],
 )
 def test_conflict_markers_are_found_however_the_file_is_marked(http_remote, hiding):
     _server, repository, bare = http_remote
-    code = f"{hiding}\nopen('conflicted.txt', 'wb').write(b'\\x00' + '{MARKED}'.encode())\n"
+    code = (
+        f"start = b''\n{hiding}\nopen('conflicted.txt', 'wb').write(start + '{MARKED}'.encode())\n"
+    )
     with pytest.raises(TaskFailed, match=r"conflict markers .* in conflicted\.txt"):
         run(repository, 1, code)
     assert "feature/task-1" not in branches(bare)
