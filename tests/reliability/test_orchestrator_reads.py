@@ -112,19 +112,19 @@ def test_nested_repositories_swapped_for_links_while_recorded_touch_nothing_outs
     victim = tmp_path / "victim"
     (victim / ".git").mkdir(parents=True)
     (victim / ".git" / "keep").write_text("precious\n")
-    shared = tmp_path / "shared"
-    shared.mkdir()
-    shared.chmod(0o777)
-    pidfile = shared / "daemon.pid"
-    code = SWAPPER.format(victim=str(victim), pidfile=str(pidfile))
     # the agent's user must be able to pass through every folder above its work tree (git
-    # resolves its path): a workspace root outside this test's root-only folder
+    # resolves its path) and its daemon's pid file: folders outside this test's root-only one
     workspaces = Path(tempfile.mkdtemp(prefix="cto-test-ws-", dir="/var/tmp"))
     workspaces.chmod(0o711)
+    (workspaces / "shared").mkdir()
+    (workspaces / "shared").chmod(0o777)
+    pidfile = workspaces / "shared" / "daemon.pid"
+    code = SWAPPER.format(victim=str(victim), pidfile=str(pidfile))
     repository = replace(repository, workspace_root=str(workspaces))
     try:
         try:
             result = run(repository, 1, code, sandbox="user")
+            assert pidfile.exists(), "the swapping daemon did not start"
         except TaskFailed as failure:  # the tree changed under the copy: said, not followed
             assert "not recorded" in failure.message, failure.message
         else:
