@@ -144,10 +144,12 @@ class CopyReport:
     skipped: list[bytes] = field(default_factory=list)  # FIFOs, sockets, devices: not copied
 
 
-# what to do with an entry: its path (bytes, relative), and its stat (`fstat` of the opened
-# file for regular files): None (leave it out), "copy" (a folder: enter it), "empty" (a folder:
-# made, not entered)
-Select = Callable[[bytes, os.stat_result], "str | None"]
+# What to do with an entry, given its path (bytes, relative), its stat (`fstat` of the opened
+# file for a regular file) and a handle: the open file's descriptor (its content may be read
+# with `os.pread`), a link's text (bytes), or None for anything else. Answers: None (leave it
+# out), "copy", "same" (a file or link: not copied, the caller knows it as it was), "empty" (a
+# folder: made, not entered).
+Select = Callable[[bytes, os.stat_result, "int | bytes | None"], "str | None"]
 
 
 def open_below(root: Path, parts: Sequence[str] = ()) -> int:
@@ -244,18 +246,18 @@ def _copy_level(src: int, dst: int, rel: bytes, select: Select, report: CopyRepo
         except FileNotFoundError:
             continue
         if stat.S_ISDIR(st.st_mode):
-            chosen = select(child, st)
+            chosen = select(child, st, None)
             if chosen == "copy":
                 folders.append(name)
             elif chosen == "empty":
                 os.mkdir(name, 0o755, dir_fd=dst)
         elif stat.S_ISLNK(st.st_mode):
-            target = os.readlink(name, dir_fd=src)
-            if select(child, st):
-                os.symlink(target, name, dir_fd=dst)
+            target = os.readlink(os.fsencode(name), dir_fd=src)
+            if select(child, st, target) == "copy":
+                os.symlink(target, os.fsencode(name), dir_fd=dst)
         elif stat.S_ISREG(st.st_mode):
             _copy_file(src, dst, name, child, select)
-        elif select(child, st):
+        elif select(child, st, None):
             report.skipped.append(child)
     folders.reverse()  # popped from the end: entered in name order
     return folders
@@ -270,7 +272,7 @@ def _copy_file(src: int, dst: int, name: str, rel: bytes, select: Select) -> Non
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise TreeProblem(f"{_show(rel)} stopped being a file while it was read")
-        if not select(rel, st):
+        if select(rel, st, fd) != "copy":
             return
         mode = 0o755 if st.st_mode & 0o100 else 0o644
         out = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode, dir_fd=dst)
@@ -283,18 +285,19 @@ def _copy_file(src: int, dst: int, name: str, rel: bytes, select: Select) -> Non
 
 
 def _copy_bytes(src: int, dst: int, size: int) -> None:
-    """At most `size` bytes (what the limits were charged for), in the kernel where it can."""
-    left = size
-    while left > 0:
+    """At most `size` bytes from the file's start (what the limits were charged for), in the
+    kernel where it can."""
+    offset = 0
+    while offset < size:
         try:
-            copied = os.copy_file_range(src, dst, min(left, 1 << 30))
+            copied = os.copy_file_range(src, dst, min(size - offset, 1 << 30), offset_src=offset)
         except OSError:
-            chunk = os.read(src, min(left, 1 << 20))
+            chunk = os.pread(src, min(size - offset, 1 << 20), offset)
             copied = len(chunk)
             os.write(dst, chunk)
         if copied == 0:
             return
-        left -= copied
+        offset += copied
 
 
 MAX_READ = 64 * 1024

@@ -485,3 +485,26 @@ def test_the_tasks_file_cache_has_the_safety_settings(tmp_path):
     read_files_at(str(bare), "main", [".taskmaster/tasks/tasks.json"], cache, env)
     for key, value in SAFE_BARE_CONFIG:
         assert run_git(["config", key], env, git_dir=cache).stdout.strip() == value
+
+
+@needs_bwrap
+def test_every_kind_of_change_is_recorded_though_only_changes_are_copied(http_remote):
+    """Files the starting commit has, unchanged, are not copied (they are hashed and compared
+    instead); a change of mode, a same-size edit, a link and a deletion are all recorded."""
+    _server, repository, bare = http_remote
+    code = (
+        "import os, pathlib\n"
+        "os.chmod('README.md', 0o755)\n"
+        "pathlib.Path('.gitignore').write_text('__pycachX__/\\n')  # the same size\n"
+        "os.symlink('README.md', 'readme-link')\n"
+        "os.symlink('a/b', 'dangling')\n"
+    )
+    result = run(repository, 1, code)
+    tree = bare_git(bare, "ls-tree", "-r", result.branch)
+    assert "100755 blob" in next(line for line in tree.splitlines() if "README.md" in line)
+    assert bare_git(bare, "show", f"{result.branch}:.gitignore") == "__pycachX__/\n"
+    assert "120000" in next(line for line in tree.splitlines() if "readme-link" in line)
+    assert bare_git(bare, "show", f"{result.branch}:dangling") == "a/b"
+    gone = run(repository, 2, "import os; os.unlink('README.md'); open('x', 'w').write('x')")
+    names = tree_names(bare, gone.branch)
+    assert b"README.md" not in names and b".taskmaster/tasks/tasks.json" in names

@@ -19,7 +19,9 @@ File names are bytes throughout: any name a file system allows is recorded.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
 import stat
 import subprocess
@@ -68,6 +70,13 @@ def _text(path: bytes) -> str:
     return path.decode("utf-8", "backslashreplace")
 
 
+@dataclass(frozen=True)
+class _Entry:
+    mode: bytes
+    size: int | None
+    sha: str
+
+
 class _Index:
     """git on the cache with the step's own index file and a given work tree."""
 
@@ -77,13 +86,14 @@ class _Index:
         self.env = {**cache.local_env, "GIT_INDEX_FILE": str(index)}
         self.config = [*_SAFE_CONFIG, "-c", f"core.excludesFile={exclude_file}"]
 
-    def output(self, *args: str | bytes) -> bytes:
+    def output(self, *args: str | bytes, input: bytes | None = None) -> bytes:
         try:
             return run_git(
                 [*self.config, *args],  # type: ignore[list-item]
                 self.env,
                 git_dir=self.cache.path,
                 work_tree=self.work,
+                input=input,
                 text=False,
             ).stdout
         except subprocess.CalledProcessError as exc:
@@ -95,24 +105,45 @@ class _Index:
     def paths(self, *args: str) -> list[bytes]:
         return [p for p in self.output(*args).split(b"\0") if p]
 
-    def start_entries(self, start: str) -> dict[bytes, tuple[bytes, int | None]]:
-        """Every path of the starting commit: its mode and size (None: a submodule)."""
+    def start_entries(self, start: str) -> dict[bytes, _Entry]:
+        """Every path of the starting commit: its mode, size (None: a submodule) and id."""
         entries = {}
         for record in self.paths("ls-tree", "-r", "-l", "-z", "--full-tree", start):
             meta, _, path = record.partition(b"\t")
-            mode, _type, _sha, size = meta.split()
-            entries[path] = (mode, int(size) if size.isdigit() else None)
+            mode, _type, sha, size = meta.split()
+            entries[path] = _Entry(mode, int(size) if size.isdigit() else None, sha.decode())
         return entries
+
+
+def _blob_id(size: int, chunks: Iterable[bytes], sha: str) -> str:
+    """The id git gives a blob of this content (sha-1, or sha-256 in such a repository)."""
+    digest = hashlib.sha256() if len(sha) == 64 else hashlib.sha1()  # noqa: S324 - git's id
+    digest.update(b"blob %d\0" % size)
+    for chunk in chunks:
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _file_chunks(fd: int, size: int) -> Iterable[bytes]:
+    offset = 0
+    while offset < size:
+        chunk = os.pread(fd, min(size - offset, 1 << 20), offset)
+        if not chunk:
+            return
+        offset += len(chunk)
+        yield chunk
 
 
 class _Selection:
     """What git would record of the agent's tree: the starting commit's paths and the untracked
     files git does not ignore; a nested repository (listed as `dir/`) is taken whole."""
 
-    def __init__(self, known: dict[bytes, tuple[bytes, int | None]], others: list[bytes], budget):
+    def __init__(self, known: dict[bytes, _Entry], others: list[bytes], budget):
+        self.known = known
         self.files = set(known) | {p for p in others if not p.endswith(b"/")}
         self.whole = {p.rstrip(b"/") for p in others if p.endswith(b"/")}
-        self.gitlinks = {p for p, (mode, _) in known.items() if mode == _GITLINK}
+        self.gitlinks = {p for p, entry in known.items() if entry.mode == _GITLINK}
+        self.unchanged: list[bytes] = []  # files and links as the starting commit has them
         self.folders: set[bytes] = set()
         for path in (*self.files, *self.whole):
             parts = path.split(b"/")
@@ -126,7 +157,21 @@ class _Selection:
         parts = path.split(b"/")
         return any(b"/".join(parts[:depth]) in self.whole for depth in range(1, len(parts) + 1))
 
-    def select(self, path: bytes, st) -> str | None:
+    def _same(self, path: bytes, st, handle) -> bool:
+        """The file (or link) is what the starting commit has: same mode, size and content."""
+        entry = self.known.get(path)
+        if entry is None or entry.size != st.st_size:
+            return False
+        if isinstance(handle, bytes):
+            return (
+                entry.mode == b"120000" and _blob_id(len(handle), [handle], entry.sha) == entry.sha
+            )
+        mode = b"100755" if st.st_mode & 0o100 else b"100644"
+        if entry.mode != mode or not isinstance(handle, int):
+            return False
+        return _blob_id(st.st_size, _file_chunks(handle, st.st_size), entry.sha) == entry.sha
+
+    def select(self, path: bytes, st, handle) -> str | None:
         if stat.S_ISDIR(st.st_mode):
             if path in self.gitlinks:
                 return "empty"  # a submodule of the project: left as it was
@@ -134,6 +179,9 @@ class _Selection:
         if path not in self.files and not self._in_whole(path):
             return None
         if stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
+            if self._same(path, st, handle):
+                self.unchanged.append(path)  # not copied: its index entry stays as it is
+                return "same"
             self.budget.charge(path, st.st_size)
         return "copy"
 
@@ -158,11 +206,14 @@ def record_work_tree(
     known = index.start_entries(start)
     index.git("read-tree", start)
     others = index.paths("ls-files", "-z", "--others", "--exclude-standard")
-    sizes = {path: size for path, (_mode, size) in known.items() if size is not None}
+    sizes = {path: entry.size for path, entry in known.items() if entry.size is not None}
     selection = _Selection(known, others, Budget(limits or WorkLimits(), sizes))
     copy = scratch / "recorded"
     report = copy_tree(work, copy, selection.select)
     index.work = copy
+    if selection.unchanged:  # only what changed is copied; the rest is kept as it was
+        listed = b"".join(path + b"\0" for path in selection.unchanged)
+        index.output("update-index", "--skip-worktree", "-z", "--stdin", input=listed)
     index.git("add", "--all")
     recorded = RecordedTree(
         tree="",
@@ -198,7 +249,7 @@ def _files_with_markers(
     copy: Path,
     start: str,
     paths: list[bytes],
-    known: dict[bytes, tuple[bytes, int | None]],
+    known: dict[bytes, _Entry],
     cap: int,
 ) -> list[str]:
     """Files where the agent added both ends of a merge conflict (`<<<<<<<` and `>>>>>>>`

@@ -137,7 +137,7 @@ class _ObjectFiles:
     def __init__(self, budget: int = MAX_OBJECT_BYTES):
         self.left = budget
 
-    def select(self, path: bytes, st: os.stat_result) -> str | None:
+    def select(self, path: bytes, st: os.stat_result, _handle: object = None) -> str | None:
         parts = path.split(b"/")
         if stat.S_ISDIR(st.st_mode):
             wanted = len(parts) == 1 and (_FANOUT.match(path) or path == b"pack")
