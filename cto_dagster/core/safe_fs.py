@@ -219,7 +219,11 @@ def copy_tree(src: Path, dst: Path, select: Select, parts: Sequence[str] = ()) -
 
 
 def _join(rel: bytes, name: str) -> bytes:
-    path = os.fsencode(name) if not rel else rel + b"/" + os.fsencode(name)
+    return os.fsencode(name) if not rel else rel + b"/" + os.fsencode(name)
+
+
+def _fits(path: bytes) -> bytes:
+    """A path that is copied: git cannot record longer ones."""
     if len(path) > MAX_PATH_BYTES:
         raise TreeProblem(f"a path is longer than {MAX_PATH_BYTES} bytes: {_show(path)}")
     return path
@@ -248,12 +252,14 @@ def _copy_level(src: int, dst: int, rel: bytes, select: Select, report: CopyRepo
         if stat.S_ISDIR(st.st_mode):
             chosen = select(child, st, None)
             if chosen == "copy":
+                _fits(child)
                 folders.append(name)
             elif chosen == "empty":
                 os.mkdir(name, 0o755, dir_fd=dst)
         elif stat.S_ISLNK(st.st_mode):
             target = os.readlink(os.fsencode(name), dir_fd=src)
             if select(child, st, target) == "copy":
+                _fits(child)
                 os.symlink(target, os.fsencode(name), dir_fd=dst)
         elif stat.S_ISREG(st.st_mode):
             _copy_file(src, dst, name, child, select)
@@ -274,6 +280,7 @@ def _copy_file(src: int, dst: int, name: str, rel: bytes, select: Select) -> Non
             raise TreeProblem(f"{_show(rel)} stopped being a file while it was read")
         if select(rel, st, fd) != "copy":
             return
+        _fits(rel)
         mode = 0o755 if st.st_mode & 0o100 else 0o644
         out = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode, dir_fd=dst)
         try:
