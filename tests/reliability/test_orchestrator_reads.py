@@ -19,6 +19,7 @@ import pytest
 import cto_dagster.core.agents.sandbox as sandbox_module
 import cto_dagster.core.git.cache as cache_module
 import cto_dagster.core.git.command as command_module
+import cto_dagster.core.git.inspect as inspect_module
 from cto_dagster.core.agents import AgentSpec
 from cto_dagster.core.git.command import GitTimeout, git_environment, run_git
 from cto_dagster.core.limits import WorkLimits
@@ -508,3 +509,17 @@ def test_every_kind_of_change_is_recorded_though_only_changes_are_copied(http_re
     gone = run(repository, 2, "import os; os.unlink('README.md'); open('x', 'w').write('x')")
     names = tree_names(bare, gone.branch)
     assert b"README.md" not in names and b".taskmaster/tasks/tasks.json" in names
+
+
+@needs_bwrap
+def test_a_fifo_named_gitignore_fails_the_task_in_bounded_time(http_remote, monkeypatch):
+    """git opens `.gitignore` files where it walks (without following links, but a FIFO blocks
+    its open): the listing of the agent's tree has a bound of its own, and says why it failed."""
+    _server, repository, bare = http_remote
+    monkeypatch.setattr(inspect_module, "LIST_TIMEOUT", 3.0)
+    code = "import os; os.mkdir('sub'); os.mkfifo('sub/.gitignore'); open('x', 'w').write('x')"
+    started = time.monotonic()
+    with pytest.raises(TaskFailed, match=r"could not list the work tree's files within 3 s"):
+        run(repository, 1, code)
+    assert time.monotonic() - started < 30
+    assert "feature/task-1" not in branches(bare)

@@ -30,11 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cto_dagster.core.git.cache import ObjectCache
-from cto_dagster.core.git.command import GitError, run_git, stderr_text
+from cto_dagster.core.git.command import GitError, GitTimeout, run_git, stderr_text
 from cto_dagster.core.limits import Budget, WorkLimits
 from cto_dagster.core.names import canonical_id
-from cto_dagster.core.safe_fs import copy_tree, read_untrusted
+from cto_dagster.core.safe_fs import TreeProblem, copy_tree, read_untrusted
 
+LIST_TIMEOUT = 120.0  # listing a work tree's untracked files: seconds even for huge trees
 TASKMASTER_DIR = ".taskmaster"
 TASKS_FILE = (".taskmaster", "tasks", "tasks.json")
 _GITLINK = b"160000"
@@ -86,7 +87,9 @@ class _Index:
         self.env = {**cache.local_env, "GIT_INDEX_FILE": str(index)}
         self.config = [*_SAFE_CONFIG, "-c", f"core.excludesFile={exclude_file}"]
 
-    def output(self, *args: str | bytes, input: bytes | None = None) -> bytes:
+    def output(
+        self, *args: str | bytes, input: bytes | None = None, timeout: float | None = None
+    ) -> bytes:
         try:
             return run_git(
                 [*self.config, *args],  # type: ignore[list-item]
@@ -95,6 +98,7 @@ class _Index:
                 work_tree=self.work,
                 input=input,
                 text=False,
+                timeout=timeout,
             ).stdout
         except subprocess.CalledProcessError as exc:
             raise GitError(f"cannot record the agent's work: {stderr_text(exc)}") from None
@@ -102,8 +106,22 @@ class _Index:
     def git(self, *args: str) -> str:
         return self.output(*args).decode("utf-8", "replace")
 
-    def paths(self, *args: str) -> list[bytes]:
-        return [p for p in self.output(*args).split(b"\0") if p]
+    def paths(self, *args: str, timeout: float | None = None) -> list[bytes]:
+        return [p for p in self.output(*args, timeout=timeout).split(b"\0") if p]
+
+    def untracked(self) -> list[bytes]:
+        """The untracked files git would record, listed by git walking the agent's tree (it
+        reads only folders and `.gitignore` files there, no link followed); bounded more
+        tightly than other calls, since a FIFO named `.gitignore` would block it."""
+        try:
+            return self.paths(
+                "ls-files", "-z", "--others", "--exclude-standard", timeout=LIST_TIMEOUT
+            )
+        except GitTimeout:
+            raise TreeProblem(
+                f"git could not list the work tree's files within {LIST_TIMEOUT:g} s (is a "
+                "`.gitignore` a FIFO or a device?)"
+            ) from None
 
     def start_entries(self, start: str) -> dict[bytes, _Entry]:
         """Every path of the starting commit: its mode, size (None: a submodule) and id."""
@@ -205,11 +223,14 @@ def record_work_tree(
     index = _Index(cache, work, scratch / "record.index", exclude_file)
     known = index.start_entries(start)
     index.git("read-tree", start)
-    others = index.paths("ls-files", "-z", "--others", "--exclude-standard")
+    others = index.untracked()
     sizes = {path: entry.size for path, entry in known.items() if entry.size is not None}
     selection = _Selection(known, others, Budget(limits or WorkLimits(), sizes))
     copy = scratch / "recorded"
-    report = copy_tree(work, copy, selection.select)
+    try:
+        report = copy_tree(work, copy, selection.select)
+    except OSError as exc:
+        raise TreeProblem(f"the work tree cannot be read safely ({exc})") from None
     index.work = copy
     if selection.unchanged:  # only what changed is copied; the rest is kept as it was
         listed = b"".join(path + b"\0" for path in selection.unchanged)
