@@ -521,5 +521,5 @@ def test_a_fifo_named_gitignore_fails_the_task_in_bounded_time(http_remote, monk
     started = time.monotonic()
     with pytest.raises(TaskFailed, match=r"could not list the work tree's files within 3 s"):
         run(repository, 1, code)
-    assert time.monotonic() - started < 30
+    assert time.monotonic() - started < 15  # not git's general bound (an hour; 20 s checked)
     assert "feature/task-1" not in branches(bare)
