@@ -444,16 +444,33 @@ pathlib.Path('tried.txt').write_text(repr(tried))
 """
 
 
-@needs_bwrap
-def test_a_sandboxed_agent_cannot_poison_the_shared_cache(http_remote):
-    _server, repository, bare = http_remote
+@pytest.fixture
+def passable_roots(http_remote):
+    """Workspaces and cache in folders the `user` sandbox's agent may pass through (as the
+    defaults, /var/tmp and /tmp, are), not in this test's root-only folder."""
+    _server, repository, _bare = http_remote
+    roots = Path(tempfile.mkdtemp(prefix="cto-test-roots-", dir="/var/tmp"))
+    roots.chmod(0o755)
+    yield replace(repository, workspace_root=str(roots / "ws"), cache_root=str(roots / "cache"))
+    remove_tree(roots)
+
+
+@pytest.mark.parametrize(
+    "sandbox", [pytest.param("bwrap", marks=needs_bwrap), pytest.param("user", marks=needs_root)]
+)
+def test_a_sandboxed_agent_cannot_poison_the_shared_cache(http_remote, passable_roots, sandbox):
+    """The agent writes a loose object in place of README.md's blob, a pack, the cache's config
+    and a ref: the cache is out of its reach, and the next task reads the true README."""
+    _server, _repository, bare = http_remote
+    repository = passable_roots
     cache = repository.cache()
-    run(repository, 1, POISON)
+    first = run(repository, 1, POISON, sandbox=sandbox)
+    tried = bare_git(bare, "show", f"{first.branch}:tried.txt")
+    assert "Error" in tried, tried  # it really tried, and was refused
     config = (cache.path / "config").read_text()
-    assert (
-        "hooksPath = /tmp" not in config and not (cache.objects / "pack" / "pack-evil.idx").exists()
-    )
-    seen = run(repository, 2, "import shutil; shutil.copy('README.md', 'seen.md')")
+    assert "hooksPath = /tmp" not in config
+    assert not (cache.objects / "pack" / "pack-evil.idx").exists()
+    seen = run(repository, 2, "import shutil; shutil.copy('README.md', 'seen.md')", sandbox=sandbox)
     assert bare_git(bare, "show", f"{seen.branch}:seen.md") == SAMPLE_README
 
 
