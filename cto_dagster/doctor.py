@@ -70,11 +70,18 @@ def _agent_findings(project) -> list[Finding]:
             )
         )
     try:
-        sandbox = choose_sandbox(spec.sandbox, spec.sandbox_user, spec.trusted_program)
+        sandbox = choose_sandbox(
+            spec.sandbox,
+            spec.sandbox_user,
+            spec.container_image,
+            spec.container_network,
+            trusted_program=spec.trusted_program,
+        )
         found.append(
             Finding(
                 sandbox.isolates,
-                f"sandbox: {sandbox.mode} ({sandbox.reason})",
+                f"sandbox: {sandbox.mode} ({sandbox.reason}); it does not protect: "
+                f"{sandbox.leaves_open}",
                 ""
                 if sandbox.isolates
                 else "install bubblewrap (Debian: apt-get install bubblewrap)",

@@ -225,9 +225,14 @@ def sandbox_lines() -> list[str]:
     lines = []
     for project in settings.projects:
         try:
-            agent = project.agent
-            trusted = agent.spec().trusted_program
-            sandbox = choose_sandbox(agent.sandbox, agent.sandbox_user, trusted)
+            spec = project.agent.spec()
+            sandbox = choose_sandbox(
+                spec.sandbox,
+                spec.sandbox_user,
+                spec.container_image,
+                spec.container_network,
+                trusted_program=spec.trusted_program,
+            )
             mark = "🔒" if sandbox.isolates else "⚠️ "
             lines.append(f"{mark} Agents of project {project.name}: {sandbox.reason}")
         except SandboxUnavailable as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -115,3 +116,26 @@ def script_result(script: str, *args: str, env=None, cwd=None, timeout: float = 
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# The container sandbox's tests run their agents in this image (python3 in it): .ci/run makes it
+# with debootstrap (no image registry is reachable), `CTO_DAGSTER_AGENT_TEST_IMAGE` names another.
+CONTAINER_TEST_IMAGE = os.environ.get("CTO_DAGSTER_AGENT_TEST_IMAGE", "cto-dagster-base:bookworm")
+
+
+@functools.cache
+def container_test_problem() -> str | None:
+    """None when the container sandbox's tests can run here, else why not (their skip reason)."""
+    from cto_dagster.core.agents.container import container_runtime
+
+    runtime, problem = container_runtime()
+    if runtime is None:
+        return f"no container sandbox here: {problem} (.ci/run starts Docker)"
+    if os.geteuid() != 0:
+        return "the container sandbox needs the step to run as root"
+    found = subprocess.run(
+        [runtime, "image", "inspect", CONTAINER_TEST_IMAGE], capture_output=True, check=False
+    )
+    if found.returncode != 0:
+        return f"no image {CONTAINER_TEST_IMAGE} (.ci/run makes it with debootstrap)"
+    return None

@@ -82,3 +82,6 @@ def test_sandbox_choice():
     else:
         with pytest.raises(SandboxUnavailable, match="does not exist"):
             choose_sandbox("user", user="no-such-user-here")
+        chosen = choose_sandbox("user")  # asked for, also where bubblewrap works
+        assert chosen.mode == "user" and chosen.user is None
+        assert "None" not in chosen.reason and "a uid of its own" in chosen.reason

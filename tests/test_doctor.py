@@ -14,6 +14,8 @@ def test_a_ready_project_is_ready(make_project):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "✅ tasks file: tag master, 2 tasks to run in 2 levels" in done.stdout
     assert "✅ Ready." in done.stdout
+    # which sandbox this machine gives the agent, and what it leaves open
+    assert "sandbox: " in done.stdout and "it does not protect: " in done.stdout
 
 
 def test_each_problem_is_named_with_its_fix_and_no_secret_is_shown(make_project, tmp_path):

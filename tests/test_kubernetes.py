@@ -5,6 +5,7 @@ import importlib.util
 import json
 import re
 import sys
+from contextlib import contextmanager
 
 import dagster as dg
 import kubernetes_validate
@@ -146,8 +147,11 @@ def k8s_defs(monkeypatch, tmp_path):
     return build_definitions()
 
 
-def render_step_jobs(tmp_path, steps: dict[str, tuple[str, bool]]) -> dict[str, dict]:
-    """name -> the Job manifest the step handler sent for that asset (run with parallel or not)."""
+def render_step_jobs(
+    tmp_path, steps: dict[str, tuple[str, bool]], project: str = "shop", job_name: str = ""
+) -> dict[str, dict]:
+    """name -> the Job manifest the step handler sent for that asset of `project` (run with
+    parallel or not), from its `play_project` job (`job_name` when several projects)."""
     from dagster._core.definitions.reconstruct import ReconstructableRepository
     from dagster._core.instance.ref import InstanceRef
 
@@ -158,23 +162,25 @@ def render_step_jobs(tmp_path, steps: dict[str, tuple[str, bool]]) -> dict[str, 
         "from cto_dagster.defs.loader import build_definitions\ndefs = build_definitions()\n"
     )
     job = ReconstructableRepository.for_file(str(module), "defs").get_reconstructable_job(
-        "play_project"
+        job_name or "play_project"
     )
     values = yaml.safe_load(VALUES.read_text())
     rendered = {}
     with KubernetesApi(refuse_jobs=True) as api:
         home = tmp_path / "home"
-        home.mkdir()
+        home.mkdir(exist_ok=True)
         launcher = run_launcher_config(values, api.kubeconfig(tmp_path / "kubeconfig"))
         (home / "dagster.yaml").write_text(yaml.safe_dump({"run_launcher": launcher}))
-        with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        with (
+            dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance,
+            deployment_executor({"job_image": IMAGE}),
+        ):
             for name, (asset, parallel) in steps.items():
                 before = len(api.jobs)
-                config = {"job_image": IMAGE, "parallel_execution": parallel}
                 dg.execute_job(
-                    job.get_subset(asset_selection={dg.AssetKey(["shop", asset])}),
+                    job.get_subset(asset_selection={dg.AssetKey([project, asset])}),
                     instance,
-                    run_config={"execution": {"config": config}},
+                    run_config={"execution": {"config": {"parallel_execution": parallel}}},
                     raise_on_error=False,
                 )
                 assert len(api.jobs) == before + 1, f"no Job was created for {name}"
@@ -279,14 +285,16 @@ def test_step_pods_plan_from_the_commit_the_run_planned_from(k8s_defs, tmp_path)
     job = k8s_defs.resolve_job_def("play_project")
     schema = job.executor_def.config_schema.config_type
     with KubernetesApi() as api:
-        raw = {
+        deployment = {
             "env_vars": ["EXTRA=1"],
-            "parallel_execution": False,
             "load_incluster_config": False,
             "kubeconfig_file": str(api.kubeconfig(tmp_path / "kubeconfig")),
         }
-        config = process_config(schema, raw).value
-        with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        config = process_config(schema, {"parallel_execution": False}).value
+        with (
+            dg.DagsterInstance.from_config(str(tmp_path)) as instance,
+            deployment_executor(deployment),
+        ):
             executor = job.executor_def.executor_creation_fn(
                 dg.InitExecutorContext(
                     job=InMemoryJob(job),
@@ -340,6 +348,7 @@ def test_a_run_pod_plans_the_commit_its_run_was_created_from(monkeypatch, tmp_pa
 
     from cto_dagster.code_server import new_log_file
     from cto_dagster.core.settings import PINNED_COMMITS_ENV
+    from cto_dagster.defs.kubernetes import DEPLOYMENT_ENV
     from cto_dagster.launch import code_location, create_run
     from tests.helpers import push_to_main
     from tests.k8s_api import KubernetesApi, run_launcher_config
@@ -358,13 +367,12 @@ def test_a_run_pod_plans_the_commit_its_run_was_created_from(monkeypatch, tmp_pa
         kubeconfig = api.kubeconfig(tmp_path / "kubeconfig")
         launcher = run_launcher_config(values, kubeconfig)
         (home / "dagster.yaml").write_text(yaml.safe_dump({"run_launcher": launcher}))
-        executor = {"job_image": IMAGE, "load_incluster_config": False}
-        executor["kubeconfig_file"] = str(kubeconfig)
+        deployment = {"job_image": IMAGE, "load_incluster_config": False}
+        deployment["kubeconfig_file"] = str(kubeconfig)
+        monkeypatch.setenv(DEPLOYMENT_ENV, json.dumps(deployment))  # the run pod's environment
         with dg.DagsterInstance.get() as instance:
             with code_location(instance, new_log_file(home)) as workspace:
-                run = create_run(
-                    instance, workspace, "play_project", {"execution": {"config": executor}}
-                )
+                run = create_run(instance, workspace, "play_project", {})
                 instance.launch_run(run.run_id, workspace)
         assert len(api.jobs) == 1, "K8sRunLauncher created no run Job"
         container = api.jobs[0]["spec"]["template"]["spec"]["containers"][0]
@@ -395,3 +403,39 @@ def test_a_run_pod_plans_the_commit_its_run_was_created_from(monkeypatch, tmp_pa
         snapshot = instance.get_job_snapshot(instance.get_run_by_id(run.run_id).job_snapshot_id)
     ops = {op.name: op.tags for op in snapshot.node_defs_snapshot.op_def_snaps}
     assert "shop__task_007" not in ops and ops["shop__task_001"]["cto/tasks_commit"] == planned
+
+
+@contextmanager
+def deployment_executor(fields: dict):
+    """dagster-k8s's executor fields as the deployment sets them (the code location's
+    environment), for an executor made in this process."""
+    from cto_dagster.defs.kubernetes import DEPLOYMENT_ENV
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(DEPLOYMENT_ENV, json.dumps(fields))
+        yield
+
+
+def test_a_run_config_cannot_set_where_or_how_pods_run(k8s_defs, monkeypatch):
+    """Image, secrets, volumes, service account, pod spec: the deployment's; a run config naming
+    them is refused at launch, naming the field. How many pods at once stays a run's choice."""
+    from cto_dagster.defs.kubernetes import DEPLOYMENT_ENV, deployment_config
+
+    job = k8s_defs.resolve_job_def("play_project")
+    for field, value in {
+        "job_image": "attacker/image",
+        "env_secrets": ["cto-dagster-git"],
+        "env_vars": ["GITHUB_TOKEN"],
+        "volumes": [{"name": "host", "host_path": {"path": "/"}}],
+        "service_account_name": "cluster-admin",
+        "step_k8s_config": {"container_config": {"command": ["sh"]}},
+        "per_step_k8s_config": {"shop__task_001": {"pod_spec_config": {"host_pid": True}}},
+        "security_context": {"privileged": True},
+        "kubeconfig_file": "/tmp/attacker",
+    }.items():
+        with pytest.raises(dg.DagsterInvalidConfigError, match=f'"{field}"'):
+            dg.validate_run_config(job, {"execution": {"config": {field: value}}})
+    dg.validate_run_config(job, {"execution": {"config": {"max_concurrent": 2}}})
+    monkeypatch.setenv(DEPLOYMENT_ENV, json.dumps({"job_image": "ours", "no_such_field": 1}))
+    with pytest.raises(dg.Failure, match="names no_such_field"):
+        deployment_config()

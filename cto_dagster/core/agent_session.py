@@ -67,7 +67,13 @@ def run_agent_in_tree(
     """Run `spec` in `work` (inside `folder`, the step's private folder) with `prompt`; raise
     `AgentUnavailable` when its sandbox cannot be had."""
     try:
-        sandbox = choose_sandbox(spec.sandbox, spec.sandbox_user, spec.trusted_program)
+        sandbox = choose_sandbox(
+            spec.sandbox,
+            spec.sandbox_user,
+            spec.container_image,
+            spec.container_network,
+            trusted_program=spec.trusted_program,
+        )
     except SandboxUnavailable as exc:
         raise AgentUnavailable(str(exc)) from None
     mark = "🔒" if sandbox.isolates else "⚠️"

@@ -319,7 +319,7 @@ def _request(context, step: StageStep, play: PlayParameters, token: str) -> Inte
         detect_overlaps=play.conflict_detection,
         write_back=step.write_back,
         conflicts=step.conflicts,
-        agent=getattr(context.resources, agent_key(project)).spec(),
+        agent=getattr(context.resources, agent_key(project)).spec(project),
         task_info={t: plan.tasks[t] for t in step.task_keys},
     )
 

@@ -3,18 +3,25 @@ executor so that local runs never import the Kubernetes client (4 s of every sta
 
 Every step pod (task, integration, metrics) gets:
 - no service-account token: a step needs no Kubernetes API, and an agent must not get one;
+- no privilege escalation, no capabilities beyond those below, the runtime's default seccomp
+  profile;
 - a deadline, and resources whose limits are never below their requests, whatever the run
   launcher's defaults that dagster-k8s merges underneath (its limits would otherwise win over a
   task's larger requests, and the API server rejects such a Job).
-Task pods run as root with only the capabilities the `user` sandbox needs: they start the agent
+Pods that run an agent (every task step; an integration step whose project resolves conflicts
+with an agent) are labelled `cto-agent: "true"` (helm-values/agent-network-policy.yaml keeps them
+from every in-cluster Service) and get, of the project's agent Secret, only the keys its agents
+read. They run as root with only the capabilities the `user` sandbox needs: they start the agent
 as an unprivileged user (bubblewrap cannot make namespaces under the default seccomp profile), so
-the agent cannot read the step's environment or the pod's secrets. Only task pods carry the
+the agent cannot read the step's environment (the git token, the PostgreSQL password) nor the
+pod's files. Other pods get no agent key and run as the image's user. Only task pods carry the
 guide's labels (`task-id`, `execution-level`, `project-play`; `parallel-execution` is added per run
 by the executor, from its config).
 """
 
 import re
 
+from cto_dagster.core.agents.environment import BASICS, STEP_ONLY
 from cto_dagster.core.names import label_value
 from cto_dagster.core.settings import ProjectSettings
 from cto_dagster.core.taskmaster import Task
@@ -25,7 +32,18 @@ BOOKKEEPING_RESOURCES = {
     "limits": {"memory": "1Gi"},
 }
 BOOKKEEPING_DEADLINE_SECONDS = 3600
-SANDBOX_CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETGID", "SETUID"]
+AGENT_LABEL = "cto-agent"  # on every pod that runs an agent (the NetworkPolicy selects it)
+# What the root step needs to run its agent in the `user` sandbox, and why: each one is shown
+# needed by tests/test_kubernetes_containment.py (the step run with it taken away fails).
+SANDBOX_CAPABILITIES = {
+    "SETUID": "start the agent as its own uid, and end every process of that uid as that uid "
+    "(kill -1) when it exits or times out",
+    "SETGID": "start it with its own group and no supplementary group of root's",
+    "CHOWN": "hand the work tree and the agent's home to its uid, and take them back once it has "
+    "ended (so the step reads, commits and removes them as their owner: no DAC_OVERRIDE, "
+    "FOWNER or KILL)",
+}
+_SECCOMP = {"type": "RuntimeDefault"}
 
 _QUANTITY = re.compile(r"^([0-9.]+)([a-zA-Z]*)$")
 _UNITS = {
@@ -76,12 +94,63 @@ def step_labels(project: ProjectSettings, task: Task, level: int) -> dict[str, s
     }
 
 
-def _pod_config(labels: dict[str, str], resources: dict, deadline: int, security=None) -> dict:
-    container: dict[str, object] = {"resources": consistent_resources(resources)}
-    pod_spec: dict[str, object] = {"automount_service_account_token": False}
-    if security:
-        container["security_context"] = security["container"]
-        pod_spec["security_context"] = security["pod"]
+def agent_keys(project: ProjectSettings) -> list[str]:
+    """The variables this project's agents read from the step's environment (the task's agent,
+    and the conflict resolver when agents resolve conflicts): the keys its pods get."""
+    specs = [project.agent.spec()]
+    if project.conflicts.resolve == "agent":
+        specs.append((project.conflicts.agent or project.agent).spec())
+    names = (name for spec in specs for name in spec.step_env_names)
+    return [n for n in dict.fromkeys(names) if n not in BASICS and n not in STEP_ONLY]
+
+
+def agent_env(project: ProjectSettings) -> list[dict]:
+    """Each key as its own variable from the project's Secret (never `envFrom` of the whole
+    Secret, which would hand every project's keys to every pod); `optional`, as a key that is not
+    in the Secret is simply not set (what `envFrom` did)."""
+    secret = project.kubernetes.agent_secret
+    return [
+        {
+            "name": name,
+            "value_from": {"secret_key_ref": {"name": secret, "key": name, "optional": True}},
+        }
+        for name in agent_keys(project)
+    ]
+
+
+def _security(agent: bool) -> dict:
+    """An agent's pod: root with the sandbox's capabilities. Others: the run launcher's user
+    (helm-values/values.yaml: uid 1000), nothing added."""
+    container: dict[str, object] = {
+        "allow_privilege_escalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccomp_profile": _SECCOMP,
+    }
+    pod: dict[str, object] = {"seccomp_profile": _SECCOMP}
+    if agent:
+        root = {"run_as_user": 0, "run_as_non_root": False}
+        container.update(root, capabilities={"drop": ["ALL"], "add": sorted(SANDBOX_CAPABILITIES)})
+        pod.update(root)
+    return {"container": container, "pod": pod}
+
+
+def _pod_config(
+    labels: dict[str, str], resources: dict, deadline: int, project: ProjectSettings, agent: bool
+) -> dict:
+    security = _security(agent)
+    container: dict[str, object] = {
+        "resources": consistent_resources(resources),
+        "security_context": security["container"],
+    }
+    if agent:
+        labels = {**labels, AGENT_LABEL: "true"}
+        keys = agent_env(project)
+        if keys:
+            container["env"] = keys
+    pod_spec: dict[str, object] = {
+        "automount_service_account_token": False,
+        "security_context": security["pod"],
+    }
     return {
         "container_config": container,
         "pod_spec_config": pod_spec,
@@ -95,20 +164,15 @@ def task_k8s_config(project: ProjectSettings, task: Task, level: int) -> dict[st
     """The `dagster-k8s/config` op tag of a task step."""
     kube = project.kubernetes
     deadline = int(project.agent.timeout_seconds) + kube.deadline_margin_seconds
-    security = {
-        "pod": {"run_as_user": 0, "run_as_non_root": False},
-        "container": {
-            "run_as_user": 0,
-            "run_as_non_root": False,
-            "allow_privilege_escalation": False,
-            "capabilities": {"drop": ["ALL"], "add": SANDBOX_CAPABILITIES},
-        },
-    }
     resources = kube.task_resources.get(task.id, kube.resources)
-    return _pod_config(step_labels(project, task, level), resources, deadline, security)
+    return _pod_config(step_labels(project, task, level), resources, deadline, project, agent=True)
 
 
 def bookkeeping_k8s_config(project: ProjectSettings, step: str) -> dict[str, object]:
-    """The `dagster-k8s/config` op tag of an integration or metrics step."""
+    """The `dagster-k8s/config` op tag of an integration or metrics step: an agent's pod only
+    when it is an integration whose conflicts an agent resolves."""
     labels = {"cto-project": label_value(project.name), "cto-step": step}
-    return _pod_config(labels, BOOKKEEPING_RESOURCES, BOOKKEEPING_DEADLINE_SECONDS)
+    agent = step == "integration" and project.conflicts.resolve == "agent"
+    return _pod_config(
+        labels, BOOKKEEPING_RESOURCES, BOOKKEEPING_DEADLINE_SECONDS, project, agent=agent
+    )

@@ -1,16 +1,21 @@
 """Dagster resources: the guide's run parameters (`play`), and each project's git repository,
-GitHub and agent, configured from its settings and shown in the UI's resource view.
+GitHub and agent, shown in the UI's resource view.
 
-The project resources are keyed `<project>_git`, `<project>_github` and `<project>_agent`. Their
-defaults come from the project's settings (`cto-dagster.yaml`, the environment variables, or a
-Component); a run may override any field in its run config, e.g. another agent for one run:
+The project resources are keyed `<project>_git`, `<project>_github` and `<project>_agent`. What
+decides where code is pushed and with which credentials, what the agent runs and what it may reach
+(the repository URL, the token's source, the secret names, the agent's command, environment and
+sandbox) comes from the code location's settings only (`cto-dagster.yaml`, the environment
+variables, or a Component): `<project>_git` and `<project>_github` take no run configuration at
+all, and `<project>_agent` takes only the per-run choices that change none of that:
 
     resources:
       shop_agent:
         config: {preset: codex, timeout_seconds: 1800}
 
-Secrets never appear in their configuration: tokens and keys are named (`token_env`,
-`env_from`), read when a step needs them, and redacted everywhere.
+A run config that names anything else is refused when the run is launched (Dagster's config
+check names the field); a preset the project does not allow fails the step before any agent runs.
+Secrets never appear in any of it: tokens and keys are named (`token_env`, `env_from`), read when a
+step needs them, and redacted everywhere.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from cto_dagster.core.agents import AgentSpec
 from cto_dagster.core.forge import PullRequest, open_or_reuse_pull_request
@@ -30,6 +35,9 @@ from cto_dagster.core.git.credentials import credential_environment
 from cto_dagster.core.repository import Repository
 from cto_dagster.core.secrets import SecretNames
 from cto_dagster.core.settings import AgentSettings, ProjectSettings, planned_commits, tasks_source
+
+# The agent settings a run may choose in its run config; every other one is the code location's.
+RUN_AGENT_CHOICES = ("preset", "timeout_seconds", "heartbeat_seconds", "allow_no_changes")
 
 
 class PlayParameters(dg.ConfigurableResource):
@@ -63,7 +71,13 @@ def read_token(token_env: str | None, token_file: str | None) -> str | None:
     return os.environ.get(token_env) if token_env else None
 
 
-class GitRepositoryResource(dg.ConfigurableResource):
+class _CodeLocationSettings(BaseModel):
+    """Settings held by a resource that takes no run configuration (see `locked_resource`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class GitRepositoryResource(_CodeLocationSettings):
     """The project's repository: where task and integration branches are pushed, by whom, and
     which names hold secrets (every project's, kept from agents and redacted)."""
 
@@ -124,7 +138,7 @@ class GitRepositoryResource(dg.ConfigurableResource):
         )
 
 
-class GitHubResource(dg.ConfigurableResource):
+class GitHubResource(_CodeLocationSettings):
     """Where integration pull requests are opened, and older runs' closed as superseded."""
 
     repository: str | None = Field(None, description="owner/name (none: no pull requests)")
@@ -158,31 +172,54 @@ class GitHubResource(dg.ConfigurableResource):
 
 
 class AgentResource(dg.ConfigurableResource):
-    """The coding agent of the project's tasks (and, by default, of its conflict resolutions).
-    Its fields are the project's `agent:` settings, validated by them."""
+    """The per-run choices of the project's agent (and, by default, of its conflict resolutions):
+    another preset among those the project allows (`agent.run_presets`), its timeouts, and
+    whether a task that changes nothing is green. Its command, environment, secrets, sandbox and
+    limits are the project's `agent:` settings, from the code location only."""
 
-    preset: str | None = "demo"
-    command: list[str] | None = None
-    env: dict[str, str] = Field(default_factory=dict)
-    env_from: dict[str, str] = Field(default_factory=dict)
-    pass_env: list[str] = Field(default_factory=list)
+    preset: str | None = Field(
+        "demo", description="the agent preset; another one only if agent.run_presets allows it"
+    )
     timeout_seconds: float = 3600.0
     heartbeat_seconds: float = 300.0
-    sandbox: str = "auto"
-    sandbox_user: str | None = None
-    sandbox_read_only: list[str] = Field(default_factory=list)
     allow_no_changes: bool = False
-    limits: dict[str, int] = Field(default_factory=dict)  # agent.limits (LimitsSettings)
 
     @classmethod
     def for_project(cls, project: ProjectSettings) -> AgentResource:
-        return cls(**project.agent.model_dump())
+        return cls(**{name: getattr(project.agent, name) for name in RUN_AGENT_CHOICES})
 
-    def settings(self) -> AgentSettings:
-        return AgentSettings(**{name: getattr(self, name) for name in AgentSettings.model_fields})
+    def settings(self, project: ProjectSettings) -> AgentSettings:
+        """The project's agent settings with this run's choices; a preset the project does not
+        allow a run to choose fails the step before anything runs."""
+        choices = {name: getattr(self, name) for name in RUN_AGENT_CHOICES}
+        if self.preset != project.agent.preset:
+            allowed = project.agent.presets_a_run_may_choose()
+            if self.preset not in allowed:
+                raise dg.Failure(
+                    f"refused: the run config sets {agent_key(project)}.preset to "
+                    f"{self.preset!r}, which project {project.name} does not allow (its "
+                    f"agent.run_presets: {', '.join(allowed) or 'none'}); the agent's command, "
+                    "environment and sandbox come from the code location's settings only",
+                    allow_retries=False,
+                )
+            choices["command"] = None  # the chosen preset builds its own command
+        try:
+            return AgentSettings(**{**project.agent.model_dump(), **choices})
+        except ValueError as exc:
+            raise dg.Failure(
+                f"the run's agent choices are invalid: {exc}", allow_retries=False
+            ) from None
 
-    def spec(self) -> AgentSpec:
-        return self.settings().spec()
+    def spec(self, project: ProjectSettings) -> AgentSpec:
+        return self.settings(project).spec()
+
+
+def locked_resource(value: _CodeLocationSettings, description: str) -> dg.ResourceDefinition:
+    """A resource whose value is the code location's and takes no run configuration: Dagster
+    refuses a run config that names any field of it when the run is launched."""
+    return dg.ResourceDefinition(
+        resource_fn=lambda _context: value, config_schema={}, description=description
+    )
 
 
 def git_key(project: ProjectSettings) -> str:
@@ -198,8 +235,21 @@ def agent_key(project: ProjectSettings) -> str:
 
 
 def project_resources(project: ProjectSettings, secrets: SecretNames) -> dict[str, object]:
+    git = project.git
+    token = f"token from ${git.token_env}" if git.token_env else "token from a file"
+    token = token if git.token_env or git.token_file else "no token"
+    fixed = "From the code location's settings; a run cannot change it."
     return {
-        git_key(project): GitRepositoryResource.for_project(project, secrets),
-        github_key(project): GitHubResource.for_project(project),
+        git_key(project): locked_resource(
+            GitRepositoryResource.for_project(project, secrets),
+            f"{project.name}'s repository {project.repository} (base {project.base_branch}; "
+            f"{token}). {fixed}",
+        ),
+        github_key(project): locked_resource(
+            GitHubResource.for_project(project),
+            f"{project.name}'s pull requests on "
+            f"{project.github_repository or '(not GitHub: no pull requests)'} "
+            f"({project.github.api_url}; {token}). {fixed}",
+        ),
         agent_key(project): AgentResource.for_project(project),
     }

@@ -224,7 +224,7 @@ def build_task_asset(
             task=task,
             level=level,
             repository=getattr(context.resources, git_key(project)).repository(),
-            agent=getattr(context.resources, agent_key(project)).spec(),
+            agent=getattr(context.resources, agent_key(project)).spec(project),
             dependencies=tuple(
                 DependencyHead(
                     dep_id,

@@ -25,7 +25,7 @@ from cto_dagster.core.task_run import (
 )
 from cto_dagster.core.taskmaster import parse_tasks
 from tests.git_http import GitHttpServer, RecordingServer
-from tests.helpers import script_result
+from tests.helpers import CONTAINER_TEST_IMAGE, container_test_problem, script_result
 
 TOKEN = "ghp_UntrustedAgentTestToken4242"
 needs_bwrap = pytest.mark.skipif(
@@ -34,6 +34,9 @@ needs_bwrap = pytest.mark.skipif(
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0 or not os.path.exists("/usr/bin/python3"),
     reason="the `user` sandbox needs root (and a system Python for the agent)",
+)
+needs_container = pytest.mark.skipif(
+    container_test_problem() is not None, reason=str(container_test_problem())
 )
 
 
@@ -68,10 +71,22 @@ def task(task_id, deps=()):
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 
+def python_for(sandbox: str) -> str:
+    """The agent's Python: this one, the system's (`user`), or the image's (`container`)."""
+    return {"user": SYSTEM_PYTHON, "container": "python3"}.get(sandbox, sys.executable)
+
+
+def container_fields(sandbox: str) -> dict:
+    return {"container_image": CONTAINER_TEST_IMAGE} if sandbox == "container" else {}
+
+
 def agent(code: str, sandbox: str = "auto") -> AgentSpec:
-    python = SYSTEM_PYTHON if sandbox == "user" else sys.executable
     return AgentSpec(
-        preset=None, command=(python, "-c", code), timeout_seconds=120, sandbox=sandbox
+        preset=None,
+        command=(python_for(sandbox), "-c", code),
+        timeout_seconds=120,
+        sandbox=sandbox,
+        **container_fields(sandbox),
     )
 
 
@@ -198,7 +213,7 @@ repository = Repository(
     denied_env=('CTO_TEST_GIT_TOKEN',), secrets=(token,),
     workspace_root=args['ws'], cache_root=args['cache'])
 agent = AgentSpec(preset=None, command=tuple(args['argv']), timeout_seconds=120,
-                  sandbox=args['sandbox'])
+                  sandbox=args['sandbox'], **args['extra'])
 task = parse_tasks([{'id': 1, 'title': 'Task 1'}], [])['1']
 result = run_task(TaskRunRequest(task=task, level=0, repository=repository, agent=agent),
                   log=lambda line: None)
@@ -210,13 +225,13 @@ print(json.dumps({'branch': result.branch, 'tail': result.agent_log_tail,
 def run_in_own_process(repository, code: str, sandbox: str) -> dict:
     """A step as it really is: its own process, with the token in its environment from the
     start (what /proc/<pid>/environ shows), unlike this test process's."""
-    python = SYSTEM_PYTHON if sandbox == "user" else sys.executable
     args = {
         "url": repository.url,
         "ws": repository.workspace_root,
         "cache": repository.cache_root,
-        "argv": [python, "-c", code],
+        "argv": [python_for(sandbox), "-c", code],
         "sandbox": sandbox,
+        "extra": container_fields(sandbox),
     }
     env = {**os.environ, "CTO_TEST_GIT_TOKEN": TOKEN}
     return script_result(STEP_IN_ITS_OWN_PROCESS, json.dumps(args), env=env)
@@ -224,7 +239,12 @@ def run_in_own_process(repository, code: str, sandbox: str) -> dict:
 
 @pytest.mark.parametrize(
     "sandbox",
-    ["none", pytest.param("bwrap", marks=needs_bwrap), pytest.param("user", marks=needs_root)],
+    [
+        "none",
+        pytest.param("bwrap", marks=needs_bwrap),
+        pytest.param("user", marks=needs_root),
+        pytest.param("container", marks=needs_container),
+    ],
 )
 def test_the_token_is_out_of_the_agents_reach(http_remote, sandbox):
     _server, repository, bare = http_remote

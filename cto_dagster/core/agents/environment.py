@@ -37,6 +37,9 @@ BASICS = (
     "REQUESTS_CA_BUNDLE",
 )
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# The step's own credentials, never an agent's, whatever a project's settings name: the
+# instance's PostgreSQL password (dagster-k8s puts it in every step pod's environment).
+STEP_ONLY = ("DAGSTER_PG_PASSWORD",)
 
 
 def _env_value(text: str) -> str:
@@ -77,8 +80,8 @@ def agent_environment(
     denied: Iterable[str] = (),
 ) -> dict[str, str]:
     """The agent's whole environment. `denied` names (the git token variables of every
-    project) never pass, whatever else asks for them."""
-    blocked = set(denied)
+    project) and the step's own credentials (`STEP_ONLY`) never pass, whatever asks for them."""
+    blocked = {*denied, *STEP_ONLY}
     env: dict[str, str] = {}
     for name in (*BASICS, *preset_names, *pass_env):
         if name in parent and name not in blocked and _NAME.match(name):

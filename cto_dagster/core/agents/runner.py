@@ -14,9 +14,12 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
+from cto_dagster.core.agents.agent_users import agent_user, take_back
+from cto_dagster.core.agents.container import remove_container
 from cto_dagster.core.agents.follow import AgentWatch, OutputFollower
 from cto_dagster.core.agents.presets import LaunchContext, Problem, Usage
 from cto_dagster.core.agents.sandbox import Sandbox, prepare_launch
@@ -175,15 +178,37 @@ def run_agent(
     argv, env, problem = _command(spec, argv_values, place, env)
     if problem is not None:
         return _not_started(log_path, problem, exit_code=-1)
-    if shutil.which(argv[0], path=env.get("PATH")) is None:
+    if place.sandbox.mode != "container" and shutil.which(argv[0], path=env.get("PATH")) is None:
         hint = f" (install it: {preset.install})" if preset and preset.install else ""
         return _not_started(
             log_path, Problem(f"cannot start agent {argv[0]!r}: not found on PATH{hint}")
         )
     read_only = [*place.read_only, *(Path(p) for p in spec.sandbox_read_only)]
-    launch = prepare_launch(
-        place.sandbox, argv, place.step_folder, place.work, place.home, read_only, env, place.masked
-    )
+    # `user` sandbox: a uid of this agent's own; leaving the block ends all its processes
+    with _own_user(place.sandbox) as owner:
+        launch = prepare_launch(
+            place.sandbox,
+            argv,
+            place.step_folder,
+            place.work,
+            place.home,
+            read_only,
+            env,
+            place.masked,
+            owner,
+        )
+        outcome = _start_and_wait(spec, preset, launch, argv, place, env, log_path, watch)
+    if owner is not None:  # nothing runs as the agent any more: its trees are ours again
+        take_back(place.work, place.home)
+    return outcome
+
+
+def _own_user(sandbox: Sandbox):
+    return agent_user(sandbox.user) if sandbox.own_user else nullcontext(None)
+
+
+def _start_and_wait(spec, preset, launch, argv, place, env, log_path, watch) -> AgentRun:
+    """Start the launch with its output to `log_path`; wait for it (or its timeout)."""
     prompt = place.prompt_file if preset is not None and preset.stdin_prompt else None
     started = time.monotonic()
     with (
@@ -214,7 +239,11 @@ def run_agent(
             if watch
             else None
         )
-        exit_code, timed_out = _wait(process, spec.timeout_seconds, follower)
+        try:
+            exit_code, timed_out = _wait(process, spec.timeout_seconds, follower)
+        finally:
+            if launch.container:  # its client may have ended before it (a timeout)
+                remove_container(*launch.container)
     return _finished(preset, exit_code, timed_out, time.monotonic() - started, log_path)
 
 

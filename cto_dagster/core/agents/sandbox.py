@@ -6,8 +6,9 @@
   home, and its work tree as the only writable place; inside, the agent is an ordinary user
   (uid 1000) even when the step runs as root.
 - `user`: where bubblewrap cannot run (a container without user namespaces) and the step runs as
-  root: the agent runs as an unprivileged user, so it cannot read the step's `/proc/<pid>/environ`
-  nor root's files; the work tree and its home are handed to that user.
+  root: the agent runs as a uid of its own, held by no other agent meanwhile (`agent_users.py`),
+  so it cannot read the step's or another agent's `/proc/<pid>/environ` nor root's files; the work
+  tree and its home are handed to that uid (and taken back once every process of it has ended).
 - `none`: the agent runs as the step's own user: it could read the step's environment through
   `/proc`, and write the machine's shared object cache that every later step reads (no copy or
   permission can keep a process of the same user out of it). So `none` runs only when the project
@@ -27,9 +28,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SANDBOX_MODES = ("auto", "bwrap", "user", "none")
+from cto_dagster.core.agents.agent_users import AgentUser
+from cto_dagster.core.agents.container import (
+    container_argv,
+    container_name,
+    container_runtime,
+    reap_orphan_containers,
+)
+
+SANDBOX_MODES = ("auto", "bwrap", "user", "container", "none")
 INSIDE_UID = 1000
-DEFAULT_USER = "nobody"
 # read-only system folders every program needs (those that exist are bound)
 SYSTEM_PATHS = ("/usr", "/etc", "/opt")
 MERGED_USR_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -43,11 +51,34 @@ class SandboxUnavailable(Exception):
 class Sandbox:
     mode: str  # bwrap | user | none
     reason: str  # why this mode, for the step's log
-    user: str | None = None  # `user` mode: who the agent runs as
+    user: str | None = None  # `user` mode: a named sandbox_user (None: a uid of its own)
+    image: str | None = None  # `container` mode: the image
+    network: str = "bridge"  # `container` mode: its network
+    runtime: str | None = None  # `container` mode: docker or podman
 
     @property
     def isolates(self) -> bool:
         return self.mode != "none"
+
+    @property
+    def leaves_open(self) -> str:
+        """What this sandbox does not protect, said by `cto-dagster doctor`."""
+        return _LEAVES_OPEN[self.mode]
+
+    @property
+    def own_user(self) -> bool:
+        """Whether the agent needs a uid of its own (agent_users.agent_user)."""
+        return self.mode in ("user", "container")
+
+
+_LEAVES_OPEN = {
+    "bwrap": "the network: the agent reaches what the step reaches, unless its network is cut",
+    "user": "the network, and files any user may read: only its uid and /proc keep it apart",
+    "container": "with the bridge network, the host's non-loopback addresses; the image's "
+    "readable files",
+    "none": "everything the step's user may do: its environment (the git token) through /proc, "
+    "other agents, the object cache, daemons that leave the process group",
+}
 
 
 @functools.cache
@@ -89,13 +120,19 @@ NONE_RISK = (
 
 
 def choose_sandbox(
-    setting: str = "auto", user: str | None = None, trusted_program: bool = False
+    setting: str = "auto",
+    user: str | None = None,
+    image: str | None = None,
+    network: str = "bridge",
+    trusted_program: bool = False,
 ) -> Sandbox:
-    """The sandbox for `setting` (auto | bwrap | user | none); raises SandboxUnavailable when
-    the one asked for cannot run. `auto` falls back to `none` only for a `trusted_program` (the
-    built-in demo agent)."""
+    """The sandbox for `setting` (auto | bwrap | user | container | none); raises
+    SandboxUnavailable when the one asked for cannot run. `auto` falls back to `none` only for a
+    `trusted_program` (the built-in demo agent)."""
     if setting not in SANDBOX_MODES:
         raise SandboxUnavailable(f"unknown sandbox {setting!r}; choose one of {SANDBOX_MODES}")
+    if setting == "container":
+        return _container_sandbox(image, network)
     if setting == "none":
         return Sandbox("none", f"agent.sandbox is none: {NONE_RISK}")
     problem = bubblewrap_problem()
@@ -104,12 +141,14 @@ def choose_sandbox(
             raise SandboxUnavailable(f"agent.sandbox is bwrap, but {problem}")
         return Sandbox("bwrap", "bubblewrap: own process namespace, only the work tree writable")
     if os.geteuid() == 0:
-        name = user or DEFAULT_USER
-        try:
-            pwd.getpwnam(name)
-        except KeyError:
-            raise SandboxUnavailable(f"sandbox user {name!r} does not exist") from None
-        return Sandbox("user", f"{problem}; the agent runs as the unprivileged user {name}", name)
+        if user is not None:
+            try:
+                pwd.getpwnam(user)
+            except KeyError:
+                raise SandboxUnavailable(f"sandbox user {user!r} does not exist") from None
+        why = problem or "agent.sandbox is user"
+        who = f"the unprivileged user {user} (one agent at a time)" if user else "a uid of its own"
+        return Sandbox("user", f"{why}; the agent runs as {who}, its processes ended with it", user)
     if setting == "user":
         raise SandboxUnavailable("agent.sandbox is user, but the step does not run as root")
     if not trusted_program:
@@ -125,12 +164,29 @@ def choose_sandbox(
     )
 
 
+def _container_sandbox(image: str | None, network: str) -> Sandbox:
+    runtime, problem = container_runtime()
+    if runtime is None:
+        raise SandboxUnavailable(f"agent.sandbox is container, but {problem}")
+    if not image:
+        raise SandboxUnavailable("agent.sandbox is container: name agent.container_image")
+    if os.geteuid() != 0:
+        raise SandboxUnavailable("agent.sandbox is container, but the step does not run as root")
+    reason = (
+        f"a container of {image} ({Path(runtime).name}; network {network}): own process and "
+        "network namespaces, no capability, only the work tree writable"
+    )
+    return Sandbox("container", reason, image=image, network=network, runtime=runtime)
+
+
 @dataclass
 class Launch:
-    """How to start the agent: the argv and the extra Popen arguments."""
+    """How to start the agent: the argv and the extra Popen arguments; `container` (runtime,
+    name) is removed after the agent, whatever happened to its client."""
 
     argv: list[str]
     popen: dict[str, object] = field(default_factory=dict)
+    container: tuple[str, str] | None = None
 
 
 def _install_roots(executable: Path) -> set[Path]:
@@ -239,27 +295,80 @@ def prepare_launch(
     read_only: Iterable[Path],
     env: Mapping[str, str],
     masked: Iterable[Path] = (),
+    owner: AgentUser | None = None,
 ) -> Launch:
     """The agent's argv inside the sandbox, with what the sandbox needs done first. `work`,
     `home` and the `read_only` files live in `step_folder`, the step's private folder; `masked`
-    files (token files) are hidden even where a folder above them is shown."""
+    files (token files) are hidden even where a folder above them is shown; `owner` is the
+    `user` sandbox's uid for this agent."""
     read_only = list(read_only)
     if sandbox.mode == "bwrap":
         extra = [*read_only, *program_paths(argv[0], env)]
         return Launch(_bwrap_argv(argv, work, home, extra, masked))
+    if sandbox.mode == "container":
+        return _container_launch(sandbox, argv, step_folder, work, home, read_only, env, owner)
     if sandbox.mode == "user":
-        entry = pwd.getpwnam(sandbox.user or DEFAULT_USER)
-        for path in (work, home):
-            _hand_over(path, entry.pw_uid, entry.pw_gid)
-        step_folder.chmod(0o711)  # the agent's user may pass through, not list
-        for path in read_only:  # prompt and task files: readable by the agent's user
-            if path.is_file() and step_folder in path.parents:
-                path.chmod(0o644)
+        if owner is None:
+            raise SandboxUnavailable("the user sandbox needs the agent's own uid (agent_user)")
+        _give_to(owner, step_folder, work, home, read_only)
         return Launch(
             list(argv),
-            {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": [], "umask": 0o022},
+            {"user": owner.uid, "group": owner.gid, "extra_groups": [], "umask": 0o022},
         )
     return Launch(list(argv))
+
+
+# what only the runtime's client needs, or what the image sets for itself
+_CLIENT_ONLY = ("PATH", "DOCKER_CONFIG", "DOCKER_HOST", "CONTAINER_HOST")
+
+
+def _container_launch(
+    sandbox: Sandbox,
+    argv: Sequence[str],
+    step_folder: Path,
+    work: Path,
+    home: Path,
+    read_only: list[Path],
+    env: Mapping[str, str],
+    owner: AgentUser | None,
+) -> Launch:
+    if owner is None or sandbox.runtime is None or sandbox.image is None:
+        raise SandboxUnavailable("the container sandbox needs its runtime, image and agent uid")
+    _give_to(owner, step_folder, work, home, read_only)
+    reap_orphan_containers(sandbox.runtime)
+    name = container_name()
+    command = container_argv(
+        sandbox.runtime,
+        sandbox.image,
+        argv,
+        name=name,
+        work=work,
+        home=home,
+        read_only=read_only,
+        env_names=[n for n in env if n not in _CLIENT_ONLY],
+        uid=owner.uid,
+        gid=owner.gid,
+        network=sandbox.network,
+    )
+    return Launch(command, container=(sandbox.runtime, name))
+
+
+def _give_to(
+    owner: AgentUser, step_folder: Path, work: Path, home: Path, read_only: Iterable[Path]
+) -> None:
+    """The work tree and home to the agent's uid (no one else may look in), its prompt and task
+    files readable by it alone; the step's folder may be passed through, not listed."""
+    for path in (work, home):  # modes first: once given away, only their owner may change them
+        path.chmod(0o750)
+        _hand_over(path, owner.uid, owner.gid)
+        # group root: the step may enter it (starting the agent there) without DAC_OVERRIDE;
+        # no other agent's uid may
+        os.lchown(path, owner.uid, 0)
+    step_folder.chmod(0o711)
+    for path in read_only:
+        if path.is_file() and step_folder in path.parents:
+            path.chmod(0o400)
+            os.lchown(path, owner.uid, owner.gid)
 
 
 def _hand_over(path: Path, uid: int, gid: int) -> None:

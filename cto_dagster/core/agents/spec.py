@@ -30,6 +30,8 @@ class AgentSpec:
     sandbox_read_only: tuple[str, ...] = ()  # extra folders the sandboxed agent may read
     allow_no_changes: bool = False  # a task whose agent changed nothing is green anyway
     limits: WorkLimits = field(default_factory=WorkLimits)  # what a task may add
+    container_image: str | None = None  # the `container` sandbox's image
+    container_network: str = "bridge"  # the `container` sandbox's network: bridge | none
 
     @property
     def preset_definition(self) -> Preset | None:
@@ -50,6 +52,13 @@ class AgentSpec:
     def preset_env_names(self) -> tuple[str, ...]:
         preset = self.preset_definition
         return preset.env_names if preset else ()
+
+    @property
+    def step_env_names(self) -> tuple[str, ...]:
+        """The step's variables this agent may read (its preset's names, `pass_env`, the sources
+        of `env_from`): on Kubernetes its pod gets these keys of the project's Secret, no more."""
+        names = (*self.preset_env_names, *self.pass_env, *self.env_from.values())
+        return tuple(dict.fromkeys(names))
 
     @property
     def label(self) -> str:

@@ -85,10 +85,19 @@ class AgentSettings(_Strict):
         ge=0,
         description="a line in the run's log when the agent has been silent this long (0: never)",
     )
-    sandbox: Literal["auto", "bwrap", "user", "none"] = Field(
+    sandbox: Literal["auto", "bwrap", "user", "container", "none"] = Field(
         "auto",
         description="auto: bubblewrap where it runs, else an unprivileged user when the step "
-        "is root, else none (said at every task start)",
+        "is root, else none (said at every task start); container: the agent in a container of "
+        "`container_image` (Docker or Podman)",
+    )
+    container_image: str | None = Field(
+        None, description="`container` sandbox: the image holding the agent's program"
+    )
+    container_network: Literal["bridge", "none"] = Field(
+        "bridge",
+        description="`container` sandbox: bridge (the internet, and the host's non-loopback "
+        "addresses) or none",
     )
     sandbox_user: str | None = Field(None, description="`user` sandbox: who the agent runs as")
     sandbox_read_only: list[str] = Field(
@@ -100,6 +109,12 @@ class AgentSettings(_Strict):
     limits: LimitsSettings = Field(
         default_factory=LimitsSettings,
         description="the biggest file, total size and number of files a task may add",
+    )
+    run_presets: list[str] | None = Field(
+        None,
+        description="presets a run may switch to in its run config (`<project>_agent: config: "
+        "preset`); default: any built-in preset when the project uses a preset, none when it "
+        "runs its own `command`",
     )
 
     @field_validator("pass_env")
@@ -121,6 +136,24 @@ class AgentSettings(_Strict):
             raise ValueError(f"unknown preset {value!r}; choose one of {', '.join(PRESETS)}")
         return value
 
+    @field_validator("run_presets")
+    @classmethod
+    def _known_run_presets(cls, value: list[str] | None) -> list[str] | None:
+        for name in value or ():
+            cls._known_preset(name)
+        return value
+
+    @model_validator(mode="after")
+    def _container_has_an_image(self) -> AgentSettings:
+        if self.sandbox == "container" and not self.container_image:
+            raise ValueError("agent.sandbox is container: name the image (agent.container_image)")
+        return self
+
+    def presets_a_run_may_choose(self) -> list[str]:
+        if self.run_presets is not None:
+            return list(self.run_presets)
+        return [] if self.command else list(PRESETS)
+
     def spec(self) -> AgentSpec:
         return AgentSpec(
             preset=self.preset,
@@ -135,6 +168,8 @@ class AgentSettings(_Strict):
             sandbox_read_only=tuple(self.sandbox_read_only),
             allow_no_changes=self.allow_no_changes,
             limits=self.limits.limits(),
+            container_image=self.container_image,
+            container_network=self.container_network,
         ).validate()
 
 
@@ -240,6 +275,12 @@ class KubernetesSettings(_Strict):
     )
     deadline_margin_seconds: int = Field(
         600, ge=0, description="added to the agent timeout for clone, merge and push"
+    )
+    agent_secret: str = Field(
+        "cto-dagster-agents",
+        pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$",
+        description="the Secret holding this project's agent keys (one Secret per project "
+        "keeps them apart): its pods get only the keys the project's agents read",
     )
 
 
