@@ -108,7 +108,9 @@ def test_nested_repositories_swapped_for_links_while_recorded_touch_nothing_outs
 ):
     """`user` sandbox: the agent leaves 20 nested repositories and a daemon that swaps each for
     a link to a root-owned repository elsewhere while the orchestrator records its work. The
-    old clean-up of nested repositories deleted that repository's `.git` through the link."""
+    old clean-up of nested repositories deleted that repository's `.git` through the link. (The
+    `user` sandbox now ends such a daemon before the tree is read; the copy must hold without
+    that, against whatever state the daemon left.)"""
     _server, repository, bare = http_remote
     victim = tmp_path / "victim"
     (victim / ".git").mkdir(parents=True)
