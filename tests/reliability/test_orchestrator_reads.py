@@ -102,15 +102,18 @@ time.sleep(0.2)
 """
 
 
-@needs_root
+@pytest.mark.parametrize(
+    "sandbox", [pytest.param("user", marks=needs_root), pytest.param("none", marks=needs_root)]
+)
 def test_nested_repositories_swapped_for_links_while_recorded_touch_nothing_outside(
-    http_remote, tmp_path, short_git_timeout
+    http_remote, tmp_path, short_git_timeout, sandbox
 ):
-    """`user` sandbox: the agent leaves 20 nested repositories and a daemon that swaps each for
-    a link to a root-owned repository elsewhere while the orchestrator records its work. The
-    old clean-up of nested repositories deleted that repository's `.git` through the link. (The
-    `user` sandbox now ends such a daemon before the tree is read; the copy must hold without
-    that, against whatever state the daemon left.)"""
+    """The agent leaves 20 nested repositories and a daemon that swaps each for a link to a
+    root-owned repository elsewhere while the orchestrator records its work. The old clean-up of
+    nested repositories deleted that repository's `.git` through the link. The `user` sandbox
+    now ends such a daemon before the tree is read (the copy must hold against whatever state it
+    left); with `none` the daemon lives on and races the recording (the agent could harm the
+    victim itself there: what is checked is that the orchestrator never does)."""
     _server, repository, bare = http_remote
     victim = tmp_path / "victim"
     (victim / ".git").mkdir(parents=True)
@@ -126,7 +129,7 @@ def test_nested_repositories_swapped_for_links_while_recorded_touch_nothing_outs
     repository = replace(repository, workspace_root=str(workspaces))
     try:
         try:
-            result = run(repository, 1, code, sandbox="user")
+            result = run(repository, 1, code, sandbox=sandbox)
             assert pidfile.exists(), "the swapping daemon did not start"
         except TaskFailed as failure:  # the tree changed under the copy: said, not followed
             assert "not recorded" in failure.message, failure.message
