@@ -37,6 +37,9 @@ def open_dir(parent: int, name: str) -> int:
     try:
         return os.open(name, _DIR, dir_fd=parent)
     except PermissionError:
+        if not hasattr(os, "O_PATH"):  # not Linux: lchmod, which never follows a link
+            os.chmod(name, 0o700, dir_fd=parent, follow_symlinks=False)
+            return os.open(name, _DIR, dir_fd=parent)
         handle = os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent)
         try:
             os.chmod(f"/proc/self/fd/{handle}", 0o700)
@@ -298,7 +301,7 @@ def _copy_bytes(src: int, dst: int, size: int) -> None:
     while offset < size:
         try:
             copied = os.copy_file_range(src, dst, min(size - offset, 1 << 30), offset_src=offset)
-        except OSError:
+        except (OSError, AttributeError):  # not Linux, or a file system that cannot
             chunk = os.pread(src, min(size - offset, 1 << 20), offset)
             copied = len(chunk)
             os.write(dst, chunk)

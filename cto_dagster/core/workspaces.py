@@ -54,16 +54,19 @@ def _identity(folder: Path, name: str) -> ProcessIdentity | None:
 
 def _owner_gone(entry: Path, pid: int) -> bool:
     owner = _identity(entry, OWNER_FILE)
-    if owner is None:  # a folder made before owners were recorded, or a step killed at once
+    if owner is None or not owner.started:  # an old folder, a step killed at once, no /proc
         return not _alive(pid)
     return owner.verdict() == "dead"
 
 
 def _end_agent(entry: Path) -> None:
     """Kill the agent's process group, only while its leader is the very process recorded (a
-    recycled pid or group id belongs to someone else)."""
+    recycled pid or group id belongs to someone else); without /proc (no start time to
+    compare), while its pid is alive, as before."""
     agent = _identity(entry, AGENT_FILE)
-    if agent is not None and agent.verdict() == "alive":
+    if agent is None:
+        return
+    if agent.verdict() == "alive" or (not agent.started and _alive(agent.pid)):
         try:
             os.killpg(agent.pid, signal.SIGKILL)
         except OSError:
