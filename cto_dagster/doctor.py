@@ -71,7 +71,11 @@ def _agent_findings(project) -> list[Finding]:
         )
     try:
         sandbox = choose_sandbox(
-            spec.sandbox, spec.sandbox_user, spec.container_image, spec.container_network
+            spec.sandbox,
+            spec.sandbox_user,
+            spec.container_image,
+            spec.container_network,
+            trusted_program=spec.trusted_program,
         )
         found.append(
             Finding(

@@ -226,7 +226,14 @@ def sandbox_lines() -> list[str]:
     lines = []
     for project in settings.projects:
         try:
-            sandbox = choose_sandbox(project.agent.sandbox, project.agent.sandbox_user)
+            spec = project.agent.spec()
+            sandbox = choose_sandbox(
+                spec.sandbox,
+                spec.sandbox_user,
+                spec.container_image,
+                spec.container_network,
+                trusted_program=spec.trusted_program,
+            )
             mark = "🔒" if sandbox.isolates else "⚠️ "
             lines.append(f"{mark} Agents of project {project.name}: {sandbox.reason}")
             network = network_for(project.agent.spec(), sandbox)

@@ -90,6 +90,7 @@ SECURITY_OVERRIDES = [
     ("shop_agent", "env_from", {"STOLEN": "SHOP_TOKEN"}),
     ("shop_agent", "env", {"LD_PRELOAD": "/tmp/evil.so"}),
     ("shop_agent", "run_presets", ["codex"]),
+    ("shop_agent", "limits", {"max_files": 10_000_000}),
 ]
 
 

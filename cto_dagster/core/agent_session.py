@@ -69,7 +69,11 @@ def run_agent_in_tree(
     `AgentUnavailable` when its sandbox or its network isolation cannot be had."""
     try:
         sandbox = choose_sandbox(
-            spec.sandbox, spec.sandbox_user, spec.container_image, spec.container_network
+            spec.sandbox,
+            spec.sandbox_user,
+            spec.container_image,
+            spec.container_network,
+            trusted_program=spec.trusted_program,
         )
         network = network_for(spec, sandbox)
     except (SandboxUnavailable, NetworkUnavailable) as exc:

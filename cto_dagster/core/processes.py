@@ -35,7 +35,10 @@ class ProcessIdentity:
 
     @classmethod
     def current(cls) -> ProcessIdentity:
-        pid = os.getpid()
+        return cls.of(os.getpid())
+
+    @classmethod
+    def of(cls, pid: int) -> ProcessIdentity:
         return cls(socket.gethostname(), pid, boot_id(), start_ticks(pid))
 
     def as_metadata(self) -> dict[str, str]:

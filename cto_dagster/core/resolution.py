@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -27,6 +26,7 @@ from cto_dagster.core.git.command import GitError
 from cto_dagster.core.git.inspect import record_work_tree
 from cto_dagster.core.git.worktree import AgentWorkTree
 from cto_dagster.core.repository import Repository
+from cto_dagster.core.safe_fs import TreeProblem, remove_tree
 from cto_dagster.core.taskmaster import Task
 from cto_dagster.core.workspaces import new_workspace
 
@@ -203,7 +203,7 @@ class Resolver:
             commit = self._resolve_in(folder, cache, conflict, paths, resolution)
         finally:
             resolution.seconds = round(time.monotonic() - started, 3)
-            shutil.rmtree(folder, ignore_errors=True)
+            remove_tree(folder)
         resolution.commit = commit
         self.resolutions.append(resolution)
         self.log(f"✅ Conflict resolved: {resolution.summary()}")
@@ -288,7 +288,10 @@ class Resolver:
             raise self._fail(resolution, f"it exceeded its timeout of {timeout}")
         if agent.exit_code != 0:
             raise self._fail(resolution, f"it exited with code {agent.exit_code}")
-        problem = work.problem_after_agent()
+        try:
+            problem = work.problem_after_agent()
+        except GitError as exc:
+            raise self._fail(resolution, str(exc)) from None
         if problem:
             raise self._fail(resolution, problem)
         return sandbox
@@ -297,9 +300,14 @@ class Resolver:
         """What the resolver left, recorded by us; no marker may remain."""
         try:
             recorded = record_work_tree(
-                cache, work.path, conflicted, folder, self.repo.commit_exclude
+                cache,
+                work.path,
+                conflicted,
+                folder,
+                self.repo.commit_exclude,
+                limits=self.spec.limits,
             )
-        except GitError as exc:
+        except (GitError, TreeProblem) as exc:
             raise self._fail(resolution, str(exc)) from None
         left = sorted(
             {*files_with_markers(cache, recorded.tree, paths), *recorded.conflict_markers}

@@ -9,7 +9,6 @@ removed whatever happens.
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -33,6 +32,7 @@ from cto_dagster.core.resolution import (
     Resolver,
     SideTask,
 )
+from cto_dagster.core.safe_fs import TreeProblem, remove_tree
 from cto_dagster.core.taskmaster import Task
 from cto_dagster.core.workspaces import new_workspace
 
@@ -332,10 +332,15 @@ def _run_task(request: TaskRunRequest, log) -> TaskRunResult:
             "agent_seconds": round(agent.duration_seconds, 3),
         }
         _check_agent_exit(request, agent, details)
-        problem = tree.problem_after_agent()
+        try:
+            problem = tree.problem_after_agent()
+        except GitError as exc:
+            raise TaskFailed(f"Task {task.id}: {exc}", retryable=True, details=details) from None
         if problem:
             raise TaskFailed(problem, retryable=False, details=details)
-        head, recorded, backup = _commit_and_push(request, cache, folder, start, branch, details)
+        head, recorded, backup = _commit_and_push(
+            request, cache, folder, start, branch, details, log
+        )
         stats = cache.diff_stats(start.start, head)
         finished = time.time()
         log(f"✅ Task {task.id} finished in {finished - started:.1f} s: {branch} at {head[:12]}")
@@ -367,7 +372,7 @@ def _run_task(request: TaskRunRequest, log) -> TaskRunResult:
             publish_seconds=max(0.0, finished - agent_started - agent.duration_seconds),
         )
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        remove_tree(folder)
 
 
 def _may_change_nothing(request: TaskRunRequest) -> bool:
@@ -400,6 +405,17 @@ def _check_agent_exit(request: TaskRunRequest, agent, details: dict) -> None:
         )
 
 
+def _maintain(cache: ObjectCache, log) -> None:
+    """Pack the shared cache when it has grown; the task is pushed already, so a failure here
+    is said, not raised."""
+    started = time.monotonic()
+    try:
+        if cache.maintain():
+            log(f"🧹 Packed the shared object cache in {time.monotonic() - started:.1f} s")
+    except GitError as exc:
+        log(f"⚠️ Could not pack the shared object cache: {exc}")
+
+
 def _commit_and_push(
     request: TaskRunRequest,
     cache: ObjectCache,
@@ -407,6 +423,7 @@ def _commit_and_push(
     start: _Start,
     branch: str,
     details: dict,
+    log=print,
 ) -> tuple[str, RecordedTree, str | None]:
     task, repo = request.task, request.repository
     try:
@@ -418,6 +435,7 @@ def _commit_and_push(
             repo.commit_exclude,
             task.file_id,
             task.tag or repo.tag,
+            request.agent.limits,
         )
         _fail_on_findings(task, recorded, details)
         if recorded.tree == cache.tree_of(start.start) and not _may_change_nothing(request):
@@ -442,6 +460,13 @@ def _commit_and_push(
             request.before_push(head)
         backup = backup_ref(branch, start.remote_now) if start.remote_now else None
         cache.push(head, branch, start.remote_now, backup)
+        _maintain(cache, log)
+    except TreeProblem as exc:
+        raise TaskFailed(
+            f"Task {task.id}: the agent's work was not recorded: {exc}; nothing was pushed",
+            retryable=False,
+            details=details,
+        ) from None
     except GitError as exc:
         retryable = not isinstance(exc, BranchMoved)
         raise TaskFailed(str(exc), retryable=retryable, details=details) from None

@@ -1,21 +1,29 @@
 """Workspace folders that clean up after steps that could not clean up themselves.
 
 A step killed with SIGKILL leaves its folder and, since agents run in their own session, possibly
-a running agent. Every folder is named with its owner's pid and records the agent's process group;
-each new step reaps the folders whose owner is gone, ending their agents first.
+a running agent. Every folder records who owns it and which process leads its agent's process
+group, each with its boot and start time (`ProcessIdentity`: a pid alone may have been given to
+another process since); each new step reaps the folders whose owner is gone, ending their agents
+first. Reaping survives whatever a dead step left (a tree of any depth, links, names that are
+not UTF-8, folders no one may read): one bad folder never stops a step.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
-import shutil
 import signal
+import stat
 import tempfile
 from pathlib import Path
 
-_FOLDER = re.compile(r"^cto-(?:task|integration)-.+-p(\d+)-[^-]+$")
-AGENT_PGID_FILE = "agent.pgid"
+from cto_dagster.core.processes import ProcessIdentity
+from cto_dagster.core.safe_fs import read_untrusted, remove_tree
+
+_FOLDER = re.compile(r"^cto-(?:task|integration|resolve)-.+-p(\d+)-[^-]+$")
+OWNER_FILE = "owner.json"
+AGENT_FILE = "agent.json"
 
 
 def _alive(pid: int) -> bool:
@@ -28,6 +36,43 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def write_identity(folder: Path, name: str, pid: int) -> None:
+    """Record process `pid` (its boot and start time too) in `folder`, the step's own."""
+    (folder / name).write_text(json.dumps(ProcessIdentity.of(pid).as_metadata()))
+
+
+def _identity(folder: Path, name: str) -> ProcessIdentity | None:
+    raw = read_untrusted(folder, [name])
+    try:
+        data = json.loads(raw) if raw else None
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        return None
+    return ProcessIdentity.from_metadata(data)
+
+
+def _owner_gone(entry: Path, pid: int) -> bool:
+    owner = _identity(entry, OWNER_FILE)
+    if owner is None or not owner.started:  # an old folder, a step killed at once, no /proc
+        return not _alive(pid)
+    return owner.verdict() == "dead"
+
+
+def _end_agent(entry: Path) -> None:
+    """Kill the agent's process group, only while its leader is the very process recorded (a
+    recycled pid or group id belongs to someone else); without /proc (no start time to
+    compare), while its pid is alive, as before."""
+    agent = _identity(entry, AGENT_FILE)
+    if agent is None:
+        return
+    if agent.verdict() == "alive" or (not agent.started and _alive(agent.pid)):
+        try:
+            os.killpg(agent.pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
 def reap_stale(root: Path | None) -> list[Path]:
     """Remove workspaces of dead steps (and kill what their agents left running)."""
     base = root or default_workspace_root()
@@ -38,15 +83,15 @@ def reap_stale(root: Path | None) -> list[Path]:
         return reaped
     for entry in entries:
         match = _FOLDER.match(entry.name)
-        if not match or not entry.is_dir() or _alive(int(match.group(1))):
-            continue
-        pgid_file = entry / AGENT_PGID_FILE
         try:
-            pgid = int(pgid_file.read_text().strip())
-            os.killpg(pgid, signal.SIGKILL)
+            if not match or not stat.S_ISDIR(entry.lstat().st_mode):
+                continue
+            if not _owner_gone(entry, int(match.group(1))):
+                continue
+            _end_agent(entry)
         except (OSError, ValueError):
-            pass
-        shutil.rmtree(entry, ignore_errors=True)
+            continue
+        remove_tree(entry)
         reaped.append(entry)
     return reaped
 
@@ -75,4 +120,6 @@ def new_workspace(kind: str, name: str, root: str | None) -> Path:
     base = Path(root) if root else default_workspace_root()
     base.mkdir(mode=0o711, parents=True, exist_ok=True)  # another user may pass, not list
     reap_stale(base)
-    return Path(tempfile.mkdtemp(prefix=f"cto-{kind}-{name}-p{os.getpid()}-", dir=base))
+    folder = Path(tempfile.mkdtemp(prefix=f"cto-{kind}-{name}-p{os.getpid()}-", dir=base))
+    write_identity(folder, OWNER_FILE, os.getpid())
+    return folder

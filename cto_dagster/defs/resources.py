@@ -174,8 +174,8 @@ class GitHubResource(_CodeLocationSettings):
 class AgentResource(dg.ConfigurableResource):
     """The per-run choices of the project's agent (and, by default, of its conflict resolutions):
     another preset among those the project allows (`agent.run_presets`), its timeouts, and
-    whether a task that changes nothing is green. Its command, environment, secrets and sandbox
-    are the project's `agent:` settings, from the code location only."""
+    whether a task that changes nothing is green. Its command, environment, secrets, sandbox and
+    limits are the project's `agent:` settings, from the code location only."""
 
     preset: str | None = Field(
         "demo", description="the agent preset; another one only if agent.run_presets allows it"

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from cto_dagster.core.agents import AgentSpec
+from cto_dagster.core.processes import ProcessIdentity
 from cto_dagster.core.sample import create_sample_repository
 from cto_dagster.core.task_run import Repository, TaskFailed, TaskRunRequest, run_task
 from cto_dagster.core.taskmaster import parse_tasks
@@ -189,7 +190,7 @@ def test_hung_agent_timeout_leaves_no_orphans(repo):
 
 
 def test_stale_workspace_of_a_dead_step_is_reaped(repo, tmp_path):
-    from cto_dagster.core.workspaces import reap_stale
+    from cto_dagster.core.workspaces import AGENT_FILE, OWNER_FILE, reap_stale, write_identity
 
     root = Path(repo.workspace_root)
     root.mkdir(parents=True)
@@ -198,9 +199,36 @@ def test_stale_workspace_of_a_dead_step_is_reaped(repo, tmp_path):
     dead.wait()
     stale = root / f"cto-task-9-p{dead.pid}-abcd"
     (stale / "repo").mkdir(parents=True)
-    (stale / "agent.pgid").write_text(str(sleeper.pid))
+    write_identity(stale, OWNER_FILE, dead.pid)
+    write_identity(stale, AGENT_FILE, sleeper.pid)
     live = root / f"cto-task-8-p{os.getpid()}-efgh"
     live.mkdir()
+    write_identity(live, OWNER_FILE, os.getpid())
     assert reap_stale(root) == [stale]
     assert sleeper.wait(timeout=10) == -signal.SIGKILL
     assert live.exists() and not stale.exists()
+
+
+def test_a_recycled_agent_pid_is_never_killed(repo):
+    """The agent recorded in a dead step's folder is gone, and its pid now belongs to another
+    process (here: the same pid, another start time): that process lives on."""
+    import json
+
+    from cto_dagster.core.workspaces import AGENT_FILE, reap_stale
+
+    root = Path(repo.workspace_root)
+    root.mkdir(parents=True)
+    bystander = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = root / f"cto-task-9-p{dead.pid}-abcd"
+    stale.mkdir()
+    recorded = ProcessIdentity.of(bystander.pid).as_metadata()
+    recorded["process_start_ticks"] = str(int(recorded["process_start_ticks"]) - 1)
+    (stale / AGENT_FILE).write_text(json.dumps(recorded))
+    try:
+        assert reap_stale(root) == [stale]
+        assert bystander.poll() is None, "a process that merely has the recorded pid was killed"
+    finally:
+        bystander.kill()
+        bystander.wait()

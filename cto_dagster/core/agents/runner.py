@@ -25,7 +25,7 @@ from cto_dagster.core.agents.network import NetworkUnavailable, confine, network
 from cto_dagster.core.agents.presets import LaunchContext, Problem, Usage
 from cto_dagster.core.agents.sandbox import Sandbox, prepare_launch
 from cto_dagster.core.agents.spec import PLACEHOLDERS, AgentSpec
-from cto_dagster.core.workspaces import AGENT_PGID_FILE
+from cto_dagster.core.workspaces import AGENT_FILE, write_identity
 
 LOG_TAIL_BYTES = 4000
 SIGNS_SCAN_BYTES = 256 * 1024  # failure signs are read from the end of the output
@@ -239,7 +239,7 @@ def _start_and_wait(spec, preset, launch, argv, place, env, log_path, watch) -> 
                 127, False, 0.0, *_read_tail(log_path), problem=Problem(f"cannot start {argv[0]!r}")
             )
         # recorded so that a step killed with SIGKILL does not leave its agent running
-        (place.step_folder / AGENT_PGID_FILE).write_text(str(process.pid))
+        write_identity(place.step_folder, AGENT_FILE, process.pid)
         follower = (
             OutputFollower(log_path, watch, preset.events if preset else _no_events).start()
             if watch

@@ -9,8 +9,11 @@
   root: the agent runs as a uid of its own, held by no other agent meanwhile (`agent_users.py`),
   so it cannot read the step's or another agent's `/proc/<pid>/environ` nor root's files; the work
   tree and its home are handed to that uid (and taken back once every process of it has ended).
-- `none`: the agent runs as the step's own user and could read the step's environment through
-  `/proc`. Chosen only when asked for, or when neither of the above can run; the step says so.
+- `none`: the agent runs as the step's own user: it could read the step's environment through
+  `/proc`, and write the machine's shared object cache that every later step reads (no copy or
+  permission can keep a process of the same user out of it). So `none` runs only when the project
+  names it, and every step says that risk at start; `auto` never falls back to it (but for the
+  built-in demo agent, which runs no model-chosen code).
 """
 
 from __future__ import annotations
@@ -112,20 +115,28 @@ def bubblewrap_problem() -> str | None:
     return None
 
 
+NONE_RISK = (
+    "the agent runs as the step's own user: it can read the step's environment (the git token) "
+    "and write the shared object cache that every later step on this machine reads"
+)
+
+
 def choose_sandbox(
     setting: str = "auto",
     user: str | None = None,
     image: str | None = None,
     network: str = "bridge",
+    trusted_program: bool = False,
 ) -> Sandbox:
     """The sandbox for `setting` (auto | bwrap | user | container | none); raises
-    SandboxUnavailable when the one asked for cannot run."""
+    SandboxUnavailable when the one asked for cannot run. `auto` falls back to `none` only for a
+    `trusted_program` (the built-in demo agent)."""
     if setting not in SANDBOX_MODES:
         raise SandboxUnavailable(f"unknown sandbox {setting!r}; choose one of {SANDBOX_MODES}")
     if setting == "container":
         return _container_sandbox(image, network)
     if setting == "none":
-        return Sandbox("none", "agent.sandbox is none: the agent runs as the step's own user")
+        return Sandbox("none", f"agent.sandbox is none: {NONE_RISK}")
     problem = bubblewrap_problem()
     if setting == "bwrap" or (setting == "auto" and problem is None):
         if problem:
@@ -142,6 +153,12 @@ def choose_sandbox(
         return Sandbox("user", f"{why}; the agent runs as {who}, its processes ended with it", user)
     if setting == "user":
         raise SandboxUnavailable("agent.sandbox is user, but the step does not run as root")
+    if not trusted_program:
+        raise SandboxUnavailable(
+            f"no sandbox can run here: {problem}, and the step is not root (the `user` sandbox "
+            "needs root). Install bubblewrap, or set `agent.sandbox: none` to accept that "
+            f"{NONE_RISK}"
+        )
     return Sandbox(
         "none",
         f"NO SANDBOX: {problem}, and the step is not root: the agent runs as the step's own "

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from cto_dagster.core.agents.network import NETWORK_MODES
 from cto_dagster.core.agents.presets import PRESETS, Preset
 from cto_dagster.core.agents.sandbox import SANDBOX_MODES
+from cto_dagster.core.limits import WorkLimits
 
 PLACEHOLDERS = ("{prompt_file}", "{prompt}", "{task_id}", "{task_file}", "{workdir}")
 
@@ -30,6 +31,7 @@ class AgentSpec:
     sandbox_user: str | None = None
     sandbox_read_only: tuple[str, ...] = ()  # extra folders the sandboxed agent may read
     allow_no_changes: bool = False  # a task whose agent changed nothing is green anyway
+    limits: WorkLimits = field(default_factory=WorkLimits)  # what a task may add
     container_image: str | None = None  # the `container` sandbox's image
     container_network: str = "bridge"  # the `container` sandbox's network: bridge | none
     network: str = "internet"  # internet | none | host (see network.py)
@@ -45,6 +47,11 @@ class AgentSpec:
         if self.command:
             return list(self.command)
         raise AgentConfigError("a preset builds its own command; argv_template is for commands")
+
+    @property
+    def trusted_program(self) -> bool:
+        """The built-in demo agent: our own code, no model-chosen commands."""
+        return not self.command and self.preset == "demo"
 
     @property
     def preset_env_names(self) -> tuple[str, ...]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import os
 import re
 import subprocess
 import tempfile
@@ -34,6 +35,28 @@ _REJECTED = re.compile(r"\[rejected\]|stale info|non-fast-forward|fetch first", 
 BACKUP_PREFIX = "refs/cto-dagster/replaced/"
 _CREDENTIAL_KEY = re.compile(r"^(GIT_CONFIG_(COUNT|KEY_\d+|VALUE_\d+)|CTO_GIT_\w+)$")
 _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+# when `maintain` packs the cache: git's own `gc --auto` thresholds
+LOOSE_OBJECT_LIMIT = int(os.environ.get("CTO_DAGSTER_CACHE_LOOSE_LIMIT", "6700"))
+PACK_LIMIT = 50
+
+
+# Settings of every bare repository the orchestrator makes: no hook, no fsmonitor, and no
+# automatic gc or maintenance (a git call never starts a repack of its own; the cache is packed
+# by `maintain`, under its lock).
+SAFE_BARE_CONFIG = (
+    ("gc.auto", "0"),
+    ("maintenance.auto", "false"),
+    ("core.hooksPath", "/dev/null"),
+    ("core.fsmonitor", "false"),
+)
+
+
+def init_bare(path: Path, env: Mapping[str, str]) -> None:
+    """A new bare repository at `path` with `SAFE_BARE_CONFIG`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    run_git(["init", "--quiet", "--bare", str(path)], env, cwd=path.parent)
+    for key, value in SAFE_BARE_CONFIG:
+        run_git(["config", key, value], env, git_dir=path)
 
 
 def cache_path(root: Path, url: str) -> Path:
@@ -67,13 +90,20 @@ class ObjectCache:
     def _create(self) -> None:
         if (self.path / "HEAD").exists():
             return
-        run_git(["init", "--quiet", "--bare", str(self.path)], self.local_env, cwd=self.path.parent)
-        for key, value in (
-            ("gc.auto", "0"),  # no repack while steps read through alternates
-            ("core.hooksPath", "/dev/null"),
-            ("core.fsmonitor", "false"),
-        ):
-            self.git("config", key, value)
+        init_bare(self.path, self.local_env)
+
+    @contextmanager
+    def _locked_if_free(self):
+        """The lock when no one holds it (True), else nothing (False): maintenance is never
+        worth a wait."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with (self.path.parent / "fetch.lock").open("w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
 
     def create(self) -> None:
         if not (self.path / "HEAD").exists():
@@ -106,6 +136,43 @@ class ObjectCache:
         wanted = [c for c in commits if c]
         if not (self.path / "HEAD").exists() or not all(self.has_commit(c) for c in wanted):
             self.fetch()
+
+    # ---------------------------------------------------------------- maintenance
+
+    def loose_objects(self) -> int:
+        """About how many loose objects the cache holds: one fan-out folder's count times 256,
+        as `git gc --auto` estimates it (cheap whatever the count)."""
+        try:
+            return len(os.listdir(self.objects / "17")) * 256
+        except OSError:
+            return 0
+
+    def packs(self) -> int:
+        try:
+            return sum(1 for n in os.listdir(self.objects / "pack") if n.endswith(".pack"))
+        except OSError:
+            return 0
+
+    def maintain(self, loose_limit: int | None = None, pack_limit: int | None = None) -> bool:
+        """Pack the cache when it has passed `loose_limit` loose objects or `pack_limit` packs,
+        under its lock (skipped when another step holds it): old unreachable loose objects are
+        pruned (`git prune --expire=2.weeks.ago`: nothing a running step wrote), then loose
+        objects and small packs are rolled into bigger packs (`git repack -d --geometric=2`,
+        which keeps every object, reachable or not, so nothing a concurrent step needs goes).
+        True when it packed."""
+        loose_limit = LOOSE_OBJECT_LIMIT if loose_limit is None else loose_limit
+        pack_limit = PACK_LIMIT if pack_limit is None else pack_limit
+        if self.loose_objects() < loose_limit and self.packs() < pack_limit:
+            return False
+        with self._locked_if_free() as locked:
+            if not locked or not (self.path / "HEAD").exists():
+                return False
+            try:
+                self.git("prune", "--expire=2.weeks.ago")
+                self.git("-c", "repack.writeBitmaps=false", "repack", "-d", "-q", "--geometric=2")
+            except subprocess.CalledProcessError as exc:
+                raise GitError(f"cannot pack the object cache: {stderr_text(exc)}") from None
+        return True
 
     # ---------------------------------------------------------------- reading
 

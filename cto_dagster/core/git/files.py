@@ -8,6 +8,7 @@ import subprocess
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from cto_dagster.core.git.cache import init_bare
 from cto_dagster.core.git.command import GitError, run_git, stderr_text
 from cto_dagster.core.names import check_base_branch
 
@@ -32,8 +33,7 @@ def read_files_at(
         commit = None
     try:
         if not (cache / "HEAD").exists():
-            cache.mkdir(parents=True, exist_ok=True)
-            run_git(["init", "--quiet", "--bare", str(cache)], env, cwd=cache)
+            init_bare(cache, env)
         if commit is not None and not _holds_commit(cache, commit, env):
             _fetch_pinned(remote, branch, commit, cache, env)
         elif commit is None:

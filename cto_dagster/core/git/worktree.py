@@ -10,42 +10,22 @@ files, without following links, and the work tree's content is recorded by the o
 from __future__ import annotations
 
 import os
+import re
 import stat
 import subprocess
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
 from cto_dagster.core.git.cache import ObjectCache
 from cto_dagster.core.git.command import GitError, ref_for_branch, run_git, stderr_text
+from cto_dagster.core.safe_fs import TreeProblem, copy_tree, read_untrusted
 
-MAX_READ = 64 * 1024
-
-
-def read_untrusted(root: Path, parts: Sequence[str], limit: int = MAX_READ) -> bytes | None:
-    """A small regular file under `root`, read without following any link on the way (the agent
-    may have planted links or pipes); None when it is not there or not a plain file."""
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
-    try:
-        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-    except OSError:
-        return None
-    try:
-        for part in parts[:-1]:
-            next_fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
-            os.close(fd)
-            fd = next_fd
-        file_fd = os.open(parts[-1], flags, dir_fd=fd)
-    except OSError:  # missing, a link, a pipe with no writer, not a folder
-        return None
-    finally:
-        os.close(fd)
-    try:
-        if not stat.S_ISREG(os.fstat(file_fd).st_mode):
-            return None
-        return os.read(file_fd, limit)
-    finally:
-        os.close(file_fd)
+MAX_OBJECT_BYTES = 4 * 1024 * 1024 * 1024  # the agent's own commits, compressed
+AGENT_DATA_TIMEOUT = 600.0  # git reading what an agent made
+_FANOUT = re.compile(rb"^[0-9a-f]{2}$")
+_LOOSE = re.compile(rb"^[0-9a-f]{38}$|^[0-9a-f]{62}$")
+_PACK = re.compile(rb"^pack-[0-9a-f]{40}(?:[0-9a-f]{24})?\.(?:pack|idx)$")
 
 
 class AgentWorkTree:
@@ -104,7 +84,11 @@ class AgentWorkTree:
         tip = self._branch_tip(ref)
         if tip is None:
             return f"the agent deleted the branch {self.branch}"
-        if tip != self.start and not self._descends_from_start(tip):
+        try:
+            descends = tip == self.start or self._descends_from_start(tip)
+        except TreeProblem as exc:
+            return f"the agent's commits cannot be checked: {exc}"
+        if not descends:
             return (
                 f"the agent rewrote the history of {self.branch}: the starting commit "
                 f"{self.start[:12]} is no longer in it (reset or rebase)"
@@ -123,19 +107,50 @@ class AgentWorkTree:
         return None
 
     def _descends_from_start(self, tip: str) -> bool:
-        """Ancestry through a scratch repository that borrows the agent's objects as data."""
-        objects = self.git_dir / "objects"
-        if objects.is_symlink() or not objects.is_dir():
-            return False
+        """Ancestry through a scratch repository holding a copy of the agent's own objects
+        (loose objects and packs: regular files only, no link followed, at most
+        `MAX_OBJECT_BYTES`), borrowing the cache's. The agent's objects folder is never given
+        to git: its `info/alternates` could name a FIFO, `/dev/zero` or another repository."""
         with tempfile.TemporaryDirectory(prefix="cto-ancestry-") as scratch:
             env = self.cache.local_env
             run_git(["init", "--quiet", "--bare", scratch], env, cwd=Path(scratch))
+            copied = Path(scratch) / "agent-objects"  # no `info/` copied: no alternates
+            try:
+                copy_tree(self.path, copied, _ObjectFiles().select, [".git", "objects"])
+            except OSError:
+                return False  # no objects folder (or a link in its place): no commit of its own
             alternates = Path(scratch) / "objects" / "info" / "alternates"
-            alternates.write_text(f"{self.cache.objects}\n{objects}\n", encoding="utf-8")
+            alternates.write_text(f"{self.cache.objects}\n{copied}\n", encoding="utf-8")
             result = run_git(
                 ["merge-base", "--is-ancestor", self.start, tip],
                 env,
                 git_dir=Path(scratch),
                 check=False,
+                timeout=AGENT_DATA_TIMEOUT,
             )
             return result.returncode == 0
+
+
+class _ObjectFiles:
+    """Selects the loose objects and packs of an objects folder, within a size budget."""
+
+    def __init__(self, budget: int = MAX_OBJECT_BYTES):
+        self.left = budget
+
+    def select(self, path: bytes, st: os.stat_result, _handle: object = None) -> str | None:
+        parts = path.split(b"/")
+        if stat.S_ISDIR(st.st_mode):
+            wanted = len(parts) == 1 and (_FANOUT.match(path) or path == b"pack")
+            return "copy" if wanted else None
+        if len(parts) != 2 or not stat.S_ISREG(st.st_mode):
+            return None
+        folder, name = parts
+        if not (_LOOSE.match(name) if folder != b"pack" else _PACK.match(name)):
+            return None
+        self.left -= st.st_size
+        if self.left < 0:
+            raise TreeProblem(
+                f"the agent's repository holds more than {MAX_OBJECT_BYTES // 2**20} MiB of "
+                "objects of its own"
+            )
+        return "copy"

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from cto_dagster.core.agents import PRESETS, AgentSpec
 from cto_dagster.core.git.command import Identity
 from cto_dagster.core.git.credentials import has_embedded_credentials
+from cto_dagster.core.limits import MIB, WorkLimits
 from cto_dagster.core.names import (
     InvalidName,
     check_base_branch,
@@ -69,6 +70,29 @@ class AgentNetworkSettings(_Strict):
         return sorted(set(value))
 
 
+class LimitsSettings(_Strict):
+    """What one task may add to the repository; checked while the agent's work is copied out
+    of its work tree, before anything is hashed, and named in the task's failure."""
+
+    max_file_bytes: int = Field(
+        100 * MIB,
+        gt=0,
+        description="the biggest file a task may add or change (default 100 MiB)",
+    )
+    max_total_bytes: int = Field(
+        1024 * MIB,
+        gt=0,
+        description="all files a task adds or changes, together (default 1 GiB); a file counts "
+        "when it is new or its size changed",
+    )
+    max_files: int = Field(
+        100_000, gt=0, description="files and links a task may add (default 100,000)"
+    )
+
+    def limits(self) -> WorkLimits:
+        return WorkLimits(self.max_file_bytes, self.max_total_bytes, self.max_files)
+
+
 class AgentSettings(_Strict):
     preset: str | None = Field("demo", description=f"one of {', '.join(PRESETS)}")
     command: list[str] | None = Field(None, description="argv list; overrides the preset")
@@ -109,6 +133,10 @@ class AgentSettings(_Strict):
     )
     allow_no_changes: bool = Field(
         False, description="a task whose agent changed nothing is green (default: it fails)"
+    )
+    limits: LimitsSettings = Field(
+        default_factory=LimitsSettings,
+        description="the biggest file, total size and number of files a task may add",
     )
     run_presets: list[str] | None = Field(
         None,
@@ -172,6 +200,7 @@ class AgentSettings(_Strict):
             sandbox_user=self.sandbox_user,
             sandbox_read_only=tuple(self.sandbox_read_only),
             allow_no_changes=self.allow_no_changes,
+            limits=self.limits.limits(),
             container_image=self.container_image,
             container_network=self.container_network,
             network=self.network.mode,
