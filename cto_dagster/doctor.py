@@ -29,7 +29,7 @@ class Finding:
 
 
 def _agent_findings(project) -> list[Finding]:
-    from cto_dagster.core.agents import SandboxUnavailable, choose_sandbox
+    from cto_dagster.core.agents import SandboxUnavailable, sandbox_for
 
     spec = project.agent.spec()
     preset = spec.preset_definition
@@ -70,13 +70,7 @@ def _agent_findings(project) -> list[Finding]:
             )
         )
     try:
-        sandbox = choose_sandbox(
-            spec.sandbox,
-            spec.sandbox_user,
-            spec.container_image,
-            spec.container_network,
-            trusted_program=spec.trusted_program,
-        )
+        sandbox = sandbox_for(spec)
         found.append(
             Finding(
                 sandbox.isolates,

@@ -215,7 +215,7 @@ class RunOutcome:
 
 def sandbox_lines() -> list[str]:
     """What isolates each project's agents, said before a run starts (never silently none)."""
-    from cto_dagster.core.agents import SandboxUnavailable, choose_sandbox
+    from cto_dagster.core.agents import SandboxUnavailable, sandbox_for
     from cto_dagster.core.agents.network import NetworkUnavailable, network_for
     from cto_dagster.core.settings import SettingsError, load_settings
 
@@ -227,13 +227,7 @@ def sandbox_lines() -> list[str]:
     for project in settings.projects:
         try:
             spec = project.agent.spec()
-            sandbox = choose_sandbox(
-                spec.sandbox,
-                spec.sandbox_user,
-                spec.container_image,
-                spec.container_network,
-                trusted_program=spec.trusted_program,
-            )
+            sandbox = sandbox_for(spec)
             mark = "🔒" if sandbox.isolates else "⚠️ "
             lines.append(f"{mark} Agents of project {project.name}: {sandbox.reason}")
             network = network_for(project.agent.spec(), sandbox)

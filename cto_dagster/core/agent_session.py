@@ -17,8 +17,8 @@ from cto_dagster.core.agents import (
     Sandbox,
     SandboxUnavailable,
     agent_environment,
-    choose_sandbox,
     run_agent,
+    sandbox_for,
     task_environment,
 )
 from cto_dagster.core.agents.follow import AgentWatch
@@ -68,13 +68,7 @@ def run_agent_in_tree(
     """Run `spec` in `work` (inside `folder`, the step's private folder) with `prompt`; raise
     `AgentUnavailable` when its sandbox or its network isolation cannot be had."""
     try:
-        sandbox = choose_sandbox(
-            spec.sandbox,
-            spec.sandbox_user,
-            spec.container_image,
-            spec.container_network,
-            trusted_program=spec.trusted_program,
-        )
+        sandbox = sandbox_for(spec)
         network = network_for(spec, sandbox)
     except (SandboxUnavailable, NetworkUnavailable) as exc:
         raise AgentUnavailable(str(exc)) from None

@@ -5,7 +5,12 @@ from cto_dagster.core.agents.environment import agent_environment, task_environm
 from cto_dagster.core.agents.presets import PRESETS
 from cto_dagster.core.agents.prompt import render_prompt
 from cto_dagster.core.agents.runner import AgentPlace, AgentRun, build_argv, run_agent
-from cto_dagster.core.agents.sandbox import Sandbox, SandboxUnavailable, choose_sandbox
+from cto_dagster.core.agents.sandbox import (
+    Sandbox,
+    SandboxUnavailable,
+    choose_sandbox,
+    sandbox_for,
+)
 from cto_dagster.core.agents.spec import AgentConfigError, AgentSpec
 
 __all__ = [
@@ -21,5 +26,6 @@ __all__ = [
     "choose_sandbox",
     "render_prompt",
     "run_agent",
+    "sandbox_for",
     "task_environment",
 ]

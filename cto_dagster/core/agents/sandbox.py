@@ -27,6 +27,7 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cto_dagster.core.agents.agent_users import AgentUser
 from cto_dagster.core.agents.container import (
@@ -35,6 +36,9 @@ from cto_dagster.core.agents.container import (
     container_runtime,
     reap_orphan_containers,
 )
+
+if TYPE_CHECKING:
+    from cto_dagster.core.agents.spec import AgentSpec
 
 SANDBOX_MODES = ("auto", "bwrap", "user", "container", "none")
 INSIDE_UID = 1000
@@ -163,6 +167,17 @@ def choose_sandbox(
         "none",
         f"NO SANDBOX: {problem}, and the step is not root: the agent runs as the step's own "
         "user and could read the step's environment (the git token) through /proc",
+    )
+
+
+def sandbox_for(spec: AgentSpec) -> Sandbox:
+    """The sandbox an agent's settings ask for (`choose_sandbox` with its fields)."""
+    return choose_sandbox(
+        spec.sandbox,
+        spec.sandbox_user,
+        spec.container_image,
+        spec.container_network,
+        trusted_program=spec.trusted_program,
     )
 
 
