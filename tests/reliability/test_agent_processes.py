@@ -159,3 +159,20 @@ def test_a_uid_is_held_by_one_agent_and_left_with_no_process(monkeypatch):
     assert processes_of(first.uid) == [] and processes_of(second.uid) == []
     assert os.waitpid(left, os.WNOHANG)[0] == left, "ended on the way out, reaped here"
     assert end_processes_of(first.uid, first.uid) == 0
+
+
+@needs_root
+def test_what_a_user_agent_leaves_in_shared_temp_folders_is_removed(http_remote):  # noqa: F811
+    """Its uid goes to another agent later (maybe another project's): a key it dropped in /tmp
+    or /dev/shm must not be there for it."""
+    _server, repository, _bare = http_remote
+    drop = f"cto-drop-{uuid.uuid4().hex}"
+    code = (
+        "import os, pathlib\n"
+        f"for place in ('/tmp', '/var/tmp', '/dev/shm'):\n"
+        f"    d = pathlib.Path(place) / {drop!r}; d.mkdir(); (d / 'key').write_text('k')\n"
+        "open('agent.txt', 'w').write('x')\n"
+    )
+    run(repository, 1, code, "user")
+    left = [p for p in ("/tmp", "/var/tmp", "/dev/shm") if (Path(p) / drop).exists()]
+    assert left == [], f"left for the next holder of its uid: {left}"

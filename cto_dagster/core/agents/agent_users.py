@@ -25,10 +25,12 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from cto_dagster.core.safe_fs import remove_tree
 
 UIDS_ENV = "CTO_DAGSTER_AGENT_UIDS"
 DEFAULT_UIDS = range(61000, 62000)
@@ -156,6 +158,8 @@ def agent_user(named: str | None = None) -> Iterator[AgentUser]:
             end_processes_of(uid, gid)  # a step killed earlier may have left some
             yield AgentUser(uid, gid, named)
             end_processes_of(uid, gid)
+            if named is None:  # a uid of the range is handed to another agent later
+                remove_left_files(uid)
         finally:
             handle.close()  # releases the lock
         return
@@ -185,3 +189,26 @@ def take_back(*trees: Path) -> None:
                     os.lchown(entry.path, uid, gid)
                 except OSError:
                     pass
+
+
+# world-writable places an agent of the `user` sandbox may leave files in for the next holder of
+# its uid (another project's agent) to read
+SHARED_TEMP = ("/tmp", "/var/tmp", "/dev/shm")  # noqa: S108
+
+
+def remove_left_files(uid: int, places: Iterable[str] = SHARED_TEMP) -> list[str]:
+    """Remove what `uid` left at the top of the shared temporary folders (with all below it)."""
+    removed = []
+    for place in places:
+        try:
+            entries = list(os.scandir(place))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                owner = entry.stat(follow_symlinks=False).st_uid
+            except OSError:
+                continue
+            if owner == uid and remove_tree(Path(entry.path)):
+                removed.append(entry.path)
+    return removed
