@@ -36,8 +36,10 @@ RUN /opt/uv/bin/uv sync --frozen --no-default-groups --no-editable --python pyth
  && rm -rf /opt/cto-dagster/.venv/lib/python3*/site-packages/*/tests
 
 FROM base AS runtime
+# /var/tmp/cto-dagster is sticky and open to all, as /var/tmp is: task pods run as root without
+# DAC_OVERRIDE (they cannot write into a folder of uid 1000's), the other pods as uid 1000
 RUN useradd --uid 1000 --create-home --shell /bin/sh agent \
- && mkdir -p /var/tmp/cto-dagster && chown agent /var/tmp/cto-dagster
+ && mkdir -p /var/tmp/cto-dagster && chmod 1777 /var/tmp/cto-dagster
 COPY --from=builder /opt/cto-dagster/.venv /opt/cto-dagster/.venv
 ENV PATH="/opt/cto-dagster/.venv/bin:$PATH" \
     GIT_TERMINAL_PROMPT=0 \
