@@ -18,6 +18,7 @@ import pytest
 
 from cto_dagster.core.agents import AgentSpec
 from cto_dagster.core.agents.network import (
+    Network,
     NetworkUnavailable,
     choose_network,
     firewall_rules,
@@ -252,3 +253,45 @@ def test_firewall_rules_refuse_private_ranges_and_the_machines_addresses():
     assert "fd00::2" not in rules
     six = firewall_rules(6, {"192.0.2.2", "fd00::2"}, [])
     assert "-A OUTPUT -d fd00::2 -j REFUSE" in six and "-A OUTPUT -d fe80::/10 -j REFUSE" in six
+
+
+@needs_pasta
+def test_pasta_ends_with_the_agent_even_when_its_group_is_never_reaped(tmp_path):
+    """A step killed with SIGKILL leaves its agent's group to whoever reaps it; the agent's
+    pasta (a root process holding host sockets) must not outlive the agent meanwhile."""
+    import signal
+    import time
+
+    from cto_dagster.core.agents.network import confine
+    from cto_dagster.core.agents.sandbox import Launch
+
+    launch = confine(Launch(["sleep", "60"]), Network("internet", True, "test"), tmp_path)
+    agent = subprocess.Popen(launch.argv, start_new_session=True)
+
+    def pastas() -> list[int]:
+        found = []
+        for entry in os.listdir("/proc"):
+            try:
+                if entry.isdigit() and os.getpgid(int(entry)) == agent.pid:
+                    if open(f"/proc/{entry}/comm").read().startswith(("pasta", "passt")):
+                        found.append(int(entry))
+            except OSError:
+                continue
+        return found
+
+    try:
+        deadline = time.monotonic() + 10
+        while not pastas() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pastas(), "pasta did not start"
+        os.kill(agent.pid, signal.SIGKILL)  # the agent alone; its group is left as it is
+        agent.wait()
+        deadline = time.monotonic() + 5
+        while pastas() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pastas() == []
+    finally:
+        try:
+            os.killpg(agent.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -32,6 +32,7 @@ import time
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+PR_SET_PDEATHSIG = 1
 READY_SECONDS = 10.0
 FAILED = 125  # the launcher's own failure (like `env`): the agent never started
 
@@ -80,12 +81,18 @@ def _start_pasta(config: dict, root: bool) -> tuple[int, int]:
     helper stays in the host's namespace (forked before the unshare). Returns its pid; the
     pipe's write end tells it to go."""
     go_read, go_write = os.pipe()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # the helper: becomes pasta
         os.close(go_write)
         if not os.read(go_read, 1):
             os._exit(0)  # the launcher failed before its namespace existed
-        parent = os.getppid()
+        # pasta ends with the agent (this process's parent, once it execs), whatever ends the
+        # agent: its exit, a timeout, a step killed with SIGKILL and its group never reaped
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:
+            os._exit(0)
         log = os.open(config["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.dup2(log, 1)
         os.dup2(log, 2)
