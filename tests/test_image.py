@@ -185,7 +185,7 @@ print(json.dumps({'sandbox': result.sandbox, 'found': found}))
 def test_task_pods_start_the_agent_as_an_unprivileged_user():
     """A task step pod as k8s_tags.py makes it: root with only the capabilities the `user`
     sandbox needs, the token in the step's environment. bubblewrap cannot make namespaces under
-    the default seccomp profile, so the agent runs as a uid of its own, and cannot read the token."""
+    the default seccomp profile, so the agent runs as a uid of its own and cannot read the token."""
     capabilities = ["CHOWN", "SETGID", "SETUID"]
     args = ["run", "--rm", "--user", "0", "--cap-drop", "ALL"]
     for capability in capabilities:
