@@ -129,9 +129,10 @@ def end_processes_of(uid: int, gid: int) -> int:
 
 
 @contextmanager
-def agent_user(named: str | None = None) -> Iterator[AgentUser]:
+def agent_user(named: str | None = None, trees: Iterable[Path] = ()) -> Iterator[AgentUser]:
     """A uid held by this agent alone while the block runs: a named `sandbox_user` (one agent
-    at a time), else a free uid of the range. Whatever runs as it is ended on the way out."""
+    at a time), else a free uid of the range. On the way out, still holding it: whatever runs as
+    it is ended, and `trees` (its work tree and home) taken back, before anyone else may get it."""
     folder = _lock_folder()
     if named is not None:
         entry = pwd.getpwnam(named)
@@ -158,6 +159,7 @@ def agent_user(named: str | None = None) -> Iterator[AgentUser]:
             end_processes_of(uid, gid)  # a step killed earlier may have left some
             yield AgentUser(uid, gid, named)
             end_processes_of(uid, gid)
+            take_back(*trees)
             if named is None:  # a uid of the range is handed to another agent later
                 remove_left_files(uid)
         finally:

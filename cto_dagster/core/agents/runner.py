@@ -18,7 +18,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-from cto_dagster.core.agents.agent_users import agent_user, take_back
+from cto_dagster.core.agents.agent_users import agent_user
 from cto_dagster.core.agents.container import remove_container
 from cto_dagster.core.agents.follow import AgentWatch, OutputFollower
 from cto_dagster.core.agents.network import NetworkUnavailable, confine, network_for
@@ -189,8 +189,9 @@ def run_agent(
     except NetworkUnavailable as exc:
         return _not_started(log_path, Problem(str(exc)), exit_code=-1)
     read_only = [*place.read_only, *(Path(p) for p in spec.sandbox_read_only)]
-    # `user` sandbox: a uid of this agent's own; leaving the block ends all its processes
-    with _own_user(place.sandbox) as owner:
+    # `user`/`container`: a uid of this agent's own; leaving the block ends all its processes
+    # and takes its trees back before the uid is free again
+    with _own_user(place.sandbox, (place.work, place.home)) as owner:
         launch = prepare_launch(
             place.sandbox,
             argv,
@@ -204,13 +205,11 @@ def run_agent(
         )
         launch = confine(launch, network, place.step_folder)  # its own network namespace
         outcome = _start_and_wait(spec, preset, launch, argv, place, env, log_path, watch)
-    if owner is not None:  # nothing runs as the agent any more: its trees are ours again
-        take_back(place.work, place.home)
     return outcome
 
 
-def _own_user(sandbox: Sandbox):
-    return agent_user(sandbox.user) if sandbox.own_user else nullcontext(None)
+def _own_user(sandbox: Sandbox, trees: tuple[Path, ...]):
+    return agent_user(sandbox.user, trees) if sandbox.own_user else nullcontext(None)
 
 
 def _start_and_wait(spec, preset, launch, argv, place, env, log_path, watch) -> AgentRun:
