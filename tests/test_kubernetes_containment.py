@@ -337,6 +337,7 @@ for entry in pathlib.Path("/proc").iterdir():
 if "pg-secret-4242" in repr(dict(os.environ)):
     found.append("own")
 pathlib.Path("found.txt").write_text(repr(found))
+pathlib.Path("README.md").write_text("edited by the agent\\n")  # a file the checkout made
 private = pathlib.Path("private"); private.mkdir(); (private / "f.txt").write_text("x\\n")
 (private / "f.txt").chmod(0o600); private.chmod(0o700)
 sticky = pathlib.Path("sticky"); sticky.mkdir(); (sticky / "g.txt").write_text("y\\n")
@@ -357,7 +358,8 @@ try:
     def show(path):
         return subprocess.run(["git", f"--git-dir={bare}", "show", f"{result.branch}:{path}"],
                               capture_output=True, text=True).stdout
-    out.update(sandbox=result.sandbox, found=show("found.txt"), private=show("private/f.txt"))
+    out.update(sandbox=result.sandbox, found=show("found.txt"), private=show("private/f.txt"),
+               readme=show("README.md"))
     out["left"] = [str(p) for p in (root / "ws").rglob("*")][:3]
 except Exception as exc:
     out["error"] = f"{type(exc).__name__}: {exc}"[:300]
@@ -403,6 +405,7 @@ def test_the_task_pods_capabilities_run_the_user_sandbox_and_keep_the_password()
         "sandbox": "user",
         "found": "[]",
         "private": "x\n",
+        "readme": "edited by the agent\n",
         "left": [],
         "late": False,
     }

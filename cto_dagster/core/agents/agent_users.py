@@ -171,26 +171,39 @@ def agent_user(named: str | None = None, trees: Iterable[Path] = ()) -> Iterator
     )
 
 
-def take_back(*trees: Path) -> None:
-    """Give folders the agent owned back to this process's user, links changed and never
-    followed, at any depth (an explicit stack, no recursion), once nothing runs as the agent."""
-    uid, gid = os.geteuid(), os.getegid()
-    stack = [str(tree) for tree in trees]
+def chown_tree(tree: Path, uid: int, gid: int, ignore_errors: bool = False) -> None:
+    """chown `tree` and everything below it, links changed and never followed, at any depth
+    (an explicit stack, no recursion), without DAC_OVERRIDE: a folder is read while its owner
+    is still one that lets us (giving it away), or after it became ours (taking it back)."""
+    stack = [str(tree)]
     while stack:
         folder = stack.pop()
         try:
-            os.lchown(folder, uid, gid)
-            entries = list(os.scandir(folder))
+            try:
+                entries = list(os.scandir(folder))
+                os.lchown(folder, uid, gid)
+            except PermissionError:
+                os.lchown(folder, uid, gid)
+                entries = list(os.scandir(folder))
         except OSError:
-            continue
+            if ignore_errors:
+                continue
+            raise
         for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
-                stack.append(entry.path)
-            else:
-                try:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                else:
                     os.lchown(entry.path, uid, gid)
-                except OSError:
-                    pass
+            except OSError:
+                if not ignore_errors:
+                    raise
+
+
+def take_back(*trees: Path) -> None:
+    """Give folders the agent owned back to this process's user, once nothing runs as it."""
+    for tree in trees:
+        chown_tree(tree, os.geteuid(), os.getegid(), ignore_errors=True)
 
 
 # world-writable places an agent of the `user` sandbox may leave files in for the next holder of

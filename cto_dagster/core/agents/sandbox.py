@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cto_dagster.core.agents.agent_users import AgentUser
+from cto_dagster.core.agents.agent_users import AgentUser, chown_tree
 from cto_dagster.core.agents.container import (
     container_argv,
     container_name,
@@ -377,20 +377,11 @@ def _give_to(
     files readable by it alone; the step's folder may be passed through, not listed."""
     for path in (work, home):  # modes first: once given away, only their owner may change them
         path.chmod(0o750)
-        _hand_over(path, owner.uid, owner.gid)
-        # group root: the step may enter it (starting the agent there) without DAC_OVERRIDE;
-        # no other agent's uid may
-        os.lchown(path, owner.uid, 0)
+        # group root: the step may still enter every folder (to give the rest away, to start
+        # the agent there) without DAC_OVERRIDE; no other agent's uid may
+        chown_tree(path, owner.uid, 0)
     step_folder.chmod(0o711)
     for path in read_only:
         if path.is_file() and step_folder in path.parents:
             path.chmod(0o400)
             os.lchown(path, owner.uid, owner.gid)
-
-
-def _hand_over(path: Path, uid: int, gid: int) -> None:
-    """chown a folder to the agent's user (links are changed, never followed)."""
-    os.lchown(path, uid, gid)
-    for root, dirs, files in os.walk(path):
-        for name in dirs + files:
-            os.lchown(os.path.join(root, name), uid, gid)
