@@ -64,9 +64,14 @@ def run_agent_in_tree(
     label: str,
     log: Log,
     extra_env: Mapping[str, str] | None = None,
+    extra_files: Mapping[str, str] | None = None,
+    attempt: int = 0,
 ) -> tuple[Sandbox, AgentRun]:
     """Run `spec` in `work` (inside `folder`, the step's private folder) with `prompt`; raise
-    `AgentUnavailable` when its sandbox or its network isolation cannot be had."""
+    `AgentUnavailable` when its sandbox or its network isolation cannot be had. `extra_files`
+    (variable -> content) are written beside the prompt, readable by the agent, their paths
+    in those variables; `attempt` > 0 runs it again in the same work tree and home (a repair),
+    with files of its own."""
     try:
         sandbox = sandbox_for(spec)
         network = network_for(spec, sandbox)
@@ -77,11 +82,18 @@ def run_agent_in_tree(
     log(f"{mark} {name}: agent sandbox: {sandbox.reason}")
     log(f"{'🔒' if network.isolated else '⚠️'} {name}: agent network: {network.reason}")
     home = folder / "home"
-    home.mkdir()
-    prompt_file = folder / "prompt.md"
+    home.mkdir(exist_ok=True)
+    suffix = f"-{attempt}" if attempt else ""
+    prompt_file = folder / f"prompt{suffix}.md"
     prompt_file.write_text(prompt, encoding="utf-8")
-    task_file = folder / "task.json"
+    task_file = folder / f"task{suffix}.json"
     task_file.write_text(json.dumps(dict(task.raw), default=str), encoding="utf-8")
+    given: list[Path] = []
+    for number, (variable, content) in enumerate((extra_files or {}).items()):
+        path = folder / f"given{suffix}-{number}.txt"
+        path.write_text(content, encoding="utf-8")
+        given.append(path)
+        extra_env = {**(extra_env or {}), variable: str(path)}
     task_env = {
         **task_environment(task, level, branch, repo.base_branch, prompt_file, task_file),
         **(extra_env or {}),
@@ -105,8 +117,8 @@ def run_agent_in_tree(
         "workdir": str(work),
     }
     # the agent's repository borrows the cache's objects: readable, never writable
-    readable = (prompt_file, task_file, repo.cache().objects)
+    readable = (prompt_file, task_file, *given, repo.cache().objects)
     masked = tuple(Path(f) for f in repo.secret_files)
     place = AgentPlace(folder, work, home, readable, sandbox, masked, prompt_file)
     watch = watch_for(label, repo, spec, log)
-    return sandbox, run_agent(spec, values, place, env, folder / "agent.log", watch)
+    return sandbox, run_agent(spec, values, place, env, folder / f"agent{suffix}.log", watch)

@@ -11,7 +11,6 @@ raises `ResolutionFailed` with the resolver's log; nothing of a failed resolutio
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -19,8 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cto_dagster.core.agent_session import AgentUnavailable, run_agent_in_tree
-from cto_dagster.core.agents import AgentSpec, agent_environment, run_agent
-from cto_dagster.core.agents.runner import AgentPlace
+from cto_dagster.core.agents import AgentSpec
 from cto_dagster.core.git.cache import ObjectCache
 from cto_dagster.core.git.command import GitError
 from cto_dagster.core.git.inspect import record_work_tree
@@ -28,6 +26,8 @@ from cto_dagster.core.git.worktree import AgentWorkTree
 from cto_dagster.core.repository import Repository
 from cto_dagster.core.safe_fs import TreeProblem, remove_tree
 from cto_dagster.core.taskmaster import Task
+from cto_dagster.core.verify import CheckRunner, VerifyPolicy
+from cto_dagster.core.verify import shown as command_text
 from cto_dagster.core.workspaces import new_workspace
 
 DETAILS_SHOWN = 2000  # characters of each task's details in the resolver's prompt
@@ -44,6 +44,17 @@ class ConflictPolicy:
     agent: AgentSpec | None = None
     verify: tuple[str, ...] = ()
     verify_timeout_seconds: float = 900.0
+    project_checks: VerifyPolicy | None = None  # used when `verify` is unset
+
+    def checks(self) -> VerifyPolicy:
+        """What must pass on a resolved merge: `verify` (after the project's setup), else the
+        project's checks."""
+        project = self.project_checks or VerifyPolicy()
+        if self.verify:
+            return replace(
+                project, checks=(tuple(self.verify),), timeout_seconds=self.verify_timeout_seconds
+            )
+        return project
 
     @property
     def enabled(self) -> bool:
@@ -108,7 +119,9 @@ class ResolutionFailed(Exception):
         self.resolution = resolution
 
 
-def conflict_prompt(conflict: Conflict, files: Sequence[str], verify: Sequence[str]) -> str:
+def conflict_prompt(
+    conflict: Conflict, files: Sequence[str], verify: Sequence[Sequence[str]]
+) -> str:
     """The resolver's instructions: Markdown, for an agent nobody will answer."""
     parts = [
         f"# Resolve a merge conflict: `{conflict.theirs_label}` into `{conflict.into}`",
@@ -137,7 +150,8 @@ def conflict_prompt(conflict: Conflict, files: Sequence[str], verify: Sequence[s
                 parts += ["", f"Files changed: {shown}{more}"]
             parts.append("")
     check = (
-        f"then `{' '.join(verify)}` runs on your result and must pass"
+        f"then {', '.join(f'`{command_text(argv)}`' for argv in verify)} run on your result "
+        "and must pass"
         if verify
         else "then the project's reviewers read it"
     )
@@ -273,7 +287,7 @@ class Resolver:
                 task=conflict.task,
                 level=conflict.level,
                 branch=conflict.into,
-                prompt=conflict_prompt(conflict, paths, self.policy.verify),
+                prompt=conflict_prompt(conflict, paths, self.policy.checks().checks),
                 label=f"resolver {conflict.task.id}",
                 log=self.log,
                 extra_env=extra,
@@ -319,39 +333,23 @@ class Resolver:
     def _verify(
         self, folder: Path, work: Path, sandbox, resolution: Resolution, task_id: str
     ) -> str:
-        """Run `verify` in the resolved tree, in the resolver's sandbox, with its timeout."""
-        if not self.policy.verify:
+        """The project's setup and checks (or `verify`) on the resolved tree, in the
+        resolver's sandbox."""
+        policy = self.policy.checks()
+        if not policy.enabled:
             return "not configured"
-        spec = replace(
-            self.spec,
-            preset=None,
-            command=tuple(self.policy.verify),
-            timeout_seconds=self.policy.verify_timeout_seconds,
-            env={},
-            env_from={},
-            pass_env=(),
-        )
-        home = folder / "verify-home"
-        home.mkdir()
-        place = AgentPlace(folder, work, home, (self.repo.cache().objects,), sandbox)
-        env = agent_environment(
-            os.environ, identity=self.repo.identity, home=home, denied=self.repo.denied_env
-        )
-        values = dict.fromkeys(("prompt_file", "prompt", "task_file"), "")
-        values.update(task_id=task_id, workdir=str(work))
-        started = time.monotonic()
-        run = run_agent(spec, values, place, env, folder / "verify.log")
-        seconds = time.monotonic() - started
-        shown = " ".join([Path(self.policy.verify[0]).name, *self.policy.verify[1:]])
-        if run.timed_out:
-            resolution.resolver_log_tail = run.log_tail
+        runner = CheckRunner(policy, self.spec, self.repo, folder, work, sandbox, task_id, self.log)
+        checked = runner.run("resolved merge")
+        names = ", ".join(command_text(argv) for argv in policy.checks)
+        seconds = checked.seconds()
+        if not checked.passed:
+            resolution.resolver_log_tail = checked.failure_text()
+            failed = checked.failed
+            assert failed is not None
             raise self._fail(
                 resolution,
-                f"`{shown}` exceeded its timeout of {self.policy.verify_timeout_seconds:g} s",
+                f"verify `{command_text(failed.argv)}` failed: "
+                f"{failed.verdict(policy.timeout_seconds)}",
             )
-        if run.exit_code != 0 or run.problem is not None:
-            resolution.resolver_log_tail = run.log_tail
-            why = run.problem.message if run.problem else f"exited with code {run.exit_code}"
-            raise self._fail(resolution, f"verify `{shown}` failed: {why}")
-        self.log(f"🧪 verify `{shown}` passed in {seconds:.1f} s")
-        return f"passed (`{shown}`, {seconds:.1f} s)"
+        self.log(f"🧪 verify `{names}` passed in {seconds:.1f} s")
+        return f"passed (`{names}`, {seconds:.1f} s)"

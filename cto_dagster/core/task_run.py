@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cto_dagster.core.agent_session import AgentUnavailable, run_agent_in_tree
-from cto_dagster.core.agents import AgentSpec, render_prompt
+from cto_dagster.core.agents import AgentSpec, SandboxUnavailable, render_prompt, sandbox_for
 from cto_dagster.core.agents.presets import Usage
 from cto_dagster.core.agents.prompt import DoneDependency
 from cto_dagster.core.git.cache import ObjectCache, backup_ref
@@ -34,6 +34,13 @@ from cto_dagster.core.resolution import (
 )
 from cto_dagster.core.safe_fs import TreeProblem, remove_tree
 from cto_dagster.core.taskmaster import Task
+from cto_dagster.core.verify import (
+    CheckRound,
+    CheckRunner,
+    RepairAttempt,
+    Verification,
+    VerifyPolicy,
+)
 from cto_dagster.core.workspaces import new_workspace
 
 __all__ = [
@@ -71,6 +78,7 @@ class TaskRunRequest:
     pushing_head: str | None = None  # a push this instance announced but never recorded
     before_push: Callable[[str], None] | None = None  # records the commit about to be pushed
     conflicts: ConflictPolicy = field(default_factory=ConflictPolicy)
+    verify: VerifyPolicy = field(default_factory=VerifyPolicy)
 
 
 @dataclass
@@ -100,6 +108,7 @@ class TaskRunResult:
     resolutions: list[Resolution] = field(default_factory=list)  # conflicts an agent resolved
     prepare_seconds: float = 0.0  # started until the agent started: heads, merges, work tree
     publish_seconds: float = 0.0  # the agent's end until pushed: record, checks, commit, push
+    verification: Verification | None = None  # the project's checks (None: not configured)
 
     @property
     def duration_seconds(self) -> float:
@@ -269,9 +278,22 @@ def _prepare(request: TaskRunRequest, cache: ObjectCache, branch: str, log) -> _
     return _Start(base_commit, remote_now, start, [b for b, _ in heads], resolutions)
 
 
-def _run_agent(request: TaskRunRequest, folder: Path, work: Path, branch: str, log):
+def _run_agent(
+    request: TaskRunRequest,
+    folder: Path,
+    work: Path,
+    branch: str,
+    log,
+    failure: str = "",
+    attempt: int = 0,
+):
+    """The agent's run; `failure` (a failing check's output) is added to its prompt, and given
+    to a custom command as CTO_CHECK_OUTPUT_FILE, with CTO_REPAIR_ATTEMPT on a repair."""
     task = request.task
     done = [DoneDependency(d.task_id, d.title, d.files) for d in request.dependencies]
+    prompt = render_prompt(task, request.level, branch, done)
+    if failure:
+        prompt += repair_section(failure, attempt)
     try:
         return run_agent_in_tree(
             request.agent,
@@ -281,12 +303,34 @@ def _run_agent(request: TaskRunRequest, folder: Path, work: Path, branch: str, l
             task=task,
             level=request.level,
             branch=branch,
-            prompt=render_prompt(task, request.level, branch, done),
-            label=f"task {task.id}",
+            prompt=prompt,
+            label=f"task {task.id}" + (f" (repair {attempt})" if attempt else ""),
             log=log,
+            extra_env={"CTO_REPAIR_ATTEMPT": str(attempt)} if attempt else None,
+            extra_files={"CTO_CHECK_OUTPUT_FILE": failure} if failure else None,
+            attempt=attempt,
         )
     except AgentUnavailable as exc:
         raise TaskFailed(f"Task {task.id}: {exc}", retryable=False) from None
+
+
+def repair_section(failure: str, attempt: int) -> str:
+    """What the agent is told when the project's checks failed (its capped output)."""
+    if attempt:
+        opening = (
+            f"## Your work failed the project's checks (repair attempt {attempt})\n\n"
+            "Your changes are still in the work tree. The project's checks failed on them:"
+        )
+    else:
+        opening = (
+            "## The project's checks already fail before your work\n\n"
+            "They failed on the merged dependencies, before you started; fix this too:"
+        )
+    return (
+        f"\n{opening}\n\n{failure}\n"
+        "Fix the cause (in the code, not by weakening or skipping the checks); the checks run "
+        "again on your result.\n"
+    )
 
 
 def _fail_on_findings(task: Task, recorded: RecordedTree, details: dict) -> None:
@@ -324,20 +368,22 @@ def _run_task(request: TaskRunRequest, log) -> TaskRunResult:
         except GitError as exc:
             raise TaskFailed(str(exc), retryable=True) from None
         log(f"🚀 Task {task.id} started on {branch} (level {request.level})")
+        checks = _check_runner(request, folder, tree.path, log)
+        verification = Verification(request.verify)
+        before = _baseline(request, checks, verification, start) if checks else ""
         agent_started = time.time()
-        sandbox, agent = _run_agent(request, folder, tree.path, branch, log)
+        sandbox, agent = _run_agent(request, folder, tree.path, branch, log, before)
         details = {
             "agent_exit_code": agent.exit_code,
             "agent_log_tail": repo.redact(agent.log_tail),
             "agent_seconds": round(agent.duration_seconds, 3),
         }
         _check_agent_exit(request, agent, details)
-        try:
-            problem = tree.problem_after_agent()
-        except GitError as exc:
-            raise TaskFailed(f"Task {task.id}: {exc}", retryable=True, details=details) from None
-        if problem:
-            raise TaskFailed(problem, retryable=False, details=details)
+        _check_tree(task, tree, details)
+        agent_seconds = agent.duration_seconds
+        if checks:
+            _verify_and_repair(request, checks, verification, (folder, tree, branch), log)
+            details["verification"] = verification.summary()
         head, recorded, backup = _commit_and_push(
             request, cache, folder, start, branch, details, log
         )
@@ -358,7 +404,7 @@ def _run_task(request: TaskRunRequest, log) -> TaskRunResult:
             started_at=started,
             finished_at=finished,
             agent_exit_code=agent.exit_code,
-            agent_seconds=agent.duration_seconds,
+            agent_seconds=agent_seconds,
             agent_log_tail=details["agent_log_tail"],
             replaced_commit=start.remote_now,
             backup_ref=backup,
@@ -368,11 +414,122 @@ def _run_task(request: TaskRunRequest, log) -> TaskRunResult:
             taskmaster_edits=recorded.taskmaster_paths,
             status_set_by_agent=recorded.taskmaster_status,
             resolutions=start.resolutions,
-            prepare_seconds=agent_started - started,
-            publish_seconds=max(0.0, finished - agent_started - agent.duration_seconds),
+            prepare_seconds=agent_started - started - verification.seconds_before_agent,
+            publish_seconds=max(
+                0.0,
+                finished - agent_started - agent_seconds - verification.seconds_after_agent,
+            ),
+            verification=verification if checks else None,
         )
     finally:
         remove_tree(folder)
+
+
+def _check_tree(task: Task, tree: AgentWorkTree, details: dict) -> None:
+    """What only the orchestrator may do (commit, switch branches) the agent did not do."""
+    try:
+        problem = tree.problem_after_agent()
+    except GitError as exc:
+        raise TaskFailed(f"Task {task.id}: {exc}", retryable=True, details=details) from None
+    if problem:
+        raise TaskFailed(problem, retryable=False, details=details)
+
+
+def _check_runner(request: TaskRunRequest, folder: Path, work: Path, log) -> CheckRunner | None:
+    if not request.verify.enabled:
+        return None
+    try:
+        sandbox = sandbox_for(request.agent)
+    except SandboxUnavailable as exc:
+        raise TaskFailed(f"Task {request.task.id}: {exc}", retryable=False) from None
+    return CheckRunner(
+        request.verify, request.agent, request.repository, folder, work, sandbox,
+        request.task.id, log,
+    )  # fmt: skip
+
+
+def _baseline(
+    request: TaskRunRequest, checks: CheckRunner, verification: Verification, start: _Start
+) -> str:
+    """The checks on the merged dependencies, before the agent: a failure there is theirs.
+    Returns the failure to give the agent (`baseline: repair`), else ''."""
+    task = request.task
+    baseline = checks.run("baseline")
+    verification.baseline = baseline
+    verification.seconds_before_agent = baseline.seconds()
+    if baseline.passed:
+        return ""
+    policy = request.verify.baseline
+    failed = baseline.failed
+    assert failed is not None
+    if policy == "ignore" and failed.kind == "check":
+        verification.ignored = tuple(sorted(baseline.failing_checks()))
+        checks.log(
+            f"⚠️ Task {task.id}: the checks already fail before the agent ("
+            f"{baseline.failure_text(200).splitlines()[0]}); ignored (`baseline: ignore`)"
+        )
+        return ""
+    if policy == "repair":
+        checks.log(f"🩹 Task {task.id}: the checks already fail; the agent is asked to fix it")
+        return baseline.failure_text()
+    where = ", ".join(start.merged) or f"the base branch {request.repository.base_branch}"
+    raise TaskFailed(
+        f"Task {task.id}: the project's checks already fail before the agent started, on "
+        f"{where} (the dependencies' breakage, not this task's): "
+        f"{baseline.failure_text()}"
+        "Fix the dependencies (or set `verify.baseline: repair` to have this task's agent fix "
+        "it, or `ignore`), then re-run.",
+        retryable=False,
+        details={"verification": verification.summary(), "blamed_on": where},
+    )
+
+
+def _verify_and_repair(
+    request: TaskRunRequest,
+    checks: CheckRunner,
+    verification: Verification,
+    where: tuple[Path, AgentWorkTree, str],
+    log,
+) -> None:
+    """The checks on the agent's work; on a failure the agent runs again with the output, up
+    to `repair_attempts` times. The outcome is in `verification` (a failure is not raised: the
+    work is pushed for people to see, and the `verified` check fails)."""
+    folder, tree, branch = where
+    task = request.task
+    attempt = 0
+    started = time.time()
+    while True:
+        label = "after the agent" if attempt == 0 else f"after repair {attempt}"
+        checked: CheckRound = checks.run(label, setup=True)  # the agent may add dependencies
+        verification.rounds.append(checked)
+        if verification.passed or attempt >= request.verify.repair_attempts:
+            break
+        attempt += 1
+        log(f"🩹 Task {task.id}: checks failed; repair attempt {attempt} of "
+            f"{request.verify.repair_attempts}")  # fmt: skip
+        _, agent = _run_agent(request, folder, tree.path, branch, log, checked.failure_text(),
+                              attempt)  # fmt: skip
+        cost = agent.usage.cost_usd if agent.usage else None
+        repair = RepairAttempt(attempt, agent.duration_seconds, cost, "")
+        verification.repairs.append(repair)
+        if agent.problem is not None or agent.timed_out or agent.exit_code != 0:
+            why = (
+                agent.problem.message
+                if agent.problem
+                else ("timed out" if agent.timed_out else f"exited with code {agent.exit_code}")
+            )
+            repair.result = f"the agent {why}"
+            break
+        _check_tree(task, tree, {"repair_attempt": attempt})
+        repair.result = "ran"
+    if verification.repairs and verification.repairs[-1].result == "ran":
+        verification.repairs[-1].result = "passed" if verification.passed else "checks failed"
+    for repair in verification.repairs[:-1]:
+        if repair.result == "ran":
+            repair.result = "checks failed"
+    verification.seconds_after_agent = time.time() - started
+    mark = "✅" if verification.passed else "❌"
+    log(f"{mark} Task {task.id}: checks {verification.summary()}")
 
 
 def _may_change_nothing(request: TaskRunRequest) -> bool:

@@ -244,7 +244,7 @@ def build_integration_asset(
         task_keys={t: translator.asset_key(project, t) for t in stage.task_ids(plan.levels)},
         previous_key=integration_key(project, previous) if previous else None,
         write_back=status_write_back(project, plan, stage),
-        conflicts=project.conflicts.policy(),
+        conflicts=project.conflict_policy(),
     )
     level_tag = stage.span
 

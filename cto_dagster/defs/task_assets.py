@@ -18,6 +18,7 @@ from cto_dagster.core.task_run import (
     TaskRunResult,
     run_task,
 )
+from cto_dagster.core.verify import Verification, VerifyPolicy
 from cto_dagster.defs.k8s_tags import K8S_CONFIG_TAG, task_k8s_config
 from cto_dagster.defs.resources import agent_key, git_key
 from cto_dagster.defs.start_notes import start_note
@@ -28,6 +29,8 @@ RESOLVED_CHECK = "resolved_conflicts"  # WARN: files a conflict resolver changed
 RESOLVED_COUNT = "conflicts_resolved"
 RESOLVED_FILES = "files_resolved_by_agent"
 PUSHING_COMMIT = "pushing_commit"  # observed just before a push, in case the step dies after it
+VERIFIED_CHECK = "verified"  # ERROR, blocking: the project's checks passed on the task's branch
+VERIFIED = "verified"  # metadata: passed | failed (absent: not configured)
 
 
 class Recorded(NamedTuple):
@@ -35,6 +38,7 @@ class Recorded(NamedTuple):
     pushing: str | None  # a later announced push that no materialization followed
     files: tuple[str, ...] = ()  # what the latest materialization changed
     resolved: tuple[str, ...] = ()  # files in it that a conflict resolver changed
+    verified: str | None = None  # passed | failed | None (no checks configured)
 
 
 def recorded_resolutions(
@@ -81,7 +85,10 @@ def _recorded(instance, keys) -> dict[dg.AssetKey, Recorded]:
             observed = entry.last_observation.asset_observation
             announced = observed.metadata.get(PUSHING_COMMIT) if observed else None
             pushing = str(announced.value) if announced is not None else None
-        found[entry.asset_key] = Recorded(head, pushing, files, resolved)
+        verified = materialization.metadata.get(VERIFIED) if materialization else None
+        found[entry.asset_key] = Recorded(
+            head, pushing, files, resolved, str(verified.value) if verified is not None else None
+        )
     return found
 
 
@@ -135,7 +142,73 @@ def result_metadata(result: TaskRunResult, level: int) -> dict[str, object]:
         "status_set_by_agent": result.status_set_by_agent or "(not set)",
         **(result.usage.metadata() if result.usage else {}),
         **resolution_metadata(result.resolutions),
+        **verification_metadata(result.verification),
     }
+
+
+def verification_metadata(verification: Verification | None) -> dict[str, object]:
+    """The split of the task's time (setup, checks, repairs) and the verdict, for run_metrics
+    and the Gantt chart; nothing when the project configures no checks."""
+    if verification is None:
+        return {}
+    data = verification.metadata()
+    return {
+        VERIFIED: data["verified"],
+        "setup_seconds": data["setup_seconds"],
+        "check_seconds": data["check_seconds"],
+        "repair_seconds": data["repair_seconds"],
+        "repair_attempts": data["repair_attempts"],
+    }
+
+
+def verified_check(key: dg.AssetKey, name: str = VERIFIED_CHECK) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        name,
+        asset=key,
+        blocking=True,
+        description="The project's checks (`verify.checks`) pass on this branch",
+    )
+
+
+def verified_check_result(
+    verification: Verification, name: str = VERIFIED_CHECK
+) -> dg.AssetCheckResult:
+    """Each command, its exit code, seconds and the end of its output (redacted)."""
+    data = verification.metadata()
+    rows = data["commands"]
+    table = "\n".join(
+        f"| {r['round']} | {r['kind']} | `{r['command']}` | {r['exit_code']} | {r['seconds']} "
+        f"| {r['result']} |"
+        for r in rows  # type: ignore[union-attr]
+    )
+    failing = next((r for r in reversed(rows) if r["result"] != "passed"), None)  # type: ignore[arg-type]
+    metadata: dict[str, object] = {
+        "commands": dg.MetadataValue.md(
+            "| round | kind | command | exit code | seconds | result |\n|---|---|---|---|---|---|\n"
+            + table
+        ),
+        "check_seconds": data["check_seconds"],
+        "setup_seconds": data["setup_seconds"],
+        "repair_attempts": data["repair_attempts"],
+        "baseline": data["baseline"],
+    }
+    if verification.repairs:
+        metadata["repairs"] = dg.MetadataValue.md(
+            "\n".join(
+                f"- attempt {r.attempt}: {r.seconds:.1f} s, cost "
+                f"{'n/a' if r.cost_usd is None else f'${r.cost_usd:.4f}'}: {r.result}"
+                for r in verification.repairs
+            )
+        )
+    if failing is not None:
+        metadata["failing_output_tail"] = dg.MetadataValue.md(f"```\n{failing['output_tail']}\n```")
+    return dg.AssetCheckResult(
+        check_name=name,
+        passed=verification.passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=verification.summary()[:2000],
+        metadata=metadata,
+    )
 
 
 def resolution_metadata(resolutions: list[Resolution]) -> dict[str, object]:
@@ -184,7 +257,12 @@ def build_task_asset(
     key = translator.asset_key(project, task_id)
     dependency_ids = plan.dependencies_to_run(task_id)
     dependency_keys = {d: translator.asset_key(project, d) for d in dependency_ids}
-    conflicts = project.conflicts.policy()
+    conflicts = project.conflict_policy()
+    verify, verify_problem = _task_verify_policy(project, task)
+    checks = [
+        *([resolution_check(key)] if conflicts.enabled else []),
+        *([verified_check(key)] if verify.enabled else []),
+    ]
     op_tags = {
         "dagster/priority": str(priority),
         TAG_TASK_ID: task_id,
@@ -206,7 +284,7 @@ def build_task_asset(
         kinds=translator.kinds(project),
         pool=project.pool,
         required_resource_keys={git_key(project), agent_key(project)},
-        check_specs=[resolution_check(key)] if conflicts.enabled else None,
+        check_specs=checks or None,
         retry_policy=dg.RetryPolicy(
             max_retries=project.max_retries, delay=2, backoff=dg.Backoff.EXPONENTIAL
         )
@@ -215,7 +293,17 @@ def build_task_asset(
     )
     def _task(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         context.log.debug(start_note("step process", context.job_def))
+        if verify_problem:
+            raise dg.Failure(f"Task {task_id}: {verify_problem}", allow_retries=False)
         heads = _recorded(context.instance, [key, *dependency_keys.values()])
+        unverified = [d for d, k in dependency_keys.items() if heads[k].verified == "failed"]
+        if unverified:
+            raise dg.Failure(
+                f"Task {task_id}: dependency tasks {', '.join(unverified)} did not pass the "
+                "project's checks (their `verified` check failed): fix and re-materialize them "
+                "first",
+                allow_retries=False,
+            )
 
         def announce(commit: str) -> None:
             context.log_event(dg.AssetObservation(asset_key=key, metadata={PUSHING_COMMIT: commit}))
@@ -243,6 +331,7 @@ def build_task_asset(
             pushing_head=heads[key].pushing,
             before_push=announce,
             conflicts=conflicts,
+            verify=verify,
         )
         try:
             result = run_task(request, log=step_logger(context))
@@ -251,15 +340,27 @@ def build_task_asset(
             raise dg.Failure(
                 description=exc.message, metadata=metadata, allow_retries=exc.retryable
             ) from None
+        results = [
+            *([resolution_check_result(result.resolutions)] if conflicts.enabled else []),
+            *([verified_check_result(result.verification)] if result.verification else []),
+        ]
         return dg.MaterializeResult(
             metadata=result_metadata(result, level),
             data_version=dg.DataVersion(result.head_commit),
-            check_results=[resolution_check_result(result.resolutions)]
-            if conflicts.enabled
-            else None,
+            check_results=results or None,
         )
 
     return _task
+
+
+def _task_verify_policy(project: ProjectSettings, task) -> tuple[VerifyPolicy, str]:
+    """The task's checks (its `metadata.verify` over the project's), or why they are wrong:
+    said when the task's step starts, not when the code location loads (one bad task must not
+    stop the others)."""
+    try:
+        return project.verify.for_task(task.raw.get("metadata")), ""
+    except ValueError as exc:
+        return project.verify.policy(), str(exc)
 
 
 def step_logger(context: dg.AssetExecutionContext):

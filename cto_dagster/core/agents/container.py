@@ -108,6 +108,7 @@ def container_argv(
     uid: int,
     gid: int,
     network: str = "bridge",
+    writable: Iterable[Path] = (),
 ) -> list[str]:
     """`runtime run ...` for the agent's `argv` in `image`, as uid:gid, seeing only what is
     named here; the variables in `env_names` are passed by name."""
@@ -143,7 +144,7 @@ def container_argv(
         "--workdir",
         str(work),
     ]
-    for path in (work, home):
+    for path in (work, home, *writable):
         command += ["--mount", f"type=bind,source={path},target={path}"]
     for path in sorted({p for p in read_only if p.exists()}):
         command += ["--mount", f"type=bind,source={path},target={path},readonly"]

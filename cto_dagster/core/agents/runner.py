@@ -55,6 +55,7 @@ class AgentPlace:
     sandbox: Sandbox
     masked: tuple[Path, ...] = ()  # files the agent must not read even where shown (tokens)
     prompt_file: Path | None = None
+    writable: tuple[Path, ...] = ()  # folders shared between steps it may write (a setup's caches)
 
 
 def build_argv(template: Sequence[str], values: Mapping[str, str]) -> list[str]:
@@ -191,7 +192,7 @@ def run_agent(
     read_only = [*place.read_only, *(Path(p) for p in spec.sandbox_read_only)]
     # `user`/`container`: a uid of this agent's own; leaving the block ends all its processes
     # and takes its trees back before the uid is free again
-    with _own_user(place.sandbox, (place.work, place.home)) as owner:
+    with _own_user(place.sandbox, (place.work, place.home, *place.writable)) as owner:
         launch = prepare_launch(
             place.sandbox,
             argv,
@@ -202,6 +203,7 @@ def run_agent(
             env,
             place.masked,
             owner,
+            place.writable,
         )
         launch = confine(launch, network, place.step_folder)  # its own network namespace
         outcome = _start_and_wait(spec, preset, launch, argv, place, env, log_path, watch)

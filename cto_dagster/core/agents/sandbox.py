@@ -256,6 +256,7 @@ def _bwrap_argv(
     home: Path,
     read_only: Iterable[Path],
     masked: Iterable[Path] = (),
+    writable: Iterable[Path] = (),
 ) -> list[str]:
     command = [
         shutil.which("bwrap") or "bwrap",
@@ -294,7 +295,7 @@ def _bwrap_argv(
     )
     for path in extra:
         command += ["--ro-bind", str(path), str(path)]
-    for path in (home, work):
+    for path in (home, work, *writable):
         command += ["--bind", str(path), str(path)]
     for path in masked:  # token files that a read-only folder above would show
         if path.is_file():
@@ -313,6 +314,7 @@ def prepare_launch(
     env: Mapping[str, str],
     masked: Iterable[Path] = (),
     owner: AgentUser | None = None,
+    writable: Iterable[Path] = (),
 ) -> Launch:
     """The agent's argv inside the sandbox, with what the sandbox needs done first. `work`,
     `home` and the `read_only` files live in `step_folder`, the step's private folder; `masked`
@@ -321,13 +323,15 @@ def prepare_launch(
     read_only = list(read_only)
     if sandbox.mode == "bwrap":
         extra = [*read_only, *program_paths(argv[0], env)]
-        return Launch(_bwrap_argv(argv, work, home, extra, masked))
+        return Launch(_bwrap_argv(argv, work, home, extra, masked, writable))
     if sandbox.mode == "container":
-        return _container_launch(sandbox, argv, step_folder, work, home, read_only, env, owner)
+        return _container_launch(
+            sandbox, argv, step_folder, work, home, read_only, env, owner, tuple(writable)
+        )
     if sandbox.mode == "user":
         if owner is None:
             raise SandboxUnavailable("the user sandbox needs the agent's own uid (agent_user)")
-        _give_to(owner, step_folder, work, home, read_only)
+        _give_to(owner, step_folder, work, home, read_only, tuple(writable))
         return Launch(
             list(argv),
             {"user": owner.uid, "group": owner.gid, "extra_groups": [], "umask": 0o022},
@@ -348,10 +352,11 @@ def _container_launch(
     read_only: list[Path],
     env: Mapping[str, str],
     owner: AgentUser | None,
+    writable: tuple[Path, ...] = (),
 ) -> Launch:
     if owner is None or sandbox.runtime is None or sandbox.image is None:
         raise SandboxUnavailable("the container sandbox needs its runtime, image and agent uid")
-    _give_to(owner, step_folder, work, home, read_only)
+    _give_to(owner, step_folder, work, home, read_only, writable)
     reap_orphan_containers(sandbox.runtime)
     name = container_name()
     command = container_argv(
@@ -366,16 +371,23 @@ def _container_launch(
         uid=owner.uid,
         gid=owner.gid,
         network=sandbox.network,
+        writable=writable,
     )
     return Launch(command, container=(sandbox.runtime, name))
 
 
 def _give_to(
-    owner: AgentUser, step_folder: Path, work: Path, home: Path, read_only: Iterable[Path]
+    owner: AgentUser,
+    step_folder: Path,
+    work: Path,
+    home: Path,
+    read_only: Iterable[Path],
+    writable: tuple[Path, ...] = (),
 ) -> None:
     """The work tree and home to the agent's uid (no one else may look in), its prompt and task
     files readable by it alone; the step's folder may be passed through, not listed."""
-    for path in (work, home):  # modes first: once given away, only their owner may change them
+    # modes first: once given away, only their owner may change them
+    for path in (work, home, *writable):
         path.chmod(0o750)
         # group root: the step may still enter every folder (to give the rest away, to start
         # the agent there) without DAC_OVERRIDE; no other agent's uid may

@@ -21,6 +21,7 @@ from cto_dagster.core.names import (
 from cto_dagster.core.resolution import ConflictPolicy
 from cto_dagster.core.secrets import SECRET_NAME, SecretNames
 from cto_dagster.core.stages import IntegrationStage, integration_stages, levels_per_stage
+from cto_dagster.core.verify import VerifyPolicy
 
 DEFAULT_DEMO_DIR = ".cto-dagster/demo"
 
@@ -239,13 +240,97 @@ class ConflictSettings(_Strict):
             raise ValueError("verify is an argv list of non-empty strings (no shell)")
         return value
 
-    def policy(self) -> ConflictPolicy:
+    def policy(self, project_checks: VerifyPolicy | None = None) -> ConflictPolicy:
+        """`verify` unset: the project's `verify` checks (with its setup) check resolutions."""
         return ConflictPolicy(
             resolve=self.resolve,
             agent=self.agent.spec() if self.agent else None,
             verify=tuple(self.verify),
             verify_timeout_seconds=self.verify_timeout_seconds,
+            project_checks=project_checks,
         )
+
+
+def _argv_lists(value: list[list[str]], field: str) -> list[list[str]]:
+    for argv in value:
+        if not argv or any(not isinstance(item, str) or not item for item in argv):
+            raise ValueError(
+                f"verify.{field}: each command is an argv list of non-empty strings (no shell), "
+                f"e.g. [[npm, test]]; got {argv!r}"
+            )
+    return value
+
+
+class VerifySettings(_Strict):
+    """The project's checks: a task, and every integration branch, is done when they pass
+    (core/verify.py). A task's `metadata.verify` overrides any of these for that task."""
+
+    setup: list[list[str]] = Field(
+        default_factory=list,
+        description="argv lists run in a work tree before the agent and before checks (install "
+        "dependencies), e.g. [[npm, ci]]; package managers' caches are shared between setups",
+    )
+    checks: list[list[str]] = Field(
+        default_factory=list,
+        description="argv lists that must each exit 0, e.g. [[npm, test], [npm, run, lint]]; "
+        "run in the agent's sandbox with no secret",
+    )
+    timeout_seconds: float = Field(1800.0, gt=0, le=24 * 3600, description="each command's")
+    repair_attempts: int = Field(
+        1, ge=0, le=10, description="times the agent runs again with the failing output"
+    )
+    integration: bool = Field(True, description="run the checks on every integration branch")
+    integration_repair: Literal["off", "agent"] = Field(
+        "off",
+        description="agent: when an integration branch fails its checks, the resolver agent "
+        "gets the failing output and fixes it there (verified again) before it is pushed",
+    )
+    baseline: Literal["fail", "repair", "ignore"] = Field(
+        "fail",
+        description="when the checks already fail before the agent starts (on the merged "
+        "dependencies): fail (blamed on the dependencies, the agent does not run), repair (the "
+        "agent gets the failure to fix too), ignore (those checks are not held against the task)",
+    )
+
+    @field_validator("integration_repair", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: object) -> object:
+        return "off" if value is False else value  # YAML reads a bare `off` as false
+
+    @field_validator("setup")
+    @classmethod
+    def _setup(cls, value: list[list[str]]) -> list[list[str]]:
+        return _argv_lists(value, "setup")
+
+    @field_validator("checks")
+    @classmethod
+    def _checks(cls, value: list[list[str]]) -> list[list[str]]:
+        return _argv_lists(value, "checks")
+
+    def policy(self) -> VerifyPolicy:
+        return VerifyPolicy(
+            setup=tuple(tuple(a) for a in self.setup),
+            checks=tuple(tuple(a) for a in self.checks),
+            timeout_seconds=self.timeout_seconds,
+            repair_attempts=self.repair_attempts,
+            integration=self.integration,
+            integration_repair=self.integration_repair,
+            baseline=self.baseline,
+        )
+
+    def for_task(self, metadata: object) -> VerifyPolicy:
+        """This task's policy: its `metadata.verify` (a mapping) over the project's; raise
+        ValueError naming what is wrong."""
+        override = metadata.get("verify") if isinstance(metadata, dict) else None
+        if override is None:
+            return self.policy()
+        if not isinstance(override, dict):
+            raise ValueError("metadata.verify must be a mapping of verify settings")
+        try:
+            merged = VerifySettings.model_validate({**self.model_dump(), **override})
+        except ValueError as exc:
+            raise ValueError(f"metadata.verify: {exc}") from None
+        return merged.policy()
 
 
 class IntegrationSettings(_Strict):
@@ -353,6 +438,7 @@ class ProjectSettings(_Strict):
     include_all: bool = False
     agent: AgentSettings = Field(default_factory=AgentSettings)
     conflicts: ConflictSettings = Field(default_factory=ConflictSettings)
+    verify: VerifySettings = Field(default_factory=VerifySettings)
     integration: IntegrationSettings = Field(default_factory=IntegrationSettings)
     git: GitSettings = Field(default_factory=GitSettings)
     github: GitHubSettings = Field(default_factory=GitHubSettings)
@@ -416,6 +502,9 @@ class ProjectSettings(_Strict):
     def planned_tags(self) -> list[str]:
         """The tags to plan: `tags`, else `tag` (else the project's current tag: empty)."""
         return list(self.tags) or ([self.tag] if self.tag else [])
+
+    def conflict_policy(self) -> ConflictPolicy:
+        return self.conflicts.policy(self.verify.policy())
 
     @property
     def identity(self) -> Identity:
