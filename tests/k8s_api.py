@@ -4,7 +4,7 @@ manifest exactly as sent) and answers later questions about those Jobs as if the
 failed, so a run started against it ends at once. No cluster runs here; this is the one remote
 service the tests imitate, and only its wire format.
 
-Also: `run_launcher_config(values)` renders the chart's `K8sRunLauncher` section of the
+Also: `run_launcher_config(values)` renders the chart's run launcher section of the
 instance's `dagster.yaml` from Helm values, the way the official chart's template does.
 """
 
@@ -120,44 +120,15 @@ class KubernetesApi:
         return path
 
 
-_RUN_K8S_CONFIG_KEYS = {
-    "containerConfig": "container_config",
-    "podSpecConfig": "pod_spec_config",
-    "podTemplateSpecMetadata": "pod_template_spec_metadata",
-    "jobSpecConfig": "job_spec_config",
-    "jobMetadata": "job_metadata",
-}
-
-
 def run_launcher_config(
     values: dict, kubeconfig: Path, release: str = "cto-dagster", namespace: str = "cto-dagster"
 ) -> dict:
     """The `run_launcher` entry of the instance's dagster.yaml, as the chart renders it from
-    `runLauncher.config.k8sRunLauncher` (here pointed at a kubeconfig instead of the cluster's
-    in-cluster credentials)."""
-    k8s = values["runLauncher"]["config"]["k8sRunLauncher"]
-    config: dict = {
-        "load_incluster_config": False,
-        "kubeconfig_file": str(kubeconfig),
-        "job_namespace": k8s.get("jobNamespace") or namespace,
-        "image_pull_policy": k8s.get("imagePullPolicy", "Always"),
-        "service_account_name": values.get("serviceAccount", {}).get("name") or release,
-        "dagster_home": values.get("global", {}).get("dagsterHome", "/opt/dagster/dagster_home"),
-        "instance_config_map": f"{release}-instance",
-        "postgres_password_secret": values.get("global", {}).get(
-            "postgresqlSecretName", "dagster-postgresql-secret"
-        ),
-        "env_config_maps": [f"{release}-pipeline-env"]
-        + [c["name"] for c in k8s.get("envConfigMaps") or []],
-        "env_secrets": [s["name"] for s in k8s.get("envSecrets") or []],
-        "volume_mounts": k8s.get("volumeMounts") or [],
-        "volumes": k8s.get("volumes") or [],
-        "labels": k8s.get("labels") or {},
-    }
-    if k8s.get("imagePullSecrets") or values.get("imagePullSecrets"):
-        config["image_pull_secrets"] = k8s.get("imagePullSecrets") or values["imagePullSecrets"]
-    if k8s.get("runK8sConfig"):
-        config["run_k8s_config"] = {
-            _RUN_K8S_CONFIG_KEYS[key]: value for key, value in k8s["runK8sConfig"].items()
-        }
-    return {"module": "dagster_k8s", "class": "K8sRunLauncher", "config": config}
+    `runLauncher.config.customRunLauncher` (verbatim), here pointed at a kubeconfig instead of
+    the cluster's in-cluster credentials."""
+    launcher = values["runLauncher"]["config"]["customRunLauncher"]
+    config = dict(launcher["config"])
+    config.update(load_incluster_config=False, kubeconfig_file=str(kubeconfig))
+    assert config["job_namespace"] == namespace
+    assert config["instance_config_map"] == f"{release}-instance"
+    return {"module": launcher["module"], "class": launcher["class"], "config": config}

