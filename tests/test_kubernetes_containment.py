@@ -55,6 +55,7 @@ def write_two_projects(tmp_path, monkeypatch) -> None:
                     "env_from": {"ANTHROPIC_API_KEY": "SHOP_ANTHROPIC_KEY"},
                 },
                 "kubernetes": {"agent_secret": "cto-dagster-agents-shop"},
+                "git": {"token_env": "SHOP_GIT_TOKEN"},
             },
         ),
         (
@@ -63,6 +64,7 @@ def write_two_projects(tmp_path, monkeypatch) -> None:
                 "agent": {"preset": "codex", "pass_env": ["BLOG_EXTRA", "DAGSTER_PG_PASSWORD"]},
                 "conflicts": {"resolve": "agent", "agent": {"preset": "gemini"}},
                 "kubernetes": {"agent_secret": "cto-dagster-agents-blog"},
+                "git": {"token_env": "BLOG_GIT_TOKEN"},
             },
         ),
     ):
@@ -105,8 +107,8 @@ def policy() -> dict:
 
 def test_each_pod_holds_only_its_projects_agent_keys(monkeypatch, tmp_path, policy):
     """The task pod of one project gets that project's agent keys, key by key, from that
-    project's Secret; no pod gets the agents Secret whole, another project's keys, or a
-    capability it does not need; only agents' pods are the NetworkPolicy's."""
+    project's Secret; no pod gets the agents Secret whole, another project's keys (agent keys
+    or git token), or a capability it does not need; only agents' pods are the NetworkPolicy's."""
     write_two_projects(tmp_path, monkeypatch)
     jobs = render_step_jobs(
         tmp_path,
@@ -153,6 +155,15 @@ def test_each_pod_holds_only_its_projects_agent_keys(monkeypatch, tmp_path, poli
             assert pod["spec"]["securityContext"]["runAsUser"] == 1000, name
         # the PostgreSQL password is the step's (env of its root process), never an agent key
         env = {e["name"]: e for e in container(job)["env"]}
+        # the git Secret (envFrom, every pod's) holds both projects' tokens: the other
+        # project's is set empty, which wins over envFrom; its own is left to the Secret
+        other, own = (
+            ("SHOP_GIT_TOKEN", "BLOG_GIT_TOKEN")
+            if name.startswith("blog")
+            else ("BLOG_GIT_TOKEN", "SHOP_GIT_TOKEN")
+        )
+        assert env[other] == {"name": other, "value": ""}, name
+        assert own not in env, name
         assert env["DAGSTER_PG_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == (
             "dagster-postgresql-secret"
         )

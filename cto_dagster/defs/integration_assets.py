@@ -234,6 +234,7 @@ def build_integration_asset(
     stage: IntegrationStage,
     previous: IntegrationStage | None,
     translator: TaskTranslator,
+    other_tokens: tuple[str, ...] = (),
 ) -> dg.AssetsDefinition:
     step = StageStep(
         project=project,
@@ -257,7 +258,7 @@ def build_integration_asset(
         op_tags={
             TAG_LEVEL: level_tag,
             **project_op_tags(project),
-            K8S_CONFIG_TAG: bookkeeping_k8s_config(project, "integration"),
+            K8S_CONFIG_TAG: bookkeeping_k8s_config(project, "integration", other_tokens),
         },
         kinds={"git", "github"} if project.github_repository else {"git"},
         required_resource_keys={"play", git_key(project), github_key(project), agent_key(project)},

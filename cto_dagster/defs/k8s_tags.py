@@ -20,6 +20,7 @@ by the executor, from its config).
 """
 
 import re
+from collections.abc import Sequence
 
 from cto_dagster.core.agents.environment import BASICS, STEP_ONLY
 from cto_dagster.core.names import label_value
@@ -134,19 +135,32 @@ def _security(agent: bool) -> dict:
     return {"container": container, "pod": pod}
 
 
+def hidden_env(names: Sequence[str]) -> list[dict]:
+    """Other projects' git token variables, set empty: an explicit variable wins over the
+    Secret's `envFrom` (which every pod inherits from the run launcher), so a pod holds its own
+    project's token only."""
+    return [{"name": name, "value": ""} for name in sorted(set(names))]
+
+
 def _pod_config(
-    labels: dict[str, str], resources: dict, deadline: int, project: ProjectSettings, agent: bool
+    labels: dict[str, str],
+    resources: dict,
+    deadline: int,
+    project: ProjectSettings,
+    agent: bool,
+    other_tokens: Sequence[str] = (),
 ) -> dict:
     security = _security(agent)
     container: dict[str, object] = {
         "resources": consistent_resources(resources),
         "security_context": security["container"],
     }
+    env = hidden_env(other_tokens)
     if agent:
         labels = {**labels, AGENT_LABEL: "true"}
-        keys = agent_env(project)
-        if keys:
-            container["env"] = keys
+        env += agent_env(project)
+    if env:
+        container["env"] = env
     pod_spec: dict[str, object] = {
         "automount_service_account_token": False,
         "security_context": security["pod"],
@@ -160,19 +174,28 @@ def _pod_config(
     }
 
 
-def task_k8s_config(project: ProjectSettings, task: Task, level: int) -> dict[str, object]:
-    """The `dagster-k8s/config` op tag of a task step."""
+def task_k8s_config(
+    project: ProjectSettings, task: Task, level: int, other_tokens: Sequence[str] = ()
+) -> dict[str, object]:
+    """The `dagster-k8s/config` op tag of a task step; `other_tokens`: other projects' git
+    token variables, which its pod must not hold."""
     kube = project.kubernetes
     deadline = int(project.agent.timeout_seconds) + kube.deadline_margin_seconds
     resources = kube.task_resources.get(task.id, kube.resources)
-    return _pod_config(step_labels(project, task, level), resources, deadline, project, agent=True)
+    labels = step_labels(project, task, level)
+    return _pod_config(labels, resources, deadline, project, True, other_tokens)
 
 
-def bookkeeping_k8s_config(project: ProjectSettings, step: str) -> dict[str, object]:
+def bookkeeping_k8s_config(
+    project: ProjectSettings, step: str, other_tokens: Sequence[str] = ()
+) -> dict[str, object]:
     """The `dagster-k8s/config` op tag of an integration or metrics step: an agent's pod only
-    when it is an integration whose conflicts an agent resolves."""
+    when it is an integration whose conflicts an agent resolves (or whose checks run)."""
     labels = {"cto-project": label_value(project.name), "cto-step": step}
-    agent = step == "integration" and project.conflicts.resolve == "agent"
+    agent = step == "integration" and (
+        project.conflicts.resolve == "agent"
+        or (bool(project.verify.checks) and project.verify.integration)
+    )
     return _pod_config(
-        labels, BOOKKEEPING_RESOURCES, BOOKKEEPING_DEADLINE_SECONDS, project, agent=agent
+        labels, BOOKKEEPING_RESOURCES, BOOKKEEPING_DEADLINE_SECONDS, project, agent, other_tokens
     )

@@ -231,6 +231,7 @@ def build_metrics_asset(
     plan: ExecutionPlan,
     translator: TaskTranslator,
     last_stage: IntegrationStage,
+    other_tokens: tuple[str, ...] = (),
 ) -> dg.AssetsDefinition:
     # after the last integration, which comes after every task: one edge, not one a task
     last_integration = integration_key(project, last_stage)
@@ -249,7 +250,7 @@ def build_metrics_asset(
         kinds={"pandas"},
         op_tags={
             **project_op_tags(project),
-            K8S_CONFIG_TAG: bookkeeping_k8s_config(project, "metrics"),
+            K8S_CONFIG_TAG: bookkeeping_k8s_config(project, "metrics", other_tokens),
         },
     )
     def _metrics(context: dg.AssetExecutionContext) -> dg.MaterializeResult:

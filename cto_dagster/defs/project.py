@@ -53,17 +53,23 @@ def build_project_definitions(
     secrets = secrets or SecretNames.of([project.git.token_env], project.secret_env)
     prediction = predict(plan, learned_durations(project, plan, translator))
     priorities = task_priorities(plan, prediction)
+    # other projects' git tokens: every pod inherits the git Secret; its pods hold only this one's
+    others = tuple(sorted(secrets.git_tokens - {project.git.token_env}))
     assets = [
-        build_task_asset(project, plan, task_id, translator, priorities[task_id])
+        build_task_asset(
+            project, plan, task_id, translator, priorities[task_id], other_tokens=others
+        )
         for task_id in plan.task_ids
     ]
     stages = project.integration.stages(len(plan.levels))
     assets += [
-        build_integration_asset(project, plan, stage, stages[i - 1] if i else None, translator)
+        build_integration_asset(
+            project, plan, stage, stages[i - 1] if i else None, translator, others
+        )
         for i, stage in enumerate(stages)
     ]
     if plan.task_ids:
-        assets.append(build_metrics_asset(project, plan, translator, stages[-1]))
+        assets.append(build_metrics_asset(project, plan, translator, stages[-1], others))
     job = dg.define_asset_job(
         name=job_name(project, single),
         selection=dg.AssetSelection.assets(*(asset.key for asset in assets)),

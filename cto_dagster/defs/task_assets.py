@@ -251,6 +251,7 @@ def build_task_asset(
     translator: TaskTranslator,
     priority: int,
     extra_op_tags: dict[str, object] | None = None,
+    other_tokens: tuple[str, ...] = (),
 ) -> dg.AssetsDefinition:
     task = plan.tasks[task_id]
     level = plan.level_of[task_id]
@@ -268,7 +269,8 @@ def build_task_asset(
         TAG_TASK_ID: task_id,
         TAG_LEVEL: str(level),
         **project_op_tags(project),
-        K8S_CONFIG_TAG: task_k8s_config(project, task, level),  # read only by k8s_job_executor
+        # read only by k8s_job_executor
+        K8S_CONFIG_TAG: task_k8s_config(project, task, level, other_tokens),
         **(extra_op_tags or {}),
     }
 
