@@ -57,7 +57,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_launch(args: argparse.Namespace) -> int:
     from cto_dagster.launch_command import run_launch
 
-    return run_launch(job_name=args.job, config_files=args.config, tags_json=args.tags)
+    return run_launch(
+        job_name=args.job, config_files=args.config, tags_json=args.tags, url=args.url
+    )
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -156,6 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="run config YAML (the launchpad's), may repeat",
     )
     launch.add_argument("--tags", default=None, help='run tags as JSON, e.g. \'{"team": "a"}\'')
+    launch.add_argument(
+        "--url",
+        default=None,
+        help="submit to the Dagster webserver at URL (the local UI, or the chart's) instead of "
+        "starting a code server; default: the local UI at http://127.0.0.1:3000 when it serves "
+        "this DAGSTER_HOME (--url local: never)",
+    )
     launch.set_defaults(func=cmd_launch)
 
     resume = sub.add_parser(

@@ -35,7 +35,9 @@ def _merged_config(files: list[str]) -> dict:
     return config
 
 
-def run_launch(job_name: str, config_files: list[str], tags_json: str | None) -> int:
+def run_launch(
+    job_name: str, config_files: list[str], tags_json: str | None, url: str | None = None
+) -> int:
     from cto_dagster.code_server import new_log_file, start_code_server
     from cto_dagster.instance_home import NoInstance, prepare_home, resolve_home
 
@@ -47,16 +49,42 @@ def run_launch(job_name: str, config_files: list[str], tags_json: str | None) ->
     except (OSError, ValueError, yaml.YAMLError) as exc:
         print(f"❌ {exc}", file=sys.stderr)
         return 2
+    if url and url != "local":
+        return _launch_on(url, job_name, run_config, tags)
     try:
         home = prepare_home(resolve_home())
     except NoInstance as exc:
         print(str(exc), file=sys.stderr)
         return 1
+    if url is None and _local_ui_serves(home):
+        from cto_dagster.remote_launch import LOCAL_UI
+
+        print(f"🖥️  The UI at {LOCAL_UI} serves this instance: the run is submitted there")
+        return _launch_on(LOCAL_UI, job_name, run_config, tags)
     server = start_code_server(new_log_file(home))  # loads while this command imports Dagster
     try:
         return _launch(home, server, job_name, run_config, tags)
     finally:
         server.stop()
+
+
+def _local_ui_serves(home: Path) -> bool:
+    from cto_dagster.remote_launch import LOCAL_UI, serves_instance
+
+    return serves_instance(LOCAL_UI, home)
+
+
+def _launch_on(url: str, job_name: str, run_config: dict, tags: dict) -> int:
+    """A run of the webserver's code location (it is loaded already), followed from here."""
+    from cto_dagster.remote_launch import RemoteLaunchError, launch_remote
+
+    try:
+        outcome = launch_remote(url, job_name, run_config, tags)
+    except RemoteLaunchError as exc:
+        print(f"❌ {exc}", file=sys.stderr)
+        return 1
+    print(f"Run {outcome.run_id}: {outcome.status.lower()} (open it in the UI: {url})")
+    return 0 if outcome.success else 1
 
 
 def _launch(home: Path, server: CodeServer, job_name: str, run_config: dict, tags: dict) -> int:
