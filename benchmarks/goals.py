@@ -13,7 +13,10 @@ slows both sides alike:
 - planning at scale: 10,000 tasks (30,000 edges) against 1,000 tasks (3,000 edges): growth near
   linear (10x the tasks), far from quadratic (100x);
 - run creation: a run of 150 assets with a check each (300 planned events) created on the instance
-  `cto-dagster` sets up (planned events in one batch) against Dagster's own SQLite event log.
+  `cto-dagster` sets up (planned events in one batch) against Dagster's own SQLite event log;
+- launch with the UI up, 500 tasks: `cto-dagster launch` submitting to the running webserver
+  (its code location loaded) against a launch starting a code server of its own, each until the
+  run's first task starts (benchmarks/remote_launch.py).
 """
 
 from __future__ import annotations
@@ -155,8 +158,26 @@ def run_creation_goal() -> Goal:
     )
 
 
+def remote_launch_goal() -> Goal:
+    from remote_launch import measure
+
+    remote, local = measure(500)
+    return Goal(
+        "first task at 500 tasks: launch to the running UI vs own server",
+        local / remote,
+        1.5,
+        f"{remote:.1f} s through the UI, {local:.1f} s with a code server of its own",
+    )
+
+
 def main() -> int:
-    goals = [planning_goal(), priority_goal(), dataflow_goal(), run_creation_goal()]
+    goals = [
+        planning_goal(),
+        priority_goal(),
+        dataflow_goal(),
+        run_creation_goal(),
+        remote_launch_goal(),
+    ]
     print(f"\n{'goal':<62}{'ratio':>8}{'needs':>8}  result")
     for goal in goals:
         mark = "met" if goal.met else "MISSED"
