@@ -13,7 +13,9 @@ import sys
 import time
 from pathlib import Path
 
+from cto_dagster.core.git.command import Identity, git_environment, run_git
 from cto_dagster.core.plan_text import summary_lines
+from cto_dagster.core.sample import demo_repository_files, demo_tasks_json
 from cto_dagster.core.settings import DEFAULT_DEMO_DIR, demo_settings, plan_project
 from cto_dagster.instance_home import prepare_home
 from cto_dagster.summary import print_run_summary
@@ -38,11 +40,30 @@ def job_execute_command(*extra: str, job: str = "play_project") -> list[str]:
     ]
 
 
+def sample_is_current(folder: Path) -> bool:
+    """Whether the demo folder's sample repository is this version's (its tasks file and test
+    suite on the base branch as this version writes them). A sample made by an older version
+    would fail this one's checks: the demo then starts over."""
+    remote = folder / "remote.git"
+    if not (remote / "HEAD").exists():
+        return True  # nothing yet: made now
+    expected = {".taskmaster/tasks/tasks.json": demo_tasks_json(), **demo_repository_files()}
+    env = git_environment(Identity())
+    for path, content in expected.items():
+        shown = run_git(["show", f"main:{path}"], env, git_dir=remote, check=False)
+        if shown.returncode != 0 or shown.stdout != content:
+            return False
+    return True
+
+
 def run_demo(workdir: str, fresh: bool = False) -> int:
     from cto_dagster.launch import LaunchError, create_run, start_and_follow
     from cto_dagster.summary import open_instance
 
     folder = Path(workdir).resolve()
+    if not fresh and folder.exists() and not sample_is_current(folder):
+        print(f"🧹 {folder} holds an older version's sample repository: starting over")
+        fresh = True
     if fresh and folder.exists():
         shutil.rmtree(folder)
     home = prepare_home(folder / "dagster_home")

@@ -29,6 +29,7 @@ def print_run_summary(
     import dagster as dg
 
     from cto_dagster.core.metrics import join_runs, speedup_figures
+    from cto_dagster.core.verify_summary import verified_line
     from cto_dagster.defs.metrics_assets import run_parts
     from cto_dagster.defs.run_records import (
         count_conflicts,
@@ -36,6 +37,7 @@ def print_run_summary(
         keep_latest_outcome,
         run_chain,
         task_records,
+        verified_counts,
     )
 
     with open_instance(home) as instance:
@@ -60,6 +62,7 @@ def print_run_summary(
             keep_latest_outcome(outcomes, found)
             integrations.update(integration_records(instance, earlier.run_id))
         conflicts = count_conflicts(integrations, outcomes)
+        verified = verified_line(verified_counts(instance, run_id))
     print(f"\nRun {run_id} ({run.dagster_run.status.value})")
     for record in records.values():
         if record.status == "failed":
@@ -88,6 +91,8 @@ def print_run_summary(
             f"{conflicts['conflicts_resolved']} resolved by an agent (review them: the "
             f"resolved_conflicts checks), {conflicts['conflicts_left']} left for a person"
         )
+    if verified:
+        print(verified)
     sequential, makespan, speedup = speedup_figures(timings)
     print(f"\n📊 Sequential time (sum of task durations): {sequential:.1f} s")
     print(f"📊 Parallel time (first start to last finish): {makespan:.1f} s")

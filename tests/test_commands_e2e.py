@@ -39,6 +39,12 @@ def test_the_demo_then_report_and_resume_find_its_instance(tmp_path):
     assert out.count("✅ Conflict resolved: feature/task-8-implementation") == 2
     assert "verify passed (`python" in out
     assert "🔀 Merge conflicts: 1 predicted, 2 resolved by an agent" in out
+    # verified work: task 6's first attempt fails the sample's tests and its agent repairs it;
+    # tasks 2 and 9 pass alone and fail together on level 1's branch, where the resolver fixes it
+    assert "✅ Task 6: checks passed after 1 repair(s)" in out
+    assert "✅ Level 1 integration: checks passed after 1 repair(s)" in out
+    verified = "✅ Verified: 9/9 tasks (1 after repair), 3/3 levels (1 repaired by an agent)"
+    assert verified in out
     assert "📊 Performance report: uv run cto-dagster report" in out  # the closing lines
     assert "dagster - DEBUG" not in out  # the run's own log goes to a file, not the terminal
 
@@ -47,6 +53,7 @@ def test_the_demo_then_report_and_resume_find_its_instance(tmp_path):
     home = tmp_path / ".cto-dagster" / "demo" / "dagster_home"
     assert f"using the demo's instance at {home}" in report.stdout
     assert "📊 PERFORMANCE TELEMETRY" in report.stdout
+    assert verified in report.stdout and "🧪 Checks " in report.stdout
 
     resume = run(["resume"], tmp_path, **cache)
     assert resume.returncode == 1

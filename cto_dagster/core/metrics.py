@@ -14,6 +14,7 @@ import pandas as pd
 
 from cto_dagster.core.graphs import longest_path
 from cto_dagster.core.names import id_sort_key, sorted_ids
+from cto_dagster.core.verify_summary import VerifiedCounts, verified_line
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,9 @@ class TaskTiming:
     from_run: str | None = None  # the earlier run (of a re-executed one) that did this task
     run_started_at: float | None = None  # when the run that did it started (if not the first)
     usage: Mapping[str, float] = field(default_factory=dict)  # what its agent reported
+    # where its time went (SPLIT_FIELDS: setup, agent, checks, repairs), as far as recorded
+    split: Mapping[str, float] = field(default_factory=dict)
+    verified: str | None = None  # passed | repaired | failed; None: no checks configured
 
     def shifted(self, seconds: float, from_run: str | None, run_started_at: float | None):
         launched = None if self.launched_at is None else self.launched_at - seconds
@@ -42,6 +46,17 @@ class TaskTiming:
 
 # what agents report about themselves, summed per run where any task reported it
 USAGE_FIELDS = ("agent_cost_usd", "agent_input_tokens", "agent_output_tokens", "agent_turns")
+
+
+# a task's time, split (the rest of its duration is git: merging, checking out, pushing)
+SPLIT_FIELDS = ("setup_s", "agent_s", "check_s", "repair_s")
+# the materialization's metadata each comes from
+SPLIT_METADATA = {
+    "setup_s": "setup_seconds",
+    "agent_s": "agent_seconds",
+    "check_s": "check_seconds",
+    "repair_s": "repair_seconds",
+}
 
 
 def usage_totals(timings: Sequence[TaskTiming]) -> dict[str, float]:
@@ -97,6 +112,7 @@ class RunMetrics:
     critical_path: list[str]
     missing: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    verified: VerifiedCounts | None = None  # None: no checks configured
 
     @property
     def complete(self) -> bool:
@@ -124,6 +140,8 @@ TASK_COLUMNS = [
     "start_up_s",
     "dependencies",
     "run",
+    *SPLIT_FIELDS,
+    "verified",
 ]
 LEVEL_COLUMNS = ["level", "tasks", "first_start_s", "last_finish_s", "wall_s", "longest_task_s"]
 
@@ -158,9 +176,36 @@ def _task_rows(
                 "start_up_s": _seconds_between(timing.launched_at, timing.started_at),
                 "dependencies": ", ".join(sorted_ids(dependencies.get(timing.task_id, ()))),
                 "run": timing.from_run[:8] if timing.from_run else "this run",
+                **_split(timing),
+                "verified": timing.verified or "",
             }
         )
     return rows
+
+
+def _split(timing: TaskTiming) -> dict[str, float]:
+    """Its setup, agent, checks and repairs in seconds; NaN where nothing was recorded (an older
+    materialization; no checks configured)."""
+    return {
+        name: round(float(timing.split[name]), 3) if name in timing.split else float("nan")
+        for name in SPLIT_FIELDS
+    }
+
+
+def _verify_figures(tasks: pd.DataFrame, verified: VerifiedCounts | None) -> dict[str, float]:
+    """Time spent on checks, setups and repairs in the run, and how many passed: only where
+    checks are configured (nothing to plot otherwise)."""
+    if verified is None:
+        return {}
+    sums = {
+        "setup_time_s": "setup_s",
+        "check_time_s": "check_s",
+        "repair_time_s": "repair_s",
+    }
+    figures: dict[str, float] = {
+        name: round(float(tasks[column].dropna().sum()), 3) for name, column in sums.items()
+    }
+    return {**figures, **verified.figures()}
 
 
 def _levels_frame(tasks: pd.DataFrame) -> pd.DataFrame:
@@ -223,6 +268,7 @@ def compute_metrics(
     failed: Sequence[str] = (),
     conflicts: Mapping[str, int] | None = None,
     predicted_makespan: float | None = None,
+    verified: VerifiedCounts | None = None,
 ) -> RunMetrics:
     """Everything the metrics asset and `cto-dagster report` show, for one run."""
     done = {t.task_id for t in timings}
@@ -254,6 +300,7 @@ def compute_metrics(
         **usage_totals(timings),
         **{name: int(count) for name, count in (conflicts or {}).items()},
         **_prediction_figures(predicted_makespan, makespan),
+        **_verify_figures(tasks, verified),
     }
     return RunMetrics(
         run_id=run_id,
@@ -263,6 +310,7 @@ def compute_metrics(
         critical_path=path,
         missing=[t for t in planned if t not in done and t not in failed],
         failed=sorted_ids(failed),
+        verified=verified,
     )
 
 
@@ -286,11 +334,13 @@ _LEVEL_COLORS = (
 
 def gantt_svg(metrics: RunMetrics, title: str = "") -> str:
     """A Gantt chart of the run (SVG: no plotting library, and the UI shows it as an image),
-    one bar a task, coloured by level, the critical path outlined and hatched."""
+    one bar a task, coloured by level, the critical path outlined and hatched; where a task
+    recorded where its time went, its bar is split into setup, agent, checks, repairs and git
+    (so a slow test suite or a costly repair shows at a glance)."""
     from xml.sax.saxutils import escape
 
     frame = metrics.tasks.sort_values(["level", "start_s"]).reset_index(drop=True)
-    left, right, top, row = 150, 20, 50, 26
+    left, right, top, row = 150, 20, 58, 26
     width = 900
     plot = width - left - right
     height = top + row * max(1, len(frame)) + 40
@@ -323,6 +373,8 @@ def gantt_svg(metrics: RunMetrics, title: str = "") -> str:
         f'<text x="{left + plot / 2}" y="{height - 4}" text-anchor="middle">'
         "seconds since the run started</text>"
     )
+    if any(_segments(task, float(task.duration_s)) for task in frame.itertuples()):
+        parts.append(_gantt_legend(top - 12, left))
     critical = set(metrics.critical_path)
     for index, task in enumerate(frame.itertuples()):
         parts.append(_gantt_bar(task, top + index * row, left, scale, row, task.task in critical))
@@ -330,8 +382,31 @@ def gantt_svg(metrics: RunMetrics, title: str = "") -> str:
     return "".join(parts)
 
 
+# the parts of a task's bar (its level's colour is the agent's part)
+_SEGMENT_COLORS = {"setup_s": "#6e6e6e", "check_s": "#1a7f37", "repair_s": "#cf222e"}
+_OTHER_COLOR = "#d9d9d9"  # git: merging the dependencies, checking out, recording, pushing
+_SEGMENT_NAMES = {
+    "setup_s": "setup",
+    "agent_s": "agent",
+    "check_s": "checks",
+    "repair_s": "repairs",
+}
+
+
+def _segments(task, duration: float) -> list[tuple[str, float]]:
+    """The bar's parts in seconds, in the order a task goes (setup, agent, checks, repairs,
+    then the rest: git); empty when the task recorded no split (one bar, as before)."""
+    known = {name: getattr(task, name, float("nan")) for name in SPLIT_FIELDS}
+    if is_nan(known["agent_s"]):
+        return []
+    parts = [(n, float(v)) for n, v in known.items() if not is_nan(v) and v > 0]
+    rest = duration - sum(v for _, v in parts)
+    return parts + ([("other", rest)] if rest > 0 else [])
+
+
 def _gantt_bar(task, y: float, left: float, scale: float, row: int, on_path: bool) -> str:
-    """One task's label and bar (outlined and hatched on the critical path)."""
+    """One task's label and bar (outlined and hatched on the critical path), split into where
+    its time went when the task recorded it."""
     from xml.sax.saxutils import escape
 
     x = left + float(task.start_s) * scale
@@ -339,13 +414,91 @@ def _gantt_bar(task, y: float, left: float, scale: float, row: int, on_path: boo
     color = _LEVEL_COLORS[int(task.level) % len(_LEVEL_COLORS)]
     outline = ' stroke="black" stroke-width="2"' if on_path else ""
     shape = f'<rect x="{x:.1f}" y="{y + 3}" width="{bar:.1f}" height="{row - 6}" '
+    segments = _segments(task, float(task.duration_s))
+    where = "; ".join(f"{_SEGMENT_NAMES.get(n, 'git')} {v:.1f} s" for n, v in segments)
     text = (
         f'<text x="{left - 8}" y="{y + 17}" text-anchor="end">'
         f"L{task.level} · task {escape(str(task.task))}</text>"
         f'{shape}fill="{color}"{outline}><title>task {escape(str(task.task))}: '
-        f"{task.duration_s:.1f} s</title></rect>"
+        f"{task.duration_s:.1f} s{escape(f' ({where})' if where else '')}</title></rect>"
     )
+    offset = x
+    for name, seconds in segments:
+        width = seconds * scale
+        if name != "agent_s":  # the agent's part keeps the level's colour
+            fill = _SEGMENT_COLORS.get(name, _OTHER_COLOR)
+            text += (
+                f'<rect x="{offset:.1f}" y="{y + 3}" width="{width:.1f}" height="{row - 6}" '
+                f'fill="{fill}"><title>task {escape(str(task.task))}: '
+                f"{_SEGMENT_NAMES.get(name, 'git')} {seconds:.1f} s</title></rect>"
+            )
+        offset += width
+    if segments and on_path:
+        text += f'{shape}fill="none"{outline}/>'
     return text + (f'{shape}fill="url(#hatch)"/>' if on_path else "")
+
+
+def _gantt_legend(y: float, x: float) -> str:
+    """What the colours of a split bar mean."""
+    items = [("agent (level colour)", "#4e79a7"), ("setup", _SEGMENT_COLORS["setup_s"])]
+    items += [("checks", _SEGMENT_COLORS["check_s"]), ("repairs", _SEGMENT_COLORS["repair_s"])]
+    items += [("git", _OTHER_COLOR)]
+    parts = []
+    for label, fill in items:
+        parts.append(
+            f'<rect x="{x:.1f}" y="{y - 9}" width="10" height="10" fill="{fill}"/>'
+            f'<text x="{x + 14:.1f}" y="{y}">{label}</text>'
+        )
+        x += 24 + 7 * len(label)
+    return "".join(parts)
+
+
+def check_time_svg(history: Sequence[tuple[str, Mapping[str, float]]]) -> str:
+    """Check time per task across runs (oldest first): one line a task, so a test suite that
+    grows slow, or one task's checks that do, shows over runs. `history`: (run, {task: s})."""
+    from xml.sax.saxutils import escape
+
+    tasks = sorted_ids({t for _, seconds in history for t in seconds})
+    left, right, top, bottom, width, height = 60, 130, 40, 50, 900, 360
+    plot_w, plot_h = width - left - right, height - top - bottom
+    peak = max((v for _, seconds in history for v in seconds.values()), default=0.0) or 1.0
+    step = plot_w / max(1, len(history) - 1)
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        'font-family="DejaVu Sans, Arial, sans-serif" font-size="12">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        f'<text x="{width / 2}" y="22" text-anchor="middle" font-size="14">'
+        "Check time per task across runs (seconds)</text>",
+    ]
+    for i in range(5):
+        y = top + plot_h * (1 - i / 4)
+        parts.append(
+            f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#ddd"/>'
+            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{peak * i / 4:.1f}</text>'
+        )
+    for index, (run, _) in enumerate(history):
+        x = left + index * step
+        parts.append(
+            f'<text x="{x:.1f}" y="{height - bottom + 16}" text-anchor="middle" '
+            f'font-size="10">{escape(run)}</text>'
+        )
+    for number, task in enumerate(tasks):
+        color = _LEVEL_COLORS[number % len(_LEVEL_COLORS)]
+        points = [
+            (left + index * step, top + plot_h * (1 - seconds[task] / peak))
+            for index, (_, seconds) in enumerate(history)
+            if task in seconds
+        ]
+        path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+        parts.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
+        parts += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}"/>' for x, y in points]
+        y_label = top + 14 * number
+        parts.append(
+            f'<rect x="{width - right + 10}" y="{y_label}" width="10" height="10" fill="{color}"/>'
+            f'<text x="{width - right + 24}" y="{y_label + 9}">task {escape(task)}</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
 
 
 def timeline_text(metrics: RunMetrics, width: int = 40) -> str:
@@ -413,6 +566,7 @@ def telemetry_lines(metrics: RunMetrics) -> list[str]:
             f"{s.get('conflicts_resolved', 0)} resolved by an agent, "
             f"{s.get('conflicts_left', 0)} left for a person"
         )
+    lines += _verify_lines(metrics)
     if metrics.failed:
         lines.append(f"❌ Failed: tasks {', '.join(metrics.failed)}")
     if metrics.missing:
@@ -424,6 +578,29 @@ def telemetry_lines(metrics: RunMetrics) -> list[str]:
             metrics.levels.to_string(index=False),
             "",
             "Per task:",
-            metrics.tasks.drop(columns=["dependencies"]).to_string(index=False, na_rep="n/a"),
+            _task_table(metrics.tasks).to_string(index=False, na_rep="n/a"),
         ]
     return lines
+
+
+def _verify_lines(metrics: RunMetrics) -> list[str]:
+    """The verified line, and where the checks' time went (nothing without checks)."""
+    line = verified_line(metrics.verified)
+    if line is None:
+        return []
+    s = metrics.summary
+    setup = f", setup {s['setup_time_s']:.1f} s" if s["setup_time_s"] else ""
+    return [
+        line,
+        f"🧪 Checks {s['check_time_s']:.1f} s{setup}, repairs {s['repair_time_s']:.1f} s "
+        "(summed over tasks)",
+    ]
+
+
+def _task_table(tasks: pd.DataFrame) -> pd.DataFrame:
+    """The per-task table as printed: the split's columns only where something was recorded."""
+    shown = tasks.drop(columns=["dependencies"])
+    empty = [c for c in SPLIT_FIELDS if shown[c].isna().all()]
+    if not (shown["verified"] != "").any():
+        empty.append("verified")
+    return shown.drop(columns=empty)

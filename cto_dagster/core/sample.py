@@ -29,6 +29,25 @@ def demo_tasks_json() -> str:
     return resources.files("cto_dagster.sample_data").joinpath("demo_tasks.json").read_text()
 
 
+def demo_repository_files() -> dict[str, str]:
+    """The demo's code and its test suite (`sample_data/demo_repo/`: a small package and
+    `unittest` tests that need nothing but the interpreter), {path: content}: the demo's checks
+    run them, so a task can break them and be repaired."""
+    root = resources.files("cto_dagster.sample_data").joinpath("demo_repo")
+    files: dict[str, str] = {}
+    pending = [(root, "")]
+    while pending:
+        folder, prefix = pending.pop()
+        for entry in folder.iterdir():
+            if entry.name == "__pycache__":
+                continue
+            if entry.is_dir():
+                pending.append((entry, f"{prefix}{entry.name}/"))
+            else:
+                files[f"{prefix}{entry.name}"] = entry.read_text(encoding="utf-8")
+    return dict(sorted(files.items()))
+
+
 def create_sample_repository(
     folder: Path,
     tasks_json: str | None = None,

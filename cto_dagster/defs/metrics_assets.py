@@ -8,11 +8,18 @@ import dagster as dg
 from cto_dagster.core.planner import ExecutionPlan
 from cto_dagster.core.settings import ProjectSettings
 from cto_dagster.core.stages import IntegrationStage
+from cto_dagster.core.verify_summary import verified_line
 from cto_dagster.defs.background import run_in_background
 from cto_dagster.defs.executor import DEFAULT_AGENT_SLOTS
 from cto_dagster.defs.integration_assets import integration_key
 from cto_dagster.defs.k8s_tags import K8S_CONFIG_TAG, bookkeeping_k8s_config
-from cto_dagster.defs.run_records import conflict_counts, run_chain, step_launches, task_records
+from cto_dagster.defs.run_records import (
+    conflict_counts,
+    run_chain,
+    step_launches,
+    task_records,
+    verified_counts,
+)
 from cto_dagster.defs.translator import TAG_PREDICTED, TAG_PROJECT, TaskTranslator, project_op_tags
 
 if TYPE_CHECKING:
@@ -24,6 +31,8 @@ HISTORY_RUNS = 30
 # The picture of the run: Markdown over 1,000 characters opens from "[Show Markdown]" in the UI,
 # so the entry's name says what is behind it; `timeline` shows the same as text bars.
 GANTT_CHART = "Gantt chart (image)"
+# where checks are configured: each task's check seconds over the project's recent runs
+CHECK_TIME_CHART = "Check time per task across runs (image)"
 # On a metrics run: the play run to report (set by the failure sensor, or by hand with --tags).
 METRICS_FOR_RUN_TAG = "cto/metrics_for_run"
 
@@ -42,7 +51,8 @@ def _agent_slots(run: dg.DagsterRun, plan: ExecutionPlan) -> int:
 
 def _run_part(instance: dg.DagsterInstance, run: dg.DagsterRun, record_start: float | None):
     """One run's task timings (each from the attempt that materialized)."""
-    from cto_dagster.core.metrics import USAGE_FIELDS, RunPart, TaskTiming
+    from cto_dagster.core.metrics import SPLIT_METADATA, USAGE_FIELDS, RunPart, TaskTiming
+    from cto_dagster.core.verify_summary import task_verdict
 
     launches = step_launches(instance, run.run_id)
     timings = []
@@ -54,6 +64,11 @@ def _run_part(instance: dg.DagsterInstance, run: dg.DagsterRun, record_start: fl
             attempts = launches.get(r.step_key or "", ())
             launched = max((t for t in attempts if t <= start), default=None)
             usage = {k: float(r.metadata[k]) for k in USAGE_FIELDS if r.number(k) is not None}
+            split = {
+                column: float(r.metadata[name])
+                for column, name in SPLIT_METADATA.items()
+                if r.number(name) is not None
+            }
             timings.append(
                 TaskTiming(
                     r.task_id,
@@ -62,6 +77,8 @@ def _run_part(instance: dg.DagsterInstance, run: dg.DagsterRun, record_start: fl
                     finish,
                     launched,
                     usage=usage,
+                    split=split,
+                    verified=task_verdict(r.status, r.metadata),
                 )
             )
     return RunPart(run.run_id, record_start, timings)
@@ -103,6 +120,7 @@ def metrics_for_run(instance: dg.DagsterInstance, run_id: str, plan: ExecutionPl
         failed=failed,
         conflicts=conflict_counts(instance, run_id),
         predicted_makespan=_predicted(record.dagster_run),
+        verified=verified_counts(instance, run_id, plan.task_ids),
     )
 
 
@@ -163,8 +181,12 @@ def _run_to_report(context: dg.AssetExecutionContext, project: ProjectSettings) 
     return earlier[0] if earlier else None
 
 
-def _history(instance, project: ProjectSettings, plan: ExecutionPlan, current: str) -> list[dict]:
-    rows = []
+def _history(
+    instance, project: ProjectSettings, plan: ExecutionPlan, current: str
+) -> tuple[list[dict], list[tuple[str, dict[str, float]]]]:
+    """The figures of the project's recent runs (newest first), and each run's check seconds per
+    task (oldest first: the chart reads left to right)."""
+    rows, checks = [], []
     for record in play_runs(instance, project, HISTORY_RUNS):
         run = record.dagster_run
         metrics = metrics_for_run(instance, run.run_id, plan)
@@ -182,7 +204,10 @@ def _history(instance, project: ProjectSettings, plan: ExecutionPlan, current: s
                 "dataflow_gain": float(s["dataflow_gain"]),
             }
         )
-    return rows
+        seconds = metrics.tasks.set_index("task")["check_s"].dropna()
+        if len(seconds):
+            checks.append((run.run_id[:8], {str(t): float(v) for t, v in seconds.items()}))
+    return rows, checks[::-1]
 
 
 def _reported_before(instance: dg.DagsterInstance, key: dg.AssetKey, run_id: str) -> bool:
@@ -197,12 +222,18 @@ def _reported_before(instance: dg.DagsterInstance, key: dg.AssetKey, run_id: str
     return False
 
 
-def _metrics_metadata(metrics, history: list[dict], plotted: bool) -> dict[str, object]:
+def _image(svg: str, alt: str) -> dg.MarkdownMetadataValue:
+    encoded = base64.b64encode(svg.encode()).decode()
+    return dg.MetadataValue.md(f"![{alt}](data:image/svg+xml;base64,{encoded})")
+
+
+def _metrics_metadata(
+    metrics, history: list[dict], plotted: bool, checks: list | None = None
+) -> dict[str, object]:
     import pandas as pd
 
-    from cto_dagster.core.metrics import gantt_svg, is_nan, timeline_text
+    from cto_dagster.core.metrics import check_time_svg, gantt_svg, is_nan, timeline_text
 
-    chart = base64.b64encode(gantt_svg(metrics).encode()).decode()
     # NaN (a figure no step recorded) is left out: JSON, and so the UI, has no NaN
     figures = {k: v for k, v in metrics.summary.items() if not is_nan(v)}
     if not plotted:
@@ -215,14 +246,17 @@ def _metrics_metadata(metrics, history: list[dict], plotted: bool) -> dict[str, 
         "critical_path": " -> ".join(metrics.critical_path) or "(none)",
         **figures,
         "timeline": dg.MetadataValue.md(timeline_text(metrics)),
-        GANTT_CHART: dg.MetadataValue.md(
-            f"![Gantt chart of the run](data:image/svg+xml;base64,{chart})"
-        ),
+        GANTT_CHART: _image(gantt_svg(metrics), "Gantt chart of the run"),
         "tasks": _table(metrics.tasks),
         "levels": _table(metrics.levels),
     }
     if history:
         metadata["history"] = _table(pd.DataFrame(history))
+    if checks:
+        metadata[CHECK_TIME_CHART] = _image(check_time_svg(checks), "Check time per task")
+    line = verified_line(metrics.verified)
+    if line:
+        metadata["verified"] = line
     return metadata
 
 
@@ -261,14 +295,14 @@ def build_metrics_asset(
             return dg.MaterializeResult(metadata={"status": "no run of the tasks yet"})
         metrics = metrics_for_run(instance, run_id, plan)
         assert metrics is not None
-        history = _history(instance, project, plan, context.run.run_id)
+        history, checks = _history(instance, project, plan, context.run.run_id)
         plotted = not _reported_before(instance, key, run_id)
         if not metrics.complete:
             context.log.warning(
                 f"Run {run_id[:8]} is incomplete: failed {metrics.failed or 'none'}, "
                 f"missing {metrics.missing or 'none'}"
             )
-        return dg.MaterializeResult(metadata=_metrics_metadata(metrics, history, plotted))
+        return dg.MaterializeResult(metadata=_metrics_metadata(metrics, history, plotted, checks))
 
     return _metrics
 

@@ -4,6 +4,12 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
+from cto_dagster.core.verify_summary import (
+    VerifiedCounts,
+    count_verified,
+    level_verdict,
+    task_verdict,
+)
 from cto_dagster.defs.translator import TAG_PROJECT
 
 TASK_ID_TAG = "cto/task_id"  # the op tag every task step carries (translator.TAG_TASK_ID)
@@ -99,6 +105,26 @@ def task_records(instance: dg.DagsterInstance, run_id: str) -> list[TaskRecord]:
     return list(records.values())
 
 
+def _integration_name(name: str) -> int | None:
+    """The first level an integration asset's name (`integration_level_3`,
+    `integration_levels_0_9`) integrates, or None for another asset."""
+    if name.startswith("integration_level_"):
+        return int(name.rsplit("_", 1)[1])
+    if name.startswith("integration_levels_"):
+        return int(name.split("_")[2])
+    return None
+
+
+def planned_integrations(instance: dg.DagsterInstance, run: dg.DagsterRun) -> int:
+    """How many integration branches the run's plan holds (its steps named so)."""
+    if not run.execution_plan_snapshot_id:
+        return 0
+    snapshot = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
+    return sum(
+        1 for step in snapshot.steps if _integration_name(step.key.split("__")[-1]) is not None
+    )
+
+
 def integration_records(instance: dg.DagsterInstance, run_id: str) -> dict[int, dict[str, object]]:
     """First level integrated -> metadata of the integration materializations of one run (one a
     level, or one a stage of levels: its `integrated_levels` says which)."""
@@ -107,12 +133,8 @@ def integration_records(instance: dg.DagsterInstance, run_id: str) -> dict[int, 
         run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=100_000
     ).records:
         materialization = record.event_log_entry.dagster_event.event_specific_data.materialization
-        name = materialization.asset_key.path[-1]
-        if name.startswith("integration_level_"):
-            level = int(name.rsplit("_", 1)[1])
-        elif name.startswith("integration_levels_"):
-            level = int(name.split("_")[2])
-        else:
+        level = _integration_name(materialization.asset_key.path[-1])
+        if level is None:
             continue
         found[level] = {k: _plain(v) for k, v in materialization.metadata.items()}
     return found
@@ -204,3 +226,25 @@ def older_integration_heads(
                 if branch.startswith("integration/") and " " not in branch and head:
                     heads[branch] = head
     return heads
+
+
+def verified_counts(
+    instance: dg.DagsterInstance, run_id: str, planned_tasks: list[str] | tuple[str, ...] = ()
+) -> VerifiedCounts | None:
+    """How many tasks and integration branches of a run (and the runs it re-executes) passed the
+    project's checks; None when no check ran (none configured). The planned tasks default to
+    the task steps of the first run's plan."""
+    chain = run_chain(instance, run_id)
+    if not planned_tasks and chain:
+        planned_tasks = tuple(step.task_id for step in task_steps(instance, chain[0]).values())
+    tasks: dict[str, TaskRecord] = {}
+    integrations: dict[int, dict[str, object]] = {}
+    for run in chain:
+        keep_latest_outcome(tasks, task_records(instance, run.run_id))
+        integrations.update(integration_records(instance, run.run_id))
+    return count_verified(
+        {t: task_verdict(r.status, r.metadata) for t, r in tasks.items()},
+        {level: level_verdict(meta) for level, meta in integrations.items()},
+        tasks_planned=planned_tasks,
+        levels_planned=planned_integrations(instance, chain[0]) if chain else 0,
+    )

@@ -13,7 +13,11 @@ import yaml
 from pydantic import ValidationError
 
 from cto_dagster.core.git.command import is_local_path
-from cto_dagster.core.sample import create_sample_repository, demo_tasks_json
+from cto_dagster.core.sample import (
+    create_sample_repository,
+    demo_repository_files,
+    demo_tasks_json,
+)
 from cto_dagster.core.settings.models import DEFAULT_DEMO_DIR, Settings, SettingsError
 
 
@@ -82,10 +86,19 @@ def _settings_from_env(environ: Mapping[str, str]) -> Settings:
         raise format_validation(exc, "the CTO_* environment variables") from None
 
 
+def demo_checks() -> list[list[str]]:
+    """The demo's checks: the sample's `unittest` suite, with this interpreter alone."""
+    return [[sys.executable, "-m", "unittest", "discover", "-s", "tests", "-t", "."]]
+
+
 def demo_settings(folder: Path) -> Settings:
     """The demo project: the guide's tasks and a conflicting pair, resolved by the demo agent and
-    verified by compiling the sources."""
-    remote = create_sample_repository(folder, tasks_json=demo_tasks_json())
+    verified by compiling the sources; every task and integration branch passes the sample's
+    tests (`verify`), a task's failure repaired by its agent and an integration branch's by the
+    resolver. The resolutions compile only: their checks run once the whole level is merged."""
+    remote = create_sample_repository(
+        folder, tasks_json=demo_tasks_json(), extra_files=demo_repository_files()
+    )
     return Settings.model_validate(
         {
             "projects": [
@@ -96,6 +109,12 @@ def demo_settings(folder: Path) -> Settings:
                     "conflicts": {
                         "resolve": "agent",
                         "verify": [sys.executable, "-m", "compileall", "-q", "src"],
+                    },
+                    "verify": {
+                        "checks": demo_checks(),
+                        "timeout_seconds": 120,
+                        "repair_attempts": 1,
+                        "integration_repair": "agent",
                     },
                 }
             ]

@@ -1,0 +1,1 @@
+"""The sample shop: the code the demo's tasks change, and its tests."""
