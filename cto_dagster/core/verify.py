@@ -327,7 +327,11 @@ class CheckRunner:
         spec = replace(self.spec, command=tuple(argv))
         # the caches writable by a setup only, while it holds them
         writable = (self.cache,) if kind == "setup" else ()
-        place = AgentPlace(self.folder, self.work, self.home, (), self.sandbox, writable=writable)
+        # token files hidden as from the agent: a folder shown to it may hold one
+        masked = tuple(Path(f) for f in self.repo.secret_files)
+        place = AgentPlace(
+            self.folder, self.work, self.home, (), self.sandbox, masked, writable=writable
+        )
         values = dict.fromkeys(("prompt_file", "prompt", "task_file"), "")
         values.update(task_id=self.task_id, workdir=str(self.work))
         log_path = self.folder / f"{kind}-{self._count}.log"

@@ -31,6 +31,7 @@ RESOLVED_FILES = "files_resolved_by_agent"
 PUSHING_COMMIT = "pushing_commit"  # observed just before a push, in case the step dies after it
 VERIFIED_CHECK = "verified"  # ERROR, blocking: the project's checks passed on the task's branch
 VERIFIED = "verified"  # metadata: passed | failed (absent: not configured)
+OUTPUT_EACH = 1500  # characters of each command's output in the `verified` check
 
 
 class Recorded(NamedTuple):
@@ -200,6 +201,15 @@ def verified_check_result(
                 for r in verification.repairs
             )
         )
+    # each command's output (its end, redacted), not only the failing one's: what a setup
+    # installed, and from where, is what people ask when a check passes where it should not
+    metadata["outputs"] = dg.MetadataValue.md(
+        "\n\n".join(
+            f"**{r['round']} · {r['kind']} `{r['command']}`: {r['result']}**\n\n"
+            f"```\n{str(r['output_tail'])[-OUTPUT_EACH:]}\n```"
+            for r in rows  # type: ignore[union-attr]
+        )
+    )
     if failing is not None:
         metadata["failing_output_tail"] = dg.MetadataValue.md(f"```\n{failing['output_tail']}\n```")
     return dg.AssetCheckResult(

@@ -9,7 +9,6 @@ whole argv element (`{prompt}`, refused over a size Linux would refuse); never t
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -23,7 +22,7 @@ from cto_dagster.core.agents.container import remove_container
 from cto_dagster.core.agents.follow import AgentWatch, OutputFollower
 from cto_dagster.core.agents.network import NetworkUnavailable, confine, network_for
 from cto_dagster.core.agents.presets import LaunchContext, Problem, Usage
-from cto_dagster.core.agents.sandbox import Sandbox, prepare_launch
+from cto_dagster.core.agents.sandbox import Sandbox, find_program, prepare_launch
 from cto_dagster.core.agents.spec import PLACEHOLDERS, AgentSpec
 from cto_dagster.core.workspaces import AGENT_FILE, write_identity
 
@@ -180,7 +179,7 @@ def run_agent(
     argv, env, problem = _command(spec, argv_values, place, env)
     if problem is not None:
         return _not_started(log_path, problem, exit_code=-1)
-    if place.sandbox.mode != "container" and shutil.which(argv[0], path=env.get("PATH")) is None:
+    if place.sandbox.mode != "container" and find_program(argv[0], env, place.work) is None:
         hint = f" (install it: {preset.install})" if preset and preset.install else ""
         return _not_started(
             log_path, Problem(f"cannot start agent {argv[0]!r}: not found on PATH{hint}")

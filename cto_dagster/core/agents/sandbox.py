@@ -236,7 +236,17 @@ def _install_roots(executable: Path) -> set[Path]:
     return roots
 
 
-def program_paths(argv0: str, env: Mapping[str, str]) -> list[Path]:
+def find_program(argv0: str, env: Mapping[str, str], cwd: Path) -> str | None:
+    """Where `argv0` is, as the process started in `cwd` will find it: on PATH, or, for a
+    relative path such as `.venv/bin/python` (a check's), below `cwd` (the work tree), not
+    below this process's own working folder."""
+    if os.sep in argv0 and not os.path.isabs(argv0):
+        candidate = cwd / argv0
+        return str(candidate) if candidate.is_file() and os.access(candidate, os.X_OK) else None
+    return shutil.which(argv0, path=env.get("PATH"))
+
+
+def program_paths(argv0: str, env: Mapping[str, str], cwd: Path | None = None) -> list[Path]:
     """Folders the agent's program needs to run, read-only: the interpreter this package runs
     on (the demo agent), this package, each PATH folder, and where the program really lives
     (an npm package's whole folder, a virtual environment and its base Python)."""
@@ -244,7 +254,7 @@ def program_paths(argv0: str, env: Mapping[str, str]) -> list[Path]:
     for entry in (env.get("PATH") or "").split(os.pathsep):
         if entry and Path(entry).is_dir():
             paths.add(Path(entry))
-    found = shutil.which(argv0, path=env.get("PATH"))
+    found = find_program(argv0, env, cwd) if cwd else shutil.which(argv0, path=env.get("PATH"))
     if found:
         paths |= _install_roots(Path(found))
     return sorted(paths)
@@ -322,7 +332,7 @@ def prepare_launch(
     `user` sandbox's uid for this agent."""
     read_only = list(read_only)
     if sandbox.mode == "bwrap":
-        extra = [*read_only, *program_paths(argv[0], env)]
+        extra = [*read_only, *program_paths(argv[0], env, work)]
         return Launch(_bwrap_argv(argv, work, home, extra, masked, writable))
     if sandbox.mode == "container":
         return _container_launch(
