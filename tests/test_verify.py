@@ -166,3 +166,20 @@ def test_verify_settings_take_argv_lists_and_task_overrides():
         settings.for_task({"verify": {"checks": "npm test"}})
     with pytest.raises(ValueError, match=r"metadata\.verify must be a mapping"):
         settings.for_task({"verify": ["npm", "test"]})
+
+
+def test_a_setup_failing_before_the_agent_is_retryable_and_says_so(repo):
+    """A setup that fails (a registry down, the network) is not blamed on the dependencies alone,
+    and a retry may help."""
+    failing = (sys.executable, "-c", "raise SystemExit('registry unreachable')")
+    task = TaskRunRequest(
+        task=one_task(),
+        level=0,
+        repository=repo,
+        agent=agent("open('agent-ran', 'w').write('yes')"),
+        verify=VerifyPolicy(setup=(failing,), checks=(CHECK,)),
+    )
+    with pytest.raises(TaskFailed) as failed:
+        run_task(task)
+    assert "setup failed before the agent started" in failed.value.message
+    assert "registry unreachable" in failed.value.message and failed.value.retryable

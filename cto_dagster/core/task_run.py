@@ -473,6 +473,14 @@ def _baseline(
         checks.log(f"🩹 Task {task.id}: the checks already fail; the agent is asked to fix it")
         return baseline.failure_text()
     where = ", ".join(start.merged) or f"the base branch {request.repository.base_branch}"
+    if failed.kind == "setup":  # the registry or the network as likely as the dependencies
+        raise TaskFailed(
+            f"Task {task.id}: the project's setup failed before the agent started, on {where} "
+            f"(the network or a package registry, or the dependencies' files): "
+            f"{baseline.failure_text()}",
+            retryable=True,
+            details={"verification": verification.summary(), "blamed_on": where},
+        )
     raise TaskFailed(
         f"Task {task.id}: the project's checks already fail before the agent started, on "
         f"{where} (the dependencies' breakage, not this task's): "
