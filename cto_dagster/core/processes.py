@@ -26,6 +26,23 @@ def start_ticks(pid: int) -> str:
     return stat.rsplit(")", 1)[-1].split()[19]
 
 
+def started_at(pid: int) -> float | None:
+    """When the process started, in seconds since the epoch (about a second's precision: the
+    boot time /proc gives is whole seconds); None without /proc or the process."""
+    ticks = start_ticks(pid)
+    try:
+        booted = next(
+            int(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+    if not ticks.isdigit():
+        return None
+    return booted + int(ticks) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass(frozen=True)
 class ProcessIdentity:
     host: str

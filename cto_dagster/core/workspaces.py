@@ -14,11 +14,12 @@ import json
 import os
 import re
 import signal
+import socket
 import stat
 import tempfile
 from pathlib import Path
 
-from cto_dagster.core.processes import ProcessIdentity
+from cto_dagster.core.processes import ProcessIdentity, started_at
 from cto_dagster.core.safe_fs import read_untrusted, remove_tree
 
 _FOLDER = re.compile(r"^cto-(?:task|integration|resolve)-.+-p(\d+)-[^-]+$")
@@ -52,21 +53,34 @@ def _identity(folder: Path, name: str) -> ProcessIdentity | None:
     return ProcessIdentity.from_metadata(data)
 
 
+# how far /proc's start times (whole-second boot time) may stray from the clock
+_CLOCK_SLACK_SECONDS = 2.0
+
+
 def _owner_gone(entry: Path, pid: int) -> bool:
     owner = _identity(entry, OWNER_FILE)
-    if owner is None or not owner.started:  # an old folder, a step killed at once, no /proc
-        return not _alive(pid)
-    return owner.verdict() == "dead"
+    if owner is not None and owner.started:
+        return owner.verdict() == "dead"
+    # an old folder, a step killed before it wrote its owner, or no /proc: only the pid in the
+    # folder's name is known. Its owner made the folder, so a process holding that pid that
+    # started after the folder was last changed is someone else (the pid was recycled).
+    if not _alive(pid):
+        return True
+    started = started_at(pid)
+    return started is not None and started > entry.lstat().st_mtime + _CLOCK_SLACK_SECONDS
 
 
 def _end_agent(entry: Path) -> None:
     """Kill the agent's process group, only while its leader is the very process recorded (a
-    recycled pid or group id belongs to someone else); without /proc (no start time to
-    compare), while its pid is alive, as before."""
+    recycled pid or group id belongs to someone else). A record with this kind of machine's
+    boot id but no start time was made after the agent had ended (its /proc entry was gone):
+    nothing to kill. Only a record made without /proc at all (no boot id, e.g. macOS) of this
+    host is judged by its pid alone, for want of anything else."""
     agent = _identity(entry, AGENT_FILE)
     if agent is None:
         return
-    if agent.verdict() == "alive" or (not agent.started and _alive(agent.pid)):
+    without_proc = not agent.boot and not agent.started and agent.host == socket.gethostname()
+    if agent.verdict() == "alive" or (without_proc and _alive(agent.pid)):
         try:
             os.killpg(agent.pid, signal.SIGKILL)
         except OSError:

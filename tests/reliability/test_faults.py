@@ -232,3 +232,52 @@ def test_a_recycled_agent_pid_is_never_killed(repo):
     finally:
         bystander.kill()
         bystander.wait()
+
+
+def test_an_agent_recorded_after_it_ended_is_never_judged_by_its_pid(tmp_path):
+    """An agent that ended before its step wrote `agent.json` is recorded with this boot but no
+    start time: its pid (and process group id) may since belong to another group, which lives
+    on. Only a record made without /proc at all (no boot id) falls back to the bare pid."""
+    import json
+
+    from cto_dagster.core.workspaces import AGENT_FILE, reap_stale
+
+    root = tmp_path / "ws"
+    root.mkdir()
+    bystander = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = root / f"cto-task-9-p{dead.pid}-abcd"
+    stale.mkdir()
+    recorded = ProcessIdentity.of(bystander.pid).as_metadata()
+    assert recorded["boot_id"], "this test needs /proc"
+    recorded["process_start_ticks"] = ""  # /proc/<pid> was already gone when it was recorded
+    (stale / AGENT_FILE).write_text(json.dumps(recorded))
+    try:
+        assert reap_stale(root) == [stale]
+        assert bystander.poll() is None, "a group that merely has the recorded pgid was killed"
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+def test_a_folder_without_its_owner_file_is_reaped_once_its_pid_was_recycled(tmp_path):
+    """A step killed before it wrote `owner.json` leaves only the pid in its folder's name: a
+    process holding that pid that started after the folder was last changed is not its owner
+    (the folder is reaped, the process lives on); a living owner's folder stays."""
+    from cto_dagster.core.workspaces import reap_stale
+
+    root = tmp_path / "ws"
+    root.mkdir()
+    later = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    try:
+        recycled = root / f"cto-task-9-p{later.pid}-efgh"
+        recycled.mkdir()
+        os.utime(recycled, (time.time() - 3600, time.time() - 3600))  # made an hour ago
+        kept = root / f"cto-task-8-p{os.getpid()}-ijkl"
+        kept.mkdir()
+        assert reap_stale(root) == [recycled]
+        assert kept.exists() and later.poll() is None
+    finally:
+        later.kill()
+        later.wait()
