@@ -519,6 +519,41 @@ def test_the_tasks_file_cache_has_the_safety_settings(tmp_path):
         assert run_git(["config", key], env, git_dir=cache).stdout.strip() == value
 
 
+@pytest.mark.parametrize("reader", ["tasks file", "object cache"])
+def test_a_half_set_up_repository_gets_the_safety_settings(tmp_path, reader):
+    """A setup cut short after `git init` (or a repository an older version made) leaves a
+    repository with HEAD and none of the settings: both readers finish its setup (one shared
+    setup) instead of taking HEAD for a finished one."""
+    from cto_dagster.core.git.cache import SAFE_BARE_CONFIG, ObjectCache, cache_path
+    from cto_dagster.core.git.files import read_files_at
+    from cto_dagster.core.sample import create_sample_repository
+
+    bare = create_sample_repository(tmp_path / "sample", '{"master": {"tasks": []}}')
+    env = git_environment()
+    path = tmp_path / "files.git" if reader == "tasks file" else cache_path(tmp_path, str(bare))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    run_git(["init", "--quiet", "--bare", str(path)], env, cwd=path.parent)
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    run_git(["config", "core.hooksPath", str(hooks)], env, git_dir=path)
+    if reader == "tasks file":
+        read_files_at(str(bare), "main", [".taskmaster/tasks/tasks.json"], path, env)
+    else:
+        ObjectCache(tmp_path, str(bare), env).fetch()
+    for key, value in SAFE_BARE_CONFIG:
+        assert run_git(["config", key], env, git_dir=path).stdout.strip() == value, key
+
+
+def test_the_tasks_file_reader_checks_object_ids_as_the_cache_does(tmp_path):
+    """A pinned commit that is not an object id is never passed to git as one."""
+    from cto_dagster.core.git.cache import holds_commit
+
+    env = git_environment()
+    cache = tmp_path / "c.git"
+    run_git(["init", "--quiet", "--bare", str(cache)], env, cwd=tmp_path)
+    assert not holds_commit(cache, "HEAD", env) and not holds_commit(cache, "-h", env)
+
+
 @needs_bwrap
 def test_every_kind_of_change_is_recorded_though_only_changes_are_copied(http_remote):
     """Files the starting commit has, unchanged, are not copied (they are hashed and compared

@@ -51,12 +51,43 @@ SAFE_BARE_CONFIG = (
 )
 
 
-def init_bare(path: Path, env: Mapping[str, str]) -> None:
-    """A new bare repository at `path` with `SAFE_BARE_CONFIG`."""
+def open_bare(path: Path, env: Mapping[str, str]) -> None:
+    """The bare repository at `path` with `SAFE_BARE_CONFIG`: made when missing, and finished
+    when an earlier setup was cut short after `git init` (or an older version made it), since
+    HEAD alone does not say the settings are there. Every bare repository of the orchestrator
+    is set up here; concurrent setups wait for each other (a lock beside the repository)."""
+    if (path / "HEAD").exists() and not _missing_settings(path, env):
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
-    run_git(["init", "--quiet", "--bare", str(path)], env, cwd=path.parent)
-    for key, value in SAFE_BARE_CONFIG:
-        run_git(["config", key, value], env, git_dir=path)
+    with (path.parent / f".{path.name}.setup.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (path / "HEAD").exists():
+            run_git(["init", "--quiet", "--bare", str(path)], env, cwd=path.parent)
+        for key, value in _missing_settings(path, env):
+            run_git(["config", key, value], env, git_dir=path)
+
+
+def _missing_settings(path: Path, env: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The settings of `SAFE_BARE_CONFIG` the repository's own config lacks or has otherwise."""
+    listed = run_git(["config", "--local", "--list"], env, git_dir=path, check=False).stdout
+    have: dict[str, str] = {}
+    for line in listed.splitlines():
+        key, _, value = line.partition("=")
+        have[key.lower()] = value  # the last one wins, as for git
+    return [(k, v) for k, v in SAFE_BARE_CONFIG if have.get(k.lower()) != v]
+
+
+def is_object_id(sha: str | None) -> bool:
+    """Whether `sha` is a full object id (SHA-1 or SHA-256), never an option or a ref name."""
+    return bool(_SHA.match(sha or ""))
+
+
+def holds_commit(git_dir: Path, sha: str, env: Mapping[str, str]) -> bool:
+    """Whether the repository holds commit `sha` (False for anything but a full object id)."""
+    if not is_object_id(sha):
+        return False
+    result = run_git(["cat-file", "-e", f"{sha}^{{commit}}"], env, git_dir=git_dir, check=False)
+    return result.returncode == 0
 
 
 def cache_path(root: Path, url: str) -> Path:
@@ -88,9 +119,7 @@ class ObjectCache:
             yield
 
     def _create(self) -> None:
-        if (self.path / "HEAD").exists():
-            return
-        init_bare(self.path, self.local_env)
+        open_bare(self.path, self.local_env)
 
     @contextmanager
     def _locked_if_free(self):
@@ -180,12 +209,7 @@ class ObjectCache:
         return git_output(list(args), self.local_env, git_dir=self.path, **kwargs)
 
     def has_commit(self, sha: str) -> bool:
-        if not _SHA.match(sha or ""):
-            return False
-        result = run_git(
-            ["cat-file", "-e", f"{sha}^{{commit}}"], self.local_env, git_dir=self.path, check=False
-        )
-        return result.returncode == 0
+        return holds_commit(self.path, sha, self.local_env)
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         result = run_git(

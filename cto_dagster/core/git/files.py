@@ -3,12 +3,11 @@ so that loading the code location never clones the repository."""
 
 from __future__ import annotations
 
-import re
 import subprocess
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from cto_dagster.core.git.cache import init_bare
+from cto_dagster.core.git.cache import holds_commit, is_object_id, open_bare
 from cto_dagster.core.git.command import GitError, run_git, stderr_text
 from cto_dagster.core.names import check_base_branch
 
@@ -29,12 +28,11 @@ def read_files_at(
     for path in paths:
         if path.startswith(("/", "-")) or ".." in Path(path).parts:
             raise GitError(f"refusing path {path!r}: it must be relative to the repository")
-    if commit is not None and not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", commit):
+    if not is_object_id(commit):
         commit = None
     try:
-        if not (cache / "HEAD").exists():
-            init_bare(cache, env)
-        if commit is not None and not _holds_commit(cache, commit, env):
+        open_bare(cache, env)  # the object cache's own setup: safety settings, lock
+        if commit is not None and not holds_commit(cache, commit, env):
             _fetch_pinned(remote, branch, commit, cache, env)
         elif commit is None:
             # a ref per branch, not FETCH_HEAD, which a concurrent read of another branch rewrites
@@ -90,13 +88,8 @@ def _fetch_pinned(
             env,
             git_dir=cache,
         )
-    if not _holds_commit(cache, commit, env):
+    if not holds_commit(cache, commit, env):
         raise GitError(
             f"the run was planned from commit {commit[:12]} of {branch}, which the repository no "
             "longer has (was the branch force-pushed?); launch a new run"
         )
-
-
-def _holds_commit(cache: Path, commit: str, env: Mapping[str, str]) -> bool:
-    result = run_git(["cat-file", "-e", f"{commit}^{{commit}}"], env, git_dir=cache, check=False)
-    return result.returncode == 0
