@@ -40,7 +40,6 @@ PRELOAD = [
     "dagster._core.storage.runs.sqlite.sqlite_run_storage",
     "sqlalchemy",
     "alembic",
-    "git",
     "cto_dagster.core.task_run",
     "cto_dagster.defs.step_warmup",
 ]
