@@ -149,10 +149,14 @@ def k8s_defs(monkeypatch, tmp_path):
 
 
 def render_step_jobs(
-    tmp_path, steps: dict[str, tuple[str, bool]], project: str = "shop", job_name: str = ""
+    tmp_path,
+    steps: dict[str, tuple[str, bool | dict]],
+    project: str = "shop",
+    job_name: str = "",
 ) -> dict[str, dict]:
     """name -> the Job manifest the step handler sent for that asset of `project` (run with
-    parallel or not), from its `play_project` job (`job_name` when several projects)."""
+    parallel or not, or with that executor config), from its `play_project` job (`job_name`
+    when several projects)."""
     from dagster._core.definitions.reconstruct import ReconstructableRepository
     from dagster._core.instance.ref import InstanceRef
 
@@ -177,11 +181,14 @@ def render_step_jobs(
             deployment_executor({"job_image": IMAGE}),
         ):
             for name, (asset, parallel) in steps.items():
+                executor = (
+                    parallel if isinstance(parallel, dict) else {"parallel_execution": parallel}
+                )
                 before = len(api.jobs)
                 dg.execute_job(
                     job.get_subset(asset_selection={dg.AssetKey([project, asset])}),
                     instance,
-                    run_config={"execution": {"config": {"parallel_execution": parallel}}},
+                    run_config={"execution": {"config": executor}},
                     raise_on_error=False,
                 )
                 assert len(api.jobs) == before + 1, f"no Job was created for {name}"
@@ -218,6 +225,7 @@ def test_every_kind_of_step_job_renders_valid_through_the_real_step_handler(monk
             "integration": ("integration_level_0", True),
             "metrics": ("run_metrics", True),
             "one pod at a time": ("task_001", False),
+            "one pod at a time by max_concurrent": ("task_001", {"max_concurrent": 1}),
         },
     )
     for manifest in jobs.values():
@@ -246,6 +254,13 @@ def test_every_kind_of_step_job_renders_valid_through_the_real_step_handler(monk
     assert quantity(heavy["resources"]["limits"]["memory"]) >= quantity("4Gi")
     sequential = jobs["one pod at a time"]["spec"]["template"]["metadata"]["labels"]
     assert sequential["parallel-execution"] == "false"
+    # parallel_execution left true, but the run allows one pod at a time: not parallel either
+    for where in ("metadata", "spec"):
+        manifest = jobs["one pod at a time by max_concurrent"]
+        meta = (
+            manifest["metadata"] if where == "metadata" else manifest[where]["template"]["metadata"]
+        )
+        assert meta["labels"]["parallel-execution"] == "false", where
     for kind in ("integration", "metrics"):
         pod_labels = jobs[kind]["spec"]["template"]["metadata"]["labels"]
         assert "project-play" not in pod_labels and "task-id" not in pod_labels, kind

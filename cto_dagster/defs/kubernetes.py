@@ -6,7 +6,8 @@ query them (`kubectl get pods -l execution-level=0`); what each step pod looks l
 at once and retries (the rest is the deployment's: `DEPLOYMENT_ENV`), with two things added
 through its public configuration:
 the guide's `parallel_execution` switch (false: one pod at a time, and the task pods say so in
-their `parallel-execution` label), and the commits the run planned from, passed to every step pod;
+their `parallel-execution` label, as they do under `max_concurrent: 1`), and the commits the run
+planned from, passed to every step pod;
 and one through its step handler: each step pod mounts only its own run's folder of the compute
 logs volume (`RunLogsStepHandler`), not every run's.
 """
@@ -85,6 +86,9 @@ def play_k8s_executor(init_context: dg.InitExecutorContext):
     parallel = config.pop("parallel_execution", True)
     if not parallel:
         config["max_concurrent"] = 1
+    # the label says how the pods really run: one at a time through `max_concurrent: 1` (the
+    # run's or the deployment's) is not parallel, whatever `parallel_execution` says
+    parallel = parallel and config.get("max_concurrent") != 1
     labels = per_run_labels(init_context.job.get_definition(), parallel)
     per_step = dict(config.get("per_step_k8s_config") or {})
     for op, extra in labels.items():
