@@ -85,3 +85,97 @@ def test_sandbox_choice():
         chosen = choose_sandbox("user")  # asked for, also where bubblewrap works
         assert chosen.mode == "user" and chosen.user is None
         assert "None" not in chosen.reason and "a uid of its own" in chosen.reason
+
+
+# An agent script outside the work tree: it reports what it could read and write.
+PROBE = """
+import json, pathlib, sys
+here = pathlib.Path(__file__)
+def probe(path, mode="r"):
+    try:
+        with open(path, mode):
+            return "ok"
+    except OSError as exc:
+        return type(exc).__name__
+pathlib.Path("probe.json").write_text(json.dumps({
+    "neighbour": probe(here.with_name("neighbour.txt")),
+    "itself writable": probe(here, "a"),
+    "secret": probe(sys.argv[1]),
+    "step file": probe(sys.argv[2]),
+}))
+"""
+
+
+@pytest.mark.skipif(bubblewrap_problem() is not None, reason=f"{bubblewrap_problem()}")
+def test_a_custom_command_reads_its_script_outside_the_work_tree_in_bwrap(tmp_path):
+    """`agent.command: [python3, /srv/scripts/agent.py]`: the script named as a whole argv
+    element is readable in the sandbox (it was not: "can't open file", exit 2, retried), and
+    only the script: not its folder, not writable; a secret file or a file of the step's
+    folder named in the command stays out of sight."""
+    import json
+    import sys
+
+    from cto_dagster.core.agents import AgentSpec
+    from cto_dagster.core.agents.runner import AgentPlace, run_agent
+    from cto_dagster.core.agents.sandbox import Sandbox
+
+    scripts = tmp_path / "srv" / "scripts"  # under /tmp: a private, empty /tmp in the sandbox
+    scripts.mkdir(parents=True)
+    script = scripts / "agent.py"
+    script.write_text(PROBE)
+    (scripts / "neighbour.txt").write_text("not for the agent")
+    secret = tmp_path / "secrets" / "token"
+    secret.parent.mkdir()
+    secret.write_text("ghp_secret")
+    step = tmp_path / "step"
+    work, home = step / "repo", step / "home"
+    work.mkdir(parents=True)
+    home.mkdir()
+    step_file = step / "notes.txt"
+    step_file.write_text("the step's own")
+    spec = AgentSpec(
+        preset=None,
+        command=(sys.executable, str(script), str(secret), str(step_file)),
+        timeout_seconds=60,
+        sandbox="bwrap",
+        network="none",
+    )
+    place = AgentPlace(step, work, home, (), Sandbox("bwrap", "test"), masked=(secret,))
+    env = {"PATH": os.environ["PATH"], "HOME": str(home)}
+    outcome = run_agent(spec, {"prompt": "", "prompt_file": ""}, place, env, step / "agent.log")
+    assert outcome.exit_code == 0, outcome.log_tail
+    probe = json.loads((work / "probe.json").read_text())
+    assert probe.pop("secret") in ("FileNotFoundError", "PermissionError")  # masked or absent
+    assert probe == {
+        "neighbour": "FileNotFoundError",
+        "itself writable": "OSError",  # a read-only bind: EROFS
+        "step file": "FileNotFoundError",
+    }
+
+
+def test_command_files_are_files_outside_the_step_folder_and_never_a_secret(tmp_path):
+    """Only existing files named by absolute path; never a folder, a file of the step's folder,
+    a secret file or a link to one; and for a uid of its own, only files it may read."""
+    from cto_dagster.core.agents.sandbox import command_files, readable_by
+
+    step, outside = tmp_path / "step", tmp_path / "outside"
+    step.mkdir()
+    outside.mkdir()
+    script, secret, inner = outside / "agent.py", outside / "token", step / "prompt.md"
+    for path in (script, secret, inner):
+        path.write_text("x")
+    (outside / "link").symlink_to(secret)
+    elements = [str(script), str(outside), str(secret), str(outside / "link"), str(inner)]
+    elements += ["agent.py", str(outside / "missing.py"), "--flag"]
+    assert command_files(elements, step, [secret]) == [script]
+    script.chmod(0o600)
+    assert not readable_by(script, 65534, 65534)
+    script.chmod(0o644)
+    outside.chmod(0o700)
+    try:
+        assert not readable_by(script, 65534, 65534)  # a folder above it is not searchable
+    finally:
+        outside.chmod(0o755)
+    assert readable_by(script, 65534, 65534) == all(
+        p.stat().st_mode & 0o001 for p in script.parents
+    )

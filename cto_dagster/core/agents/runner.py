@@ -22,7 +22,13 @@ from cto_dagster.core.agents.container import remove_container
 from cto_dagster.core.agents.follow import AgentWatch, OutputFollower
 from cto_dagster.core.agents.network import NetworkUnavailable, confine, network_for
 from cto_dagster.core.agents.presets import LaunchContext, Problem, Usage
-from cto_dagster.core.agents.sandbox import Sandbox, find_program, prepare_launch
+from cto_dagster.core.agents.sandbox import (
+    Sandbox,
+    command_files,
+    find_program,
+    prepare_launch,
+    readable_by,
+)
 from cto_dagster.core.agents.spec import PLACEHOLDERS, AgentSpec
 from cto_dagster.core.workspaces import AGENT_FILE, write_identity
 
@@ -189,9 +195,13 @@ def run_agent(
     except NetworkUnavailable as exc:
         return _not_started(log_path, Problem(str(exc)), exit_code=-1)
     read_only = [*place.read_only, *(Path(p) for p in spec.sandbox_read_only)]
+    named = _named_files(spec, place)
     # `user`/`container`: a uid of this agent's own; leaving the block ends all its processes
     # and takes its trees back before the uid is free again
     with _own_user(place.sandbox, (place.work, place.home, *place.writable)) as owner:
+        unreadable = [p for p in named if owner and not readable_by(p, owner.uid, owner.gid)]
+        if unreadable:
+            return _not_started(log_path, _unreadable(unreadable, place.sandbox), exit_code=-1)
         launch = prepare_launch(
             place.sandbox,
             argv,
@@ -203,10 +213,34 @@ def run_agent(
             place.masked,
             owner,
             place.writable,
+            named,
         )
         launch = confine(launch, network, place.step_folder)  # its own network namespace
         outcome = _start_and_wait(spec, preset, launch, argv, place, env, log_path, watch)
     return outcome
+
+
+def _named_files(spec: AgentSpec, place: AgentPlace) -> list[Path]:
+    """Files a custom command names (`command_files`), from the literal elements of its
+    configuration after the program only: an element with a placeholder holds task text, which
+    never picks a file for the sandbox to show. A preset's argv names only what the step made
+    for it."""
+    if spec.preset_definition is not None or not place.sandbox.isolates:
+        return []
+    # the program itself is found on PATH and shown with its folders (`program_paths`)
+    literal = [e for e in spec.command[1:] if not any(p in e for p in PLACEHOLDERS)]
+    return command_files(literal, place.step_folder, place.masked)
+
+
+def _unreadable(paths: Sequence[Path], sandbox: Sandbox) -> Problem:
+    """Why an agent of a uid of its own cannot start: files its command names are not readable
+    by that uid (a retry cannot change that; the files' modes can)."""
+    names = ", ".join(str(p) for p in paths)
+    return Problem(
+        f"agent.command names {names}, which the agent cannot read in the {sandbox.mode} "
+        "sandbox (it runs as a uid of its own): make each readable by others (chmod o+r) and "
+        "its folders searchable (o+x)"
+    )
 
 
 def _own_user(sandbox: Sandbox, trees: tuple[Path, ...]):

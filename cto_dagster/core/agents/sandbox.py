@@ -22,6 +22,7 @@ import functools
 import os
 import pwd
 import shutil
+import stat
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -260,6 +261,52 @@ def program_paths(argv0: str, env: Mapping[str, str], cwd: Path | None = None) -
     return sorted(paths)
 
 
+def command_files(elements: Iterable[str], step_folder: Path, masked: Iterable[Path]) -> list[Path]:
+    """The existing files a custom command names by absolute path as whole elements (a script
+    outside the work tree: `[python3, /srv/agent.py]`), to be shown to the agent read-only, each
+    file alone (never its folder). Never a file of the step's folder (its work tree, home and
+    other agents' prompts are given or hidden on purpose) nor a secret file (`masked`), also
+    when a link leads there. The caller passes only the literal elements of the configured
+    command, never task text, so a task cannot choose a file to read."""
+    inside = step_folder.resolve()
+    hidden = {Path(os.path.realpath(m)) for m in masked}
+    found: list[Path] = []
+    for element in elements:
+        if not element.startswith("/") or "\x00" in element or not os.path.isfile(element):
+            continue
+        named, real = Path(element), Path(os.path.realpath(element))
+        if any(p == inside or inside in p.parents for p in (named.absolute(), real)):
+            continue
+        if real in hidden or named in hidden:
+            continue
+        if named not in found:
+            found.append(named)
+    return found
+
+
+def readable_by(path: Path, uid: int, gid: int) -> bool:
+    """Whether `uid`:`gid` (the `user` or `container` sandbox's agent, with no other group) may
+    read `path` by its mode bits and search every folder above it (ACLs are not read)."""
+
+    def allows(target: Path, bits: tuple[int, int, int]) -> bool:
+        info = target.stat()
+        if info.st_uid == uid:
+            return bool(info.st_mode & bits[0])
+        if info.st_gid == gid:
+            return bool(info.st_mode & bits[1])
+        return bool(info.st_mode & bits[2])
+
+    real = Path(os.path.realpath(path))
+    try:
+        if not allows(real, (stat.S_IRUSR, stat.S_IRGRP, stat.S_IROTH)):
+            return False
+        return all(
+            allows(folder, (stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH)) for folder in real.parents
+        )
+    except OSError:
+        return False
+
+
 def _bwrap_argv(
     argv: Sequence[str],
     work: Path,
@@ -303,7 +350,10 @@ def _bwrap_argv(
         {p for p in read_only if p.exists() and not str(p).startswith(system)},
         key=lambda p: len(p.parts),
     )
+    folders = [p for p in extra if p.is_dir()]
     for path in extra:
+        if not path.is_dir() and any(folder in path.parents for folder in folders):
+            continue  # a file shown already through a folder bound above it
         command += ["--ro-bind", str(path), str(path)]
     for path in (home, work, *writable):
         command += ["--bind", str(path), str(path)]
@@ -325,19 +375,24 @@ def prepare_launch(
     masked: Iterable[Path] = (),
     owner: AgentUser | None = None,
     writable: Iterable[Path] = (),
+    named_files: Iterable[Path] = (),
 ) -> Launch:
     """The agent's argv inside the sandbox, with what the sandbox needs done first. `work`,
     `home` and the `read_only` files live in `step_folder`, the step's private folder; `masked`
     files (token files) are hidden even where a folder above them is shown; `owner` is the
-    `user` sandbox's uid for this agent."""
+    `user` sandbox's uid for this agent; `named_files` (`command_files`: outside the step's
+    folder) are bound read-only, each alone (`user` mode: the agent reads them by their modes)."""
     read_only = list(read_only)
+    named = list(named_files)
     if sandbox.mode == "bwrap":
-        extra = [*read_only, *program_paths(argv[0], env, work)]
+        extra = [*read_only, *program_paths(argv[0], env, work), *named]
         return Launch(_bwrap_argv(argv, work, home, extra, masked, writable))
     if sandbox.mode == "container":
+        # not in the step's folder: `_give_to` leaves them as they are, the mount is read-only
         return _container_launch(
-            sandbox, argv, step_folder, work, home, read_only, env, owner, tuple(writable)
-        )
+            sandbox, argv, step_folder, work, home, [*read_only, *named], env, owner,
+            tuple(writable),
+        )  # fmt: skip
     if sandbox.mode == "user":
         if owner is None:
             raise SandboxUnavailable("the user sandbox needs the agent's own uid (agent_user)")
