@@ -8,6 +8,7 @@ Pass: the task is green, the file is on the pushed branch, and the CLI's own acc
 with the reason, never passed.
 """
 
+import functools
 import os
 import shutil
 import subprocess
@@ -23,16 +24,60 @@ pytestmark = pytest.mark.slow
 CLI_DIR = Path(os.environ.get("CTO_AGENT_CLIS") or REPO_ROOT / ".tools" / "agents" / "bin")
 
 
+def cli_version(binary: Path | str) -> str:
+    """What `binary --version` prints (its last line), or why it could not say."""
+    try:
+        done = subprocess.run(
+            [str(binary), "--version"], capture_output=True, text=True, timeout=60, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"no version ({exc})"
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    return lines[-1].strip() if lines else f"no version (exit code {done.returncode})"
+
+
+def verified_cli(
+    name: str, cli_dir: Path | None = None, path: str | None = None
+) -> tuple[Path | None, str]:
+    """The CLI at the release its preset was verified with, from `cli_dir` (the pinned CLIs that
+    `./scripts/install-agent-clis` puts in `.tools/agents/bin`), never one found elsewhere on
+    `path`: a machine's own install at another version is not what the preset promises. None
+    with the reason to skip, which names the version found when there is only another one."""
+    cli_dir = CLI_DIR if cli_dir is None else cli_dir
+    path = os.environ.get("PATH", "") if path is None else path
+    wanted = PRESETS[name].verified_version
+    install = (
+        f"./scripts/install-agent-clis installs {PRESETS[name].install.split()[-1]} "
+        f"into {cli_dir}; .ci/run does it"
+    )
+    pinned = shutil.which(name, path=str(cli_dir))
+    if pinned:
+        found = cli_version(pinned)
+        if wanted in found:
+            return Path(pinned), ""
+        return None, f"{pinned} is {found}, not the verified {wanted}: {install}"
+    elsewhere = shutil.which(name, path=path)
+    if elsewhere:
+        found = cli_version(elsewhere)
+        return (
+            None,
+            f"only {elsewhere} ({found}) is installed, not the verified {wanted}: {install}",
+        )
+    return None, f"the {name} CLI is not installed ({install})"
+
+
 def cli_path(name: str) -> str | None:
-    return shutil.which(name, path=f"{CLI_DIR}{os.pathsep}{os.environ.get('PATH', '')}")
+    found, _reason = _verified(name)
+    return str(found) if found else None
+
+
+@functools.cache
+def _verified(name: str) -> tuple[Path | None, str]:
+    return verified_cli(name)
 
 
 def installed(name: str):
-    found = cli_path(name)
-    reason = (
-        f"the {name} CLI is not installed (./scripts/install-agent-clis installs "
-        f"{PRESETS[name].install.split()[-1]}; .ci/run does it)"
-    )
+    found, reason = _verified(name)
     return pytest.mark.skipif(found is None, reason=reason)
 
 

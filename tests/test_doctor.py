@@ -1,8 +1,11 @@
 """`cto-dagster doctor`: every problem of a configured project found before a run, each with its
 fix, secrets named and never shown."""
 
+from pathlib import Path
+
 import pytest
 
+from cto_dagster.core.agents.presets import PRESETS
 from tests.conftest import demo_task
 
 pytestmark = pytest.mark.slow
@@ -18,6 +21,19 @@ def test_a_ready_project_is_ready(make_project):
     assert "sandbox: " in done.stdout and "it does not protect: " in done.stdout
 
 
+def path_without_agents(tmp_path: Path) -> str:
+    """A PATH of the system's programs without any agent CLI, whatever this machine installed
+    in /usr/bin or /bin (a `claude` there made the doctor find one)."""
+    folder = tmp_path / "system-bin"
+    folder.mkdir()
+    for system in (Path("/bin"), Path("/usr/bin")):
+        for program in system.iterdir():
+            target = folder / program.name
+            if program.name not in PRESETS and not target.exists():
+                target.symlink_to(program)
+    return str(folder)
+
+
 def test_each_problem_is_named_with_its_fix_and_no_secret_is_shown(make_project, tmp_path):
     project = make_project(
         [demo_task(1)],
@@ -27,7 +43,9 @@ def test_each_problem_is_named_with_its_fix_and_no_secret_is_shown(make_project,
             "repository": str(tmp_path / "nowhere.git"),
         },
     )
-    done = project.cli("doctor", SHOP_TOKEN="ghp_doctorSecret123", PATH="/usr/bin:/bin")
+    done = project.cli(
+        "doctor", SHOP_TOKEN="ghp_doctorSecret123", PATH=path_without_agents(tmp_path)
+    )
     out = done.stdout
     assert done.returncode == 1
     assert "❌ agent claude: claude not found on PATH" in out

@@ -198,3 +198,29 @@ def test_usage_and_actions_from_each_cli_output():
     assert usage.cost_usd == pytest.approx(0.0051)
     assert aider.events(lines[1]) == ["editing hello.txt"]
     assert aider.usage(["no usage here"]) is None
+
+
+def test_the_contract_tests_use_only_the_pinned_clis(tmp_path):
+    """A machine's own `claude` at another version (here 2.1.197, first on PATH) is never the
+    one the contract test runs: it skips, naming the version it found; a pinned CLI at another
+    version skips the same way; the pinned one at the verified release is used."""
+    from cto_dagster.core.agents.presets import PRESETS
+    from tests.test_agents_contract import verified_cli
+
+    def fake(folder, version):
+        folder.mkdir(parents=True, exist_ok=True)
+        binary = folder / "claude"
+        binary.write_text(f"#!/bin/sh\necho '{version} (Claude Code)'\n")
+        binary.chmod(0o755)
+        return binary
+
+    pinned, machine = tmp_path / "tools" / "bin", tmp_path / "usr" / "bin"
+    pinned.mkdir(parents=True)
+    fake(machine, "2.1.197")
+    found, reason = verified_cli("claude", pinned, str(machine))
+    assert found is None and "2.1.197" in reason and PRESETS["claude"].verified_version in reason
+    fake(pinned, "2.1.100")
+    found, reason = verified_cli("claude", pinned, str(machine))
+    assert found is None and "2.1.100" in reason
+    binary = fake(pinned, PRESETS["claude"].verified_version)
+    assert verified_cli("claude", pinned, str(machine)) == (binary, "")
