@@ -9,12 +9,9 @@ import sys
 
 import pytest
 
-from cto_dagster.defs.run_processes import (
-    code_server_run,
-    export_pins_for_runs,
-    start_forkserver_early,
-)
+from cto_dagster.defs.run_processes import export_pins_for_runs
 from cto_dagster.defs.start_notes import start_note
+from cto_dagster.speedups.early_forkserver import code_server_run, start_forkserver_early
 from tests.conftest import demo_task
 from tests.helpers import push_to_main, script_result
 
@@ -171,9 +168,10 @@ def test_outside_a_code_server_runs_are_not_forked_and_steps_keep_their_own_fork
     not forked by a code server's forkserver does not adopt one (even with its variable set)."""
     from multiprocessing import forkserver
 
+    from cto_dagster.defs.warm_runs import fork_runs_from_a_warm_server
+
     from cto_dagster.defs.executor import adopt_inherited_forkserver
     from cto_dagster.defs.start_notes import SERVER_FORKSERVER_ENV
-    from cto_dagster.defs.warm_runs import fork_runs_from_a_warm_server
 
     assert fork_runs_from_a_warm_server(is_code_server=False) is False
     assert fork_runs_from_a_warm_server(is_code_server=True) is False  # no DagsterApiServer

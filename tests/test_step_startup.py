@@ -12,10 +12,10 @@ import time
 import dagster as dg
 from dagster._core.executor import child_process_executor
 
-from cto_dagster.defs import step_polling
 from cto_dagster.defs.background import BACKGROUND_NICENESS, run_in_background
-from cto_dagster.defs.executor import instance_modules
-from cto_dagster.defs.step_polling import collective_polling
+from cto_dagster.defs.step_processes import instance_modules
+from cto_dagster.speedups import step_polling
+from cto_dagster.speedups.step_polling import collective_polling
 
 original_poll = child_process_executor._poll_for_event
 
@@ -26,7 +26,7 @@ WARM_UP_THEN_OPEN_INSTANCES = textwrap.dedent(
     from dagster._core.storage.runs.sqlite import sqlite_run_storage
     from dagster._core.storage.sql import get_alembic_config
 
-    from cto_dagster.defs import step_warmup
+    from cto_dagster.speedups import step_warmup
 
     assert step_warmup.warm_up(step_warmup.STEP_MODULES) == [], "warm-up missed something"
     config = get_alembic_config(sqlite_run_storage.__file__)
@@ -170,14 +170,14 @@ WARM_JOB_THEN_FORK = textwrap.dedent(
     sys.path.insert(0, sys.argv[1])
     from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
 
-    from cto_dagster.defs.executor import WARM_JOB_ENV, job_for_steps
+    from cto_dagster.speedups.forkservers import WARM_JOB_ENV, job_for_steps
 
     job = ReconstructableJob(
         ReconstructableRepository.for_module("tiny_defs", "defs", working_directory=sys.argv[1]),
         "tiny",
     )
     os.environ[WARM_JOB_ENV] = job_for_steps(job)
-    from cto_dagster.defs import step_warmup  # what the forkserver imports: it resolves the job
+    from cto_dagster.speedups import step_warmup  # what the forkserver imports: it resolves the job
 
     cache = ReconstructableJob.get_definition
     before = cache.cache_info()
