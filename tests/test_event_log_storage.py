@@ -84,6 +84,7 @@ def _planned(instance: dg.DagsterInstance, run_id: str) -> list[tuple[str, str]]
     )
 
 
+@pytest.mark.speedups
 def test_a_run_is_created_with_its_planned_events_in_one_batch(tmp_path, monkeypatch):
     """Guard: fails if Dagster stops handing a new run's planned events to the storage as one
     batch, or this storage stops writing them in one transaction per database."""
@@ -119,6 +120,7 @@ def _planned_after(home: Path, run_id: str) -> list[tuple[str, str]]:
         return _planned(instance, run_id)
 
 
+@pytest.mark.speedups
 def test_batched_planned_events_are_stored_as_dagsters_class_stores_them(tmp_path):
     """Guard: fails if Dagster's SQLite class starts writing something more for a planned event
     (the batch would then leave it out)."""
@@ -170,6 +172,7 @@ def test_a_new_home_names_its_own_folder_for_the_event_log(tmp_path, monkeypatch
     assert not (tmp_path / "elsewhere").exists()
 
 
+@pytest.mark.speedups
 def test_a_batch_that_opens_another_connection_does_not_wait_on_itself(tmp_path, monkeypatch):
     """Were a Dagster upgrade to open a connection of its own while storing a planned event (its
     lock is held by the batch), the batch would wait on itself: the lock is reentrant."""
@@ -237,6 +240,7 @@ def _run_rows(home: Path, run_id: str) -> int:
         ).fetchone()[0]
 
 
+@pytest.mark.speedups
 @pytest.mark.parametrize(
     "fails", [("insert", "run"), ("commit", "index"), ("commit", "run"), ("insert", "index")]
 )

@@ -172,6 +172,7 @@ print(json.dumps({"inherited": inherited, "polled": bool(polls)}))
 """
 
 
+@pytest.mark.speedups
 @pytest.mark.slow
 def test_the_private_hooks_still_take_effect_in_a_real_run():
     """In a fresh interpreter: the forkserver is one per process, and one another test started

@@ -11,7 +11,7 @@ import pytest
 
 from cto_dagster.defs.run_processes import export_pins_for_runs
 from cto_dagster.defs.start_notes import OFF_NOTE, start_note
-from cto_dagster.speedups import SWITCH_ENV, enabled
+from cto_dagster.speedups import SWITCH_ENV
 from cto_dagster.speedups.early_forkserver import code_server_run, start_forkserver_early
 from tests.conftest import demo_task
 from tests.helpers import push_to_main, script_result
@@ -129,7 +129,14 @@ SWITCH = {"warm": {"CTO_DAGSTER_WARM_RUNS": "1"}, "spawned": {"CTO_DAGSTER_WARM_
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("runs", ["warm", "spawned", "off"])
+@pytest.mark.parametrize(
+    "runs",
+    [
+        pytest.param("warm", marks=pytest.mark.speedups),
+        pytest.param("spawned", marks=pytest.mark.speedups),
+        "off",
+    ],
+)
 def test_a_code_servers_run_plans_what_it_showed_and_starts_warm(make_project, runs):
     """Guards in one real run through a code server, then a run of one selected asset:
     - the run runs the tasks the location showed when it was created, though the tasks branch
@@ -144,8 +151,6 @@ def test_a_code_servers_run_plans_what_it_showed_and_starts_warm(make_project, r
       `start_run_in_subprocess` or changes its arguments, or narrows a run's job otherwise);
     - "off" (`CTO_DAGSTER_SPEEDUPS=off`): the same run, green, plans what the UI showed with no
       forkserver of ours (the product on Dagster's public behaviour alone)."""
-    if runs != "off" and not enabled():
-        pytest.skip(f"the speed-ups are off here ({SWITCH_ENV}, or an unverified version)")
     project = make_project([demo_task(1), demo_task(2, deps=[1])])
     moved = _commit_with_new_details(project)
     env = {**project.env(), **SWITCH.get(runs, {SWITCH_ENV: "off"})}

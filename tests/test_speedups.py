@@ -31,6 +31,7 @@ def unverified(monkeypatch):
     monkeypatch.setattr(switch, "_said_off", False)
 
 
+@pytest.mark.speedups
 def test_on_by_default_where_verified(monkeypatch):
     monkeypatch.delenv(SWITCH_ENV, raising=False)
     assert switch.unverified_reason() is None, "this Dagster/Python should be a verified pair"

@@ -10,6 +10,7 @@ import textwrap
 import time
 
 import dagster as dg
+import pytest
 from dagster._core.executor import child_process_executor
 
 from cto_dagster.defs.background import BACKGROUND_NICENESS, run_in_background
@@ -114,6 +115,7 @@ def _round(poll, steps) -> list:
     return [poll(process, event_queue) for process, event_queue, _ in steps]
 
 
+@pytest.mark.speedups
 def test_collective_poll_keeps_dagsters_contract_and_wakes_on_any_step(monkeypatch):
     context = multiprocessing.get_context("forkserver")
     steps = _start_steps(["a", "b"], context)
@@ -142,6 +144,7 @@ def test_collective_poll_keeps_dagsters_contract_and_wakes_on_any_step(monkeypat
     assert child_process_executor._poll_for_event is original_poll
 
 
+@pytest.mark.speedups
 def test_a_quiet_round_waits_once_not_once_per_running_step(monkeypatch):
     """The loop starts a new step's process only after polling every running step: one idle
     wait per round keeps that under IDLE_WAIT_SECONDS, whatever the number of steps running
