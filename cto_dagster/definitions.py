@@ -16,7 +16,7 @@ import dagster as dg
 from cto_dagster.defs.executor import play_multiprocess_executor
 from cto_dagster.defs.loader import ProjectLoadError, build_definitions
 from cto_dagster.defs.run_processes import export_pins_for_runs, is_code_server
-from cto_dagster.defs.warm_runs import fork_runs_from_a_warm_server
+from cto_dagster.speedups.code_server_forkserver import fork_runs_from_a_warm_server
 
 
 @cache

@@ -13,7 +13,7 @@ from cto_dagster.defs.executor import play_multiprocess_executor
 def what_the_step_inherited(context: dg.OpExecutionContext) -> dict:
     from alembic.script import ScriptDirectory
 
-    warmup = sys.modules.get("cto_dagster.defs.step_warmup")
+    warmup = sys.modules.get("cto_dagster.speedups.step_warmup")
     return {
         "warm_up_preloaded": warmup is not None,
         "migrations_shared": bool(getattr(ScriptDirectory.from_config, "_cto_shared", False)),

@@ -1,17 +1,25 @@
-"""The batched SQLite event log: a run's planned events written at once, stored exactly as
-Dagster's own class stores them one by one (guards for the private `_connect` it relies on)."""
+"""The batched SQLite event log (a speed-up): a run's planned events written at once, stored
+exactly as Dagster's own class stores them one by one, never twice when a batch fails; with the
+speed-ups off, the configured name loads Dagster's own class."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
+import pytest
+import sqlalchemy
 import yaml
 from dagster._core.instance.ref import InstanceRef
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+from sqlalchemy.engine import Engine
 
 from cto_dagster.event_log_storage import BATCH_SIZE_VARIABLE, BatchedSqliteEventLogStorage
 from cto_dagster.instance_home import prepare_home
+from cto_dagster.speedups import SWITCH_ENV
 
 ASSETS = 12
 
@@ -76,6 +84,7 @@ def _planned(instance: dg.DagsterInstance, run_id: str) -> list[tuple[str, str]]
     )
 
 
+@pytest.mark.speedups
 def test_a_run_is_created_with_its_planned_events_in_one_batch(tmp_path, monkeypatch):
     """Guard: fails if Dagster stops handing a new run's planned events to the storage as one
     batch, or this storage stops writing them in one transaction per database."""
@@ -111,6 +120,7 @@ def _planned_after(home: Path, run_id: str) -> list[tuple[str, str]]:
         return _planned(instance, run_id)
 
 
+@pytest.mark.speedups
 def test_batched_planned_events_are_stored_as_dagsters_class_stores_them(tmp_path):
     """Guard: fails if Dagster's SQLite class starts writing something more for a planned event
     (the batch would then leave it out)."""
@@ -162,12 +172,10 @@ def test_a_new_home_names_its_own_folder_for_the_event_log(tmp_path, monkeypatch
     assert not (tmp_path / "elsewhere").exists()
 
 
-def test_a_batch_that_reaches_another_database_is_stored_one_event_at_a_time(
-    tmp_path, monkeypatch, capfd
-):
-    """Were a Dagster upgrade to write to the run's database after a planned check's row (as
-    Dagster's own class may, its connections being one after another), the batch would wait on
-    the lock it holds itself; instead it is rolled back and Dagster stores each event, once."""
+@pytest.mark.speedups
+def test_a_batch_that_opens_another_connection_does_not_wait_on_itself(tmp_path, monkeypatch):
+    """Were a Dagster upgrade to open a connection of its own while storing a planned event (its
+    lock is held by the batch), the batch would wait on itself: the lock is reentrant."""
     home = tmp_path / "home"
     with _instance(home, batched=True) as instance:
         cls = type(instance.event_log_storage)
@@ -182,5 +190,89 @@ def test_a_batch_that_reaches_another_database_is_stored_one_event_at_a_time(
         run = instance.create_run_for_job(_job())
         assert len(_planned(instance, run.run_id)) == 2 * ASSETS
     assert len(_index_rows(home, run.run_id)["events"]) == 2 * ASSETS
-    said = capfd.readouterr().err
-    assert f"storing a planned event reached database '{run.run_id}' during a batch" in said
+
+
+@contextmanager
+def _failing_once(storage, kind: str, database: str):
+    """During the storage's next batch, the first `kind` ("insert" into event_logs, or "commit")
+    on `database` ("run": a run's file, "index") fails, as a full disk or a broken file would."""
+    armed = []
+    store_batch = storage.store_event_batch
+
+    def batch(events):
+        armed.append(True)
+        try:
+            store_batch(events)
+        finally:
+            armed.clear()
+
+    def on(url: str) -> bool:
+        index = url.endswith("index.db")
+        return index if database == "index" else not index
+
+    def before_execute(conn, cursor, statement, *args):
+        if armed and kind == "insert" and statement.startswith("INSERT INTO event_logs"):
+            if on(str(conn.engine.url)):
+                armed.clear()
+                raise OSError("disk full (test)")
+
+    def before_commit(conn):
+        if armed and kind == "commit" and on(str(conn.engine.url)):
+            armed.clear()
+            raise OSError("disk full (test)")
+
+    storage.store_event_batch = batch
+    sqlalchemy.event.listen(Engine, "before_cursor_execute", before_execute)
+    sqlalchemy.event.listen(Engine, "commit", before_commit)
+    try:
+        yield
+    finally:
+        sqlalchemy.event.remove(Engine, "before_cursor_execute", before_execute)
+        sqlalchemy.event.remove(Engine, "commit", before_commit)
+        del storage.store_event_batch
+
+
+def _run_rows(home: Path, run_id: str) -> int:
+    with sqlite3.connect(home / "history" / "runs" / f"{run_id}.db") as db:
+        return db.execute(
+            "select count(*) from event_logs where dagster_event_type in (?, ?)",
+            ("ASSET_MATERIALIZATION_PLANNED", "ASSET_CHECK_EVALUATION_PLANNED"),
+        ).fetchone()[0]
+
+
+@pytest.mark.speedups
+@pytest.mark.parametrize(
+    "fails", [("insert", "run"), ("commit", "index"), ("commit", "run"), ("insert", "index")]
+)
+def test_a_batch_that_fails_anywhere_is_stored_once(tmp_path, fails, capfd):
+    """Dagster stores a failed batch again, one event at a time: whatever failed (the run's
+    database after the index was written, the index's commit after the run's database
+    committed), no planned event is stored twice in either database. Fails on a batch that
+    commits the index before writing the run's database (duplicated index rows)."""
+    home = tmp_path / "home"
+    with _instance(home, batched=True) as instance:
+        with _failing_once(instance.event_log_storage, *fails):
+            run = instance.create_run_for_job(_job())
+        assert "Falling back to storing multiple single-event" in capfd.readouterr().err
+        assert len(_planned(instance, run.run_id)) == 2 * ASSETS
+    assert len(_index_rows(home, run.run_id)["events"]) == 2 * ASSETS
+    assert len(_index_rows(home, run.run_id)["checks"]) == ASSETS
+    assert _run_rows(home, run.run_id) == 2 * ASSETS
+
+
+def test_with_the_speedups_off_the_configured_storage_is_dagsters_own(tmp_path, monkeypatch):
+    """The local `dagster.yaml` names this storage; with `CTO_DAGSTER_SPEEDUPS=off` it loads
+    Dagster's own class over the same files, and batches are not enabled."""
+    monkeypatch.setenv(SWITCH_ENV, "off")
+    monkeypatch.delenv(BATCH_SIZE_VARIABLE, raising=False)
+    home = tmp_path / "home"
+    with _instance(home, batched=True) as instance:
+        assert type(instance.event_log_storage) is SqliteEventLogStorage
+        run = instance.create_run_for_job(_job())
+        assert len(_planned(instance, run.run_id)) == 2 * ASSETS
+    assert BATCH_SIZE_VARIABLE not in os.environ
+    assert _run_rows(home, run.run_id) == 2 * ASSETS
+    monkeypatch.delenv(SWITCH_ENV)
+    with _instance(home, batched=True) as instance:  # and back: the same events
+        assert isinstance(instance.event_log_storage, BatchedSqliteEventLogStorage)
+        assert len(_planned(instance, run.run_id)) == 2 * ASSETS

@@ -151,7 +151,7 @@ GUARD_RUN = """
 import json, sys, tempfile
 import dagster as dg
 from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
-from cto_dagster.defs import step_polling
+from cto_dagster.speedups import step_polling
 
 polls = []
 original = step_polling._poll_for_event
@@ -172,6 +172,7 @@ print(json.dumps({"inherited": inherited, "polled": bool(polls)}))
 """
 
 
+@pytest.mark.speedups
 @pytest.mark.slow
 def test_the_private_hooks_still_take_effect_in_a_real_run():
     """In a fresh interpreter: the forkserver is one per process, and one another test started
@@ -192,7 +193,7 @@ def test_dagsters_storages_still_parse_migrations_through_the_shared_parser(tmp_
     import dagster as dg
     from alembic.script import ScriptDirectory
 
-    from cto_dagster.defs.step_warmup import share_migration_scripts
+    from cto_dagster.speedups.step_warmup import share_migration_scripts
 
     share_migration_scripts()
     shared = ScriptDirectory.from_config

@@ -9,12 +9,10 @@ import sys
 
 import pytest
 
-from cto_dagster.defs.run_processes import (
-    code_server_run,
-    export_pins_for_runs,
-    start_forkserver_early,
-)
-from cto_dagster.defs.start_notes import start_note
+from cto_dagster.defs.run_processes import export_pins_for_runs
+from cto_dagster.defs.start_notes import OFF_NOTE, start_note
+from cto_dagster.speedups import SWITCH_ENV
+from cto_dagster.speedups.early_forkserver import code_server_run, start_forkserver_early
 from tests.conftest import demo_task
 from tests.helpers import push_to_main, script_result
 
@@ -121,11 +119,24 @@ EXPECTED_NOTES = {
             f"step process: forkserver started while the run loaded; {RESOLVED}",
         ],
     },
+    # `CTO_DAGSTER_SPEEDUPS=off`: Dagster's own start-up, no forkserver of ours
+    "off": {
+        "whole job": [f"run process: {OFF_NOTE}; {OWN}", *[f"step process: {OFF_NOTE}; {OWN}"] * 2],
+        "selection": [f"run process: {OFF_NOTE}; {OWN}", f"step process: {OFF_NOTE}; {OWN}"],
+    },
 }
+SWITCH = {"warm": {"CTO_DAGSTER_WARM_RUNS": "1"}, "spawned": {"CTO_DAGSTER_WARM_RUNS": "0"}}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("runs", ["warm", "spawned"])
+@pytest.mark.parametrize(
+    "runs",
+    [
+        pytest.param("warm", marks=pytest.mark.speedups),
+        pytest.param("spawned", marks=pytest.mark.speedups),
+        "off",
+    ],
+)
 def test_a_code_servers_run_plans_what_it_showed_and_starts_warm(make_project, runs):
     """Guards in one real run through a code server, then a run of one selected asset:
     - the run runs the tasks the location showed when it was created, though the tasks branch
@@ -137,10 +148,12 @@ def test_a_code_servers_run_plans_what_it_showed_and_starts_warm(make_project, r
     - "spawned" (`CTO_DAGSTER_WARM_RUNS=0`, and runs started before the server's forkserver is
       up): the steps fork from a forkserver the run's process started while it loaded, with
       their job (whole or narrowed) resolved before the fork (fails if Dagster renames
-      `start_run_in_subprocess` or changes its arguments, or narrows a run's job otherwise)."""
+      `start_run_in_subprocess` or changes its arguments, or narrows a run's job otherwise);
+    - "off" (`CTO_DAGSTER_SPEEDUPS=off`): the same run, green, plans what the UI showed with no
+      forkserver of ours (the product on Dagster's public behaviour alone)."""
     project = make_project([demo_task(1), demo_task(2, deps=[1])])
     moved = _commit_with_new_details(project)
-    env = {**project.env(), "CTO_DAGSTER_WARM_RUNS": "1" if runs == "warm" else "0"}
+    env = {**project.env(), **SWITCH.get(runs, {SWITCH_ENV: "off"})}
     outcome = script_result(
         LAUNCH_AFTER_THE_BRANCH_MOVED, str(project.remote), moved, cwd=project.root, env=env
     )
@@ -171,9 +184,8 @@ def test_outside_a_code_server_runs_are_not_forked_and_steps_keep_their_own_fork
     not forked by a code server's forkserver does not adopt one (even with its variable set)."""
     from multiprocessing import forkserver
 
-    from cto_dagster.defs.executor import adopt_inherited_forkserver
-    from cto_dagster.defs.start_notes import SERVER_FORKSERVER_ENV
-    from cto_dagster.defs.warm_runs import fork_runs_from_a_warm_server
+    from cto_dagster.speedups.code_server_forkserver import fork_runs_from_a_warm_server
+    from cto_dagster.speedups.forkservers import SERVER_FORKSERVER_ENV, adopt_inherited_forkserver
 
     assert fork_runs_from_a_warm_server(is_code_server=False) is False
     assert fork_runs_from_a_warm_server(is_code_server=True) is False  # no DagsterApiServer

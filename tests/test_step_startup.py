@@ -10,12 +10,13 @@ import textwrap
 import time
 
 import dagster as dg
+import pytest
 from dagster._core.executor import child_process_executor
 
-from cto_dagster.defs import step_polling
 from cto_dagster.defs.background import BACKGROUND_NICENESS, run_in_background
-from cto_dagster.defs.executor import instance_modules
-from cto_dagster.defs.step_polling import collective_polling
+from cto_dagster.defs.step_processes import instance_modules
+from cto_dagster.speedups import step_polling
+from cto_dagster.speedups.step_polling import collective_polling
 
 original_poll = child_process_executor._poll_for_event
 
@@ -26,7 +27,7 @@ WARM_UP_THEN_OPEN_INSTANCES = textwrap.dedent(
     from dagster._core.storage.runs.sqlite import sqlite_run_storage
     from dagster._core.storage.sql import get_alembic_config
 
-    from cto_dagster.defs import step_warmup
+    from cto_dagster.speedups import step_warmup
 
     assert step_warmup.warm_up(step_warmup.STEP_MODULES) == [], "warm-up missed something"
     config = get_alembic_config(sqlite_run_storage.__file__)
@@ -114,6 +115,7 @@ def _round(poll, steps) -> list:
     return [poll(process, event_queue) for process, event_queue, _ in steps]
 
 
+@pytest.mark.speedups
 def test_collective_poll_keeps_dagsters_contract_and_wakes_on_any_step(monkeypatch):
     context = multiprocessing.get_context("forkserver")
     steps = _start_steps(["a", "b"], context)
@@ -142,6 +144,7 @@ def test_collective_poll_keeps_dagsters_contract_and_wakes_on_any_step(monkeypat
     assert child_process_executor._poll_for_event is original_poll
 
 
+@pytest.mark.speedups
 def test_a_quiet_round_waits_once_not_once_per_running_step(monkeypatch):
     """The loop starts a new step's process only after polling every running step: one idle
     wait per round keeps that under IDLE_WAIT_SECONDS, whatever the number of steps running
@@ -170,14 +173,14 @@ WARM_JOB_THEN_FORK = textwrap.dedent(
     sys.path.insert(0, sys.argv[1])
     from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
 
-    from cto_dagster.defs.executor import WARM_JOB_ENV, job_for_steps
+    from cto_dagster.speedups.forkservers import WARM_JOB_ENV, job_for_steps
 
     job = ReconstructableJob(
         ReconstructableRepository.for_module("tiny_defs", "defs", working_directory=sys.argv[1]),
         "tiny",
     )
     os.environ[WARM_JOB_ENV] = job_for_steps(job)
-    from cto_dagster.defs import step_warmup  # what the forkserver imports: it resolves the job
+    from cto_dagster.speedups import step_warmup  # what the forkserver imports: it resolves the job
 
     cache = ReconstructableJob.get_definition
     before = cache.cache_info()
@@ -210,7 +213,7 @@ def test_the_forkserver_preloads_only_modules_the_product_imports():
     script = textwrap.dedent(
         """
         import importlib, sys
-        from cto_dagster.defs.executor import PRELOAD
+        from cto_dagster.defs.step_processes import PRELOAD
         import cto_dagster.defs.loader
         for name in PRELOAD:
             if name.startswith(("cto_dagster.", "dagster.", "dagster._")):

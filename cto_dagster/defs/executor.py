@@ -2,47 +2,30 @@
 switch, a limit on agent slots, fast step start-up, and the plan written to the run's log.
 
 Steps start through a forkserver that has already imported Dagster's storage and this code
-location and done the start-up work every step would repeat (`step_warmup`), so a task whose
-dependencies are done starts in well under a second instead of 4 to 8.
+location (the executor's own `forkserver` start method and preload list); with the speed-ups on
+(`cto_dagster.speedups`) it has also done the start-up work every step would repeat
+(`step_warmup`), so a task whose dependencies are done starts in well under a second instead of
+4 to 8.
 """
 
-import base64
-import multiprocessing
-import os
-import pickle
 import time
 from collections import defaultdict
-from collections.abc import Mapping
-from multiprocessing import forkserver, resource_tracker
 
 import dagster as dg
-from dagster._core.definitions.executor_definition import (
-    get_retries_config,
-    multiple_process_executor_requirements,
-)
-from dagster._core.events import DagsterEvent, EngineEventData
+from dagster._core.definitions.executor_definition import get_retries_config
+from dagster._core.events import EngineEventData
 from dagster._core.execution.retries import RetryMode
 from dagster._core.executor.multiprocess import MultiprocessExecutor
 
 from cto_dagster.core.names import id_sort_key
-from cto_dagster.core.predictions import DEFAULT_AGENT_SLOTS, LEARNED_ENV, learned_pin
+from cto_dagster.core.predictions import DEFAULT_AGENT_SLOTS
 from cto_dagster.core.processes import ProcessIdentity
 from cto_dagster.core.progress import RunProgress
-from cto_dagster.core.settings import PINNED_COMMITS_ENV, planned_commits_pin
-from cto_dagster.defs.start_notes import SERVER_FORKSERVER_ENV, resolved_before_fork, start_note
-from cto_dagster.defs.step_polling import collective_polling
+from cto_dagster.defs.start_notes import start_note
+from cto_dagster.defs.step_processes import instance_modules, pin_planned_commits, preload_modules
 from cto_dagster.defs.translator import TAG_LEVEL, TAG_TASK_ID
-
-PRELOAD = [
-    "dagster._core.executor.multiprocess",
-    "dagster._core.execution.api",
-    "dagster._core.storage.event_log.sqlite.sqlite_event_log",
-    "dagster._core.storage.runs.sqlite.sqlite_run_storage",
-    "sqlalchemy",
-    "alembic",
-    "cto_dagster.core.task_run",
-    "cto_dagster.defs.step_warmup",
-]
+from cto_dagster.speedups.forkservers import prepare_steps_forkserver, warmup_preload
+from cto_dagster.speedups.step_polling import collective_polling
 
 CONFIG_SCHEMA = {
     "parallel_execution": dg.Field(
@@ -72,30 +55,6 @@ CONFIG_SCHEMA = {
 }
 
 
-def pin_planned_commits() -> None:
-    """Steps (forked by a forkserver this process starts) plan from the commits this process
-    planned from: no fetch per run, and the same tasks even if the branch moved meanwhile; and
-    they predict from the durations it learned, so their priorities and tags are the run's."""
-    pin = planned_commits_pin()
-    if pin:
-        os.environ[PINNED_COMMITS_ENV] = pin
-    learned = learned_pin()
-    if learned:
-        os.environ[LEARNED_ENV] = learned
-
-
-def instance_modules(instance: dg.DagsterInstance) -> list[str]:
-    """The modules of the storages, log manager, launcher... each step process will open."""
-    ref = instance.get_ref()
-    found = []
-    for field in ref._fields:
-        data = getattr(ref, field)
-        module = getattr(data, "module_name", None)
-        if field.endswith("_data") and isinstance(module, str) and module not in found:
-            found.append(module)
-    return found
-
-
 def plan_log_lines(execution_plan) -> list[str]:
     """The run's tasks by level, in the original guide's words, read from the steps' tags."""
     levels: dict[int, list[str]] = defaultdict(list)
@@ -108,41 +67,6 @@ def plan_log_lines(execution_plan) -> list[str]:
         lines += ["", f"📊 LEVEL {level}", "═" * 40, f"🚀 Launching tasks for level {level}:"]
         lines += [f"  → Task {task_id}" for task_id in sorted(levels[level], key=id_sort_key)]
     return lines
-
-
-WARM_JOB_ENV = "CTO_DAGSTER_WARM_JOB"
-
-
-# A selection of up to this many steps forks them from the code server's forkserver, each
-# narrowing the job it finds resolved there (0.02 s at 500 tasks); a larger one starts a
-# forkserver of its own with the narrowed job resolved once (0.9 s a step at 500 tasks).
-SMALL_SELECTION_STEPS = 20
-
-
-def adopt_inherited_forkserver(steps: int, job_def: object | None = None) -> bool:
-    """In a run's process that the code server's forkserver forked: fork the steps from that
-    forkserver rather than start another, when the run's job is the one resolved there or the
-    run selects a few steps. Python's forked child knows its forkserver's address and holds its
-    "alive" pipe, but not its process id, so `ensure_running` would start a new one: here it only
-    checks the resource tracker."""
-    if os.environ.get(SERVER_FORKSERVER_ENV) != "1":
-        return False
-    if not resolved_before_fork(job_def) and steps > SMALL_SELECTION_STEPS:
-        return False
-    server = forkserver._forkserver
-    if server._forkserver_pid is not None:  # this process started a forkserver itself
-        return False
-    if not server._forkserver_address or server._forkserver_alive_fd is None:
-        return False
-    server.ensure_running = resource_tracker.ensure_running  # type: ignore[method-assign]
-    return True
-
-
-def job_for_steps(job) -> str:
-    """The run's `ReconstructableJob` (or a list of them) for the forkserver's
-    `step_warmup.warm_job` (an environment variable: the forkserver starts with the environment
-    of the process that starts it)."""
-    return base64.b64encode(pickle.dumps(job)).decode("ascii")
 
 
 PROGRESS_TAG = "cto/progress"
@@ -172,7 +96,7 @@ class RunProgressTag:
         if self._task_of:
             self._write(time.time())
 
-    def see(self, event: DagsterEvent) -> None:
+    def see(self, event: dg.DagsterEvent) -> None:
         task_id = self._task_of.get(event.step_key or "")
         if task_id is None:
             return
@@ -209,10 +133,9 @@ class PlayMultiprocessExecutor(MultiprocessExecutor):
         pin_planned_commits()
         job_def = plan_context.reconstructable_job.get_definition()
         plan_context.log.debug(start_note("run process", job_def))
-        steps = len(execution_plan.step_keys_to_execute)
-        if self._forkserver and not adopt_inherited_forkserver(steps, job_def):
-            os.environ[WARM_JOB_ENV] = job_for_steps(plan_context.reconstructable_job)
-            os.environ.pop(SERVER_FORKSERVER_ENV, None)  # its steps come from another forkserver
+        if self._forkserver:  # speed-ups: the code server's forkserver, or the job warmed
+            steps = len(execution_plan.step_keys_to_execute)
+            prepare_steps_forkserver(plan_context.reconstructable_job, job_def, steps)
         lines = plan_log_lines(execution_plan)
         mode = (
             f"parallel, up to {self._slots} agents at once"
@@ -222,7 +145,7 @@ class PlayMultiprocessExecutor(MultiprocessExecutor):
         header = f"Execution plan ({mode}); each task starts as soon as its dependencies are done"
         # who runs the run: `cto-dagster resume` tells a dead run from a running one by it
         identity = ProcessIdentity.current().as_metadata()
-        yield DagsterEvent.engine_event(
+        yield dg.DagsterEvent.engine_event(
             plan_context, "\n".join([header, *lines]), EngineEventData(metadata=identity)
         )
         progress = RunProgressTag(
@@ -234,38 +157,16 @@ class PlayMultiprocessExecutor(MultiprocessExecutor):
                 yield event
 
 
-def preload_modules(job_module: str | None, storages: list[str], extra: list[str]) -> list[str]:
-    """What the forkserver imports once for every step: Dagster's executor and storages, this
-    code location, the warm-up (`step_warmup`), and the modules the config adds."""
-    return [*PRELOAD, *storages, *extra, *([job_module] if job_module else [])]
-
-
-def start_forkserver(preload: list[str], environment: Mapping[str, str]) -> None:
-    """Start Python's forkserver (one per process) importing `preload`, with `environment` added
-    to its environment only (its children read it: the job to resolve, where it came from)."""
-    multiprocessing.get_context("forkserver").set_forkserver_preload(preload)
-    saved = {name: os.environ.get(name) for name in environment}
-    os.environ.update(environment)
-    try:
-        forkserver.ensure_running()  # the server starts with this process's environment
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def forkserver_preload(init_context: dg.InitExecutorContext, extra: list[str]) -> list[str]:
     get_module = getattr(init_context.job, "get_module", None)
     module = get_module() if callable(get_module) else None
-    return preload_modules(module, instance_modules(init_context.instance), extra)
+    return preload_modules(module, instance_modules(init_context.instance), extra, warmup_preload())
 
 
 @dg.executor(
     name="play_multiprocess",
     config_schema=CONFIG_SCHEMA,
-    requirements=multiple_process_executor_requirements(),
+    requirements=dg.multiple_process_executor_requirements(),
 )
 def play_multiprocess_executor(init_context: dg.InitExecutorContext) -> PlayMultiprocessExecutor:
     config = init_context.executor_config

@@ -17,7 +17,6 @@ import os
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.definitions.executor_definition import multiple_process_executor_requirements
 from dagster._core.executor.step_delegating.step_handler.base import StepHandlerContext
 from dagster._core.storage.local_compute_log_manager import LocalComputeLogManager
 from dagster_k8s.container_context import K8sContainerContext
@@ -76,7 +75,7 @@ def per_run_labels(job: dg.JobDefinition, parallel: bool) -> dict[str, dict]:
 @dg.executor(
     name="play_k8s",
     config_schema=PLAY_K8S_CONFIG,
-    requirements=multiple_process_executor_requirements(),
+    requirements=dg.multiple_process_executor_requirements(),
 )
 def play_k8s_executor(init_context: dg.InitExecutorContext):
     """`k8s_job_executor` with the guide's `parallel_execution` switch. Step pods plan from the

@@ -14,8 +14,8 @@ from cto_dagster.defs.executor import executor_for
 from cto_dagster.defs.project import build_project_definitions
 from cto_dagster.defs.resources import PlayParameters
 from cto_dagster.defs.run_pods import pin_commits_of_run_pod
-from cto_dagster.defs.run_processes import start_forkserver_early
 from cto_dagster.defs.wiring import git_env_for
+from cto_dagster.speedups.early_forkserver import start_forkserver_early
 
 
 class ProjectLoadError(Exception):

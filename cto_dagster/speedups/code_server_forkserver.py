@@ -10,9 +10,10 @@ ready to execute, and its executor forks the steps from the same server instead 
 (a run selecting many steps of another job starts its own, with that job resolved once).
 
 Private hooks, each with a guard (tests/test_run_processes.py): the server's multiprocessing
-context (`DagsterApiServer._mp_ctx`, found as the object loading the definitions), and, in a run's
-process, the standard library's forkserver state it inherited (`ensure_running` would otherwise
-start a new server, as a forked child does not know its forkserver's process id).
+context (`DagsterApiServer._mp_ctx`, the server found through `sys._getframe` as the object
+loading the definitions), and, in a run's process, the standard library's forkserver state it
+inherited (`forkservers.adopt_inherited_forkserver`). Off (`switch.enabled()`, or
+`CTO_DAGSTER_WARM_RUNS=0`): the server spawns its runs as Dagster does.
 """
 
 from __future__ import annotations
@@ -22,21 +23,23 @@ import os
 import sys
 import threading
 import time
+from typing import Any
 
-from cto_dagster.defs.executor import (
+from cto_dagster.defs.step_processes import instance_modules, preload_modules
+from cto_dagster.speedups.forkservers import (
+    SERVER_FORKSERVER_ENV,
     WARM_JOB_ENV,
-    instance_modules,
+    WARMUP_MODULE,
     job_for_steps,
-    preload_modules,
     start_forkserver,
 )
-from cto_dagster.defs.start_notes import SERVER_FORKSERVER_ENV
+from cto_dagster.speedups.switch import enabled
 
 LOAD_WAIT_SECONDS = 600
 WARM_RUNS_ENV = "CTO_DAGSTER_WARM_RUNS"  # "0": runs are spawned as Dagster does
 
 
-def _api_server():
+def _api_server() -> object | None:
     """The `DagsterApiServer` whose constructor is loading the definitions (this call's stack)."""
     try:
         from dagster._grpc.server import DagsterApiServer
@@ -55,7 +58,7 @@ def fork_runs_from_a_warm_server(is_code_server: bool) -> bool:
     """In a code server whose definitions were just built: once the server holds them, start a
     forkserver with them built and the main job resolved, and let the server fork its runs from
     it. Returns whether that was set up to happen."""
-    if not is_code_server or os.environ.get(WARM_RUNS_ENV, "1") == "0":
+    if not is_code_server or os.environ.get(WARM_RUNS_ENV, "1") == "0" or not enabled():
         return False
     server = _api_server()
     if server is None or not hasattr(server, "_mp_ctx"):
@@ -66,7 +69,7 @@ def fork_runs_from_a_warm_server(is_code_server: bool) -> bool:
     return True
 
 
-def _start_when_loaded(server) -> None:
+def _start_when_loaded(server: Any) -> None:
     deadline = time.monotonic() + LOAD_WAIT_SECONDS
     while getattr(server, "_loaded_repositories", None) is None:
         if time.monotonic() > deadline:
@@ -88,7 +91,7 @@ def _start_when_loaded(server) -> None:
         instance = getattr(server, "_instance", None)
         storages = instance_modules(instance) if instance is not None else []
         start_forkserver(  # with the pins this server exported, and the jobs to resolve
-            preload_modules(jobs[0].get_module(), storages, []),
+            preload_modules(jobs[0].get_module(), storages, [], [WARMUP_MODULE]),
             {WARM_JOB_ENV: job_for_steps(jobs), SERVER_FORKSERVER_ENV: "1"},
         )
         server._mp_ctx = multiprocessing.get_context("forkserver")

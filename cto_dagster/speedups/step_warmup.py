@@ -1,6 +1,7 @@
 """What every step process would otherwise redo at start-up, done once in the forkserver.
 
-`play_multiprocess` names this module in the forkserver's preload list, so it runs once per run,
+`play_multiprocess` names this module in the forkserver's preload list when the speed-ups are on
+(`forkservers.warmup_preload`), so it runs once per run,
 before the first step is forked; each step inherits the result. Measured on a 2-core machine with
 8 agents, a task step spent ~0.75 s of CPU in Dagster before this (alembic re-reading its 90
 migration scripts for each of the 4 storages it opens, and ~80 modules imported late) and that
@@ -10,6 +11,10 @@ The run's job is resolved here too (`warm_job`): Dagster keeps the last resolved
 `ReconstructableJob` (an `lru_cache` on `get_definition`), so a step forked from here finds its
 job built. Resolving it took each step 1.1 s of CPU at 500 tasks, 0.1 s at 15
 (benchmarks/big_project.py).
+
+Private hook: alembic's `ScriptDirectory.from_config` replaced in the forkserver (and so in every
+step it forks). Guard: tests/test_guards.py (the step finds the shared parser; Dagster's
+storages still call `from_config`).
 """
 
 import base64
@@ -17,8 +22,9 @@ import gc
 import importlib
 import os
 import pickle
+from typing import Any
 
-from cto_dagster.defs.executor import WARM_JOB_ENV
+from cto_dagster.speedups.forkservers import WARM_JOB_ENV
 
 # Imported by a step process between fork and the task's function (found by diffing sys.modules
 # in a step); the storages' own modules are added from the instance ref by the executor.
@@ -86,7 +92,7 @@ def warm_up(modules: list[str]) -> list[str]:
     return missed
 
 
-def warm_job():
+def warm_job() -> Any:
     """Resolve the job the executor named (or the jobs a code server named, the first being the
     one its runs mostly run), so steps and runs forked from here find them built (the
     repository and each job stay cached under Dagster's `ReconstructableJob.get_definition`).

@@ -10,6 +10,10 @@ at once: whichever step has news wakes the loop at once, and with no news the lo
 One wait per round of the loop, not one per running step: the loop starts a new step's process
 only when it comes back to that step, after polling every running one; a wait on each poll
 delayed every start by up to 50 ms per running step (0.4 s with 8 running).
+
+Private hook: `child_process_executor._poll_for_event` replaced for the duration of a run (off:
+Dagster's own poll). Guards: tests/test_guards.py (Dagster's loop still calls it),
+tests/test_step_startup.py.
 """
 
 import multiprocessing
@@ -17,16 +21,19 @@ import queue
 from collections.abc import Iterator
 from contextlib import contextmanager
 from multiprocessing.connection import wait
+from typing import Any
 
 from dagster._core.executor import child_process_executor
 
+from cto_dagster.speedups.switch import enabled
+
 IDLE_WAIT_SECONDS = 0.05
 
-_running: dict[int, tuple[object, object]] = {}  # id(queue) -> (queue, process)
+_running: dict[int, tuple[Any, Any]] = {}  # id(queue) -> (queue, process)
 _quiet_polls = 0  # polls without news since the last wait
 
 
-def _poll_for_event(process, event_queue):
+def _poll_for_event(process: Any, event_queue: Any) -> Any:
     """Same contract as Dagster's `_poll_for_event`: an event, None (nothing yet), or
     PROCESS_DEAD_AND_QUEUE_EMPTY."""
     global _quiet_polls
@@ -53,7 +60,7 @@ def _poll_for_event(process, event_queue):
         return child_process_executor.PROCESS_DEAD_AND_QUEUE_EMPTY
 
 
-def _wake_ups() -> list:
+def _wake_ups() -> list[Any]:
     """Every running step's queue (news) and process sentinel (exit); finished steps dropped
     (Dagster closes a step's queue only after joining its process)."""
     handles = []
@@ -76,8 +83,8 @@ def _queues_expose_readers() -> bool:
 @contextmanager
 def collective_polling() -> Iterator[None]:
     """Install the collective poll for the duration of one executor run (restored after).
-    Where queues do not expose their reader (another Python), Dagster's own poll stays."""
-    if not _queues_expose_readers():
+    Off, or where queues do not expose their reader (another Python), Dagster's own poll stays."""
+    if not enabled() or not _queues_expose_readers():
         yield
         return
     original = child_process_executor._poll_for_event
