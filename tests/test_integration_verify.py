@@ -238,6 +238,15 @@ def _outcome(project):
     return checks, [e.asset_materialization.metadata if e else None for e in levels]
 
 
+def _step_statuses(project) -> dict[str, str]:
+    """Step key -> how it ended, in the project's first run (a step not started is absent)."""
+    from cto_dagster.summary import open_instance
+
+    with open_instance(project.home) as instance:
+        stats = instance.get_run_step_stats(project.runs()[-1].run_id)
+    return {s.step_key: s.status.value for s in stats}
+
+
 @pytest.mark.slow
 def test_through_dagster_the_failing_check_blocks_the_next_stage(make_project):
     import dagster as dg
@@ -250,6 +259,10 @@ def test_through_dagster_the_failing_check_blocks_the_next_stage(make_project):
         pulls = list(github.pulls)
     assert result.returncode != 0  # the blocking check fails the run
     checks, (level0, level1) = _outcome(project)
+    steps = _step_statuses(project)
+    # the blocking check fails the stage's step, so the next stage's step never starts
+    assert steps["proj__integration_level_0"] == "FAILURE"
+    assert "proj__integration_level_1" not in steps and steps["proj__task_003"] == "SUCCESS"
     check = checks[("integration_level_0", "integration_verified")]
     assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
     assert check.description.startswith("failed: `python -c import b; b.main()`")
@@ -268,6 +281,11 @@ def test_through_dagster_the_failing_check_blocks_the_next_stage(make_project):
     assert "feature/task-3-implementation" in branches
     [pull] = pulls
     assert "## Verified" in pull["body"] and "❌ The project's checks fail" in pull["body"]
+    # materialized on its own later, the next stage still refuses the unverified branch
+    alone = project.execute("--op-selection", "proj__integration_level_1")
+    assert alone.returncode != 0
+    assert "integration branch did not pass the project's checks" in alone.stdout + alone.stderr
+    assert "integration/level-1-" not in project.git("branch", "--list")
 
 
 @pytest.mark.slow
