@@ -39,8 +39,10 @@ def pr_body(
     chart: str = "",
     status_note: str = "",
     resolved: str = "",
+    verified: str = "",
 ) -> str:
-    """The table of the level's tasks, what is missing, the statuses the merge records, the
+    """The table of the level's tasks, what is missing, the statuses the merge records, what
+    the project's checks said of the branch and what an agent fixed so they pass, the
     conflicts an agent resolved (for reviewers to read first), and the plan's chart (GitHub
     renders Mermaid blocks)."""
     lines = [
@@ -54,6 +56,8 @@ def pr_body(
         lines += ["", f"⚠️ Incomplete: tasks {', '.join(missing)} produced no branch."]
     if status_note:
         lines += ["", status_note]
+    if verified:
+        lines += ["", "## Verified", "", verified]
     if resolved:
         lines += ["", "## Conflicts resolved by an agent", "", resolved]
     if chart:

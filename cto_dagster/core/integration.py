@@ -7,6 +7,11 @@ every pair (`git merge-tree`, no work tree touched). A merge that conflicts is a
 is pushed, so the levels before keep their branches. All of it happens in the object cache: no
 clone, no work tree.
 
+When the project has checks (`verify.checks`, with `verify.integration` on), they run on the
+merged head in a work tree before anything is pushed (core/integration_checks.py): a failure is
+pushed for people to see and reported, unless an agent repairs it (`verify.integration_repair:
+agent`); then only a head that passes is pushed, the fix committed on top of the merge.
+
 A stage of several levels (integration `granularity`) merges its tasks level by level; overlaps
 and predictions compare tasks of one level (those that ran side by side), each task's files
 being its own commits' (not what it merged from its dependencies).
@@ -20,6 +25,11 @@ from dataclasses import dataclass, field
 from cto_dagster.core.agents import AgentSpec
 from cto_dagster.core.git.cache import ObjectCache, backup_ref
 from cto_dagster.core.git.command import GitError
+from cto_dagster.core.integration_checks import (
+    IntegrationCheck,
+    IntegrationChecker,
+    IntegrationTarget,
+)
 from cto_dagster.core.names import check_base_branch, id_sort_key, task_branch
 from cto_dagster.core.repository import Repository
 from cto_dagster.core.resolution import (
@@ -33,6 +43,7 @@ from cto_dagster.core.resolution import (
 from cto_dagster.core.stages import IntegrationStage
 from cto_dagster.core.taskmaster import Task
 from cto_dagster.core.taskmaster.write_back import set_statuses
+from cto_dagster.core.verify import Verification, VerifyPolicy
 
 
 @dataclass(frozen=True)
@@ -51,6 +62,12 @@ class IntegrationRequest:
     task_info: Mapping[str, Task] = field(default_factory=dict)  # for a resolver's prompt
     last_level: int | None = None  # a stage of several levels ends here (None: one level)
     task_levels: Mapping[str, int] = field(default_factory=dict)  # merge order: level, then id
+    verify: VerifyPolicy = field(default_factory=VerifyPolicy)  # the project's checks
+
+    @property
+    def checks_integration(self) -> bool:
+        """Whether the merged head is checked (checks configured, `verify.integration` on)."""
+        return self.verify.enabled and self.verify.integration
 
     @property
     def stage(self) -> IntegrationStage:
@@ -91,10 +108,19 @@ class IntegrationResult:
     resolutions: list[Resolution] = field(default_factory=list)  # conflicts an agent resolved
     resolution_failure: str | None = None  # why the resolver could not resolve the conflict
     resolver_log_tail: str = ""
+    checked: IntegrationCheck | None = None  # the project's checks on the merged head
 
     @property
     def complete(self) -> bool:
         return not self.missing and self.conflict_branch is None
+
+    @property
+    def verification(self) -> Verification | None:
+        return self.checked.verification if self.checked else None
+
+    @property
+    def repaired_by_agent(self) -> bool:
+        return self.checked is not None and self.checked.fix is not None
 
 
 def overlap_report(level: int | str, overlaps: dict[str, list[str]]) -> str:
@@ -264,6 +290,32 @@ def _write_back(
     return cache.commit_tree(tree, [head], message)
 
 
+def _check_merged(request, cache, head: str, result: IntegrationResult, present, touched, log):
+    """The project's checks on the merged head (and the agent's repair): the head to push, or
+    None when nothing may be pushed (repair is on and the checks still fail: only a verified
+    head is pushed then). Without repair a failing head is pushed, for people to see; its
+    `integration_verified` check fails."""
+    if not request.checks_integration:
+        return head
+    repair_agent = request.conflicts.agent or request.agent or AgentSpec()
+    checker = IntegrationChecker(
+        request.verify, request.agent or AgentSpec(), repair_agent, request.repository, log
+    )
+    target = IntegrationTarget(
+        label=result.label,
+        branch=result.branch,
+        level=result.level,
+        name=request.stage.asset_name,
+        tasks=tuple(_side(request, t, touched) for t in present),
+    )
+    result.checked = checker.check(cache, head, target)
+    if result.checked.verification.passed or not checker.repairing:
+        return result.checked.head
+    log(f"❌ {result.label.capitalize()} integration: the checks still fail after the agent's "
+        f"repair; {result.branch} is not pushed")  # fmt: skip
+    return None
+
+
 def integrate_level(
     request: IntegrationRequest, log: Callable[[str], None] = print
 ) -> IntegrationResult:
@@ -303,6 +355,9 @@ def integrate_level(
     if not request.build_branch:
         return result
     head = _merge_in_order(request, cache, result, present, touched, log)
+    if head is None:
+        return result
+    head = _check_merged(request, cache, head, result, present, touched, log)
     if head is None:
         return result
     if request.write_back and present:

@@ -1,6 +1,7 @@
 """One integration asset per level (or per stage of levels: `integration.granularity`), stacked
-on the previous one, with two asset checks: overlapping files (WARN) and merge conflicts (ERROR,
-blocking the next stage)."""
+on the previous one, with its asset checks: overlapping files (WARN), merge conflicts (ERROR,
+blocking the next stage) and, when the project has checks, `integration_verified` (ERROR,
+blocking: the project's checks pass on the merged branch)."""
 
 from dataclasses import dataclass
 
@@ -17,6 +18,7 @@ from cto_dagster.core.integration import (
     overlap_report,
     resolution_report,
 )
+from cto_dagster.core.integration_checks import IntegrationCheckUnavailable, verification_report
 from cto_dagster.core.mermaid import mermaid_block
 from cto_dagster.core.names import task_branch
 from cto_dagster.core.planner import ExecutionPlan
@@ -24,6 +26,7 @@ from cto_dagster.core.pruning import prune_integration_branches
 from cto_dagster.core.resolution import ConflictPolicy
 from cto_dagster.core.settings import ProjectSettings
 from cto_dagster.core.stages import IntegrationStage
+from cto_dagster.core.verify import VerifyPolicy
 from cto_dagster.defs.background import run_in_background
 from cto_dagster.defs.k8s_tags import K8S_CONFIG_TAG, bookkeeping_k8s_config
 from cto_dagster.defs.resources import (
@@ -38,15 +41,19 @@ from cto_dagster.defs.task_assets import (
     HEAD_COMMIT,
     recorded_heads,
     recorded_resolutions,
+    recorded_verdicts,
     resolution_check,
     resolution_check_result,
     resolution_metadata,
     step_logger,
+    verified_check,
+    verified_check_result,
 )
 from cto_dagster.defs.translator import TAG_LEVEL, TaskTranslator, project_op_tags
 
 OVERLAP_CHECK = "file_overlap"
 CONFLICT_CHECK = "merge_conflicts"
+VERIFIED_CHECK = "integration_verified"  # ERROR, blocking: the project's checks pass on it
 
 
 def integration_key(project: ProjectSettings, stage: IntegrationStage) -> dg.AssetKey:
@@ -117,6 +124,7 @@ def _open_pr(
             chart=mermaid_block(plan),
             status_note=_status_note(project, result),
             resolved=resolved,
+            verified=verification_report(result.checked),
         ),
     )
     try:
@@ -159,12 +167,35 @@ def _metadata(result: IntegrationResult, pr: str) -> dict[str, object]:
         "predicted_conflict_count": len(result.predicted_conflicts),
         "conflicts_left": 1 if result.conflict_branch else 0,
         **resolution_metadata(result.resolutions),
+        **_verification_metadata(result),
         **(
             {"resolver_log_tail": dg.MetadataValue.md(f"```\n{result.resolver_log_tail}\n```")}
             if result.resolution_failure
             else {}
         ),
     }
+
+
+def _verification_metadata(result: IntegrationResult) -> dict[str, object]:
+    """The verdict of the project's checks on the branch and where its time went (run
+    summaries read `verified`, `check_seconds`, `setup_seconds`, `repaired_by_agent`); nothing
+    when the checks did not run."""
+    checked = result.checked
+    if checked is None:
+        return {}
+    data = checked.verification.metadata()
+    metadata: dict[str, object] = {
+        "verified": data["verified"],
+        "check_seconds": data["check_seconds"],
+        "setup_seconds": data["setup_seconds"],
+        "repair_seconds": data["repair_seconds"],
+        "repair_attempts": data["repair_attempts"],
+        "repaired_by_agent": checked.fix is not None,
+    }
+    if checked.fix is not None:
+        metadata["repair_commit"] = checked.fix.commit
+        metadata["files_repaired_by_agent"] = ", ".join(checked.fix.files) or "(none)"
+    return metadata
 
 
 def status_write_back(
@@ -199,6 +230,12 @@ class StageStep:
     previous_key: dg.AssetKey | None
     write_back: StatusWriteBack | None
     conflicts: ConflictPolicy
+    verify: VerifyPolicy
+
+    @property
+    def checks_integration(self) -> bool:
+        """Whether the merged branch is checked: checks configured, `verify.integration` on."""
+        return self.verify.enabled and self.verify.integration
 
     @property
     def upstream(self) -> list[dg.AssetKey]:
@@ -225,6 +262,7 @@ def _check_specs(step: StageStep) -> list[dg.AssetCheckSpec]:
             description="Every task branch merges without conflict",
         ),
         *([resolution_check(step.key)] if step.conflicts.enabled else []),
+        *([verified_check(step.key, VERIFIED_CHECK)] if step.checks_integration else []),
     ]
 
 
@@ -246,6 +284,7 @@ def build_integration_asset(
         previous_key=integration_key(project, previous) if previous else None,
         write_back=status_write_back(project, plan, stage),
         conflicts=project.conflict_policy(),
+        verify=project.verify.policy(),
     )
     level_tag = stage.span
 
@@ -281,6 +320,8 @@ def materialize_stage(context: dg.AssetExecutionContext, step: StageStep) -> dg.
         result = integrate_level(request, log=step_logger(context))
     except GitError as exc:
         raise dg.Failure(request.repository.redact(str(exc)), allow_retries=True) from None
+    except IntegrationCheckUnavailable as exc:
+        raise dg.Failure(request.repository.redact(str(exc)), allow_retries=False) from None
     pr, superseded = _publish(context, step, play, result, token)
     pruned = _prune_older_runs(
         context, step.project, request.repository, result, step.stage, step.plan, token
@@ -306,6 +347,7 @@ def _request(context, step: StageStep, play: PlayParameters, token: str) -> Inte
             f"{step.previous_key.to_user_string()} first",
             allow_retries=False,
         )
+    _refuse_unverified_previous(context, step)
     project, plan = step.project, step.plan
     return IntegrationRequest(
         level=step.stage.first,
@@ -322,7 +364,24 @@ def _request(context, step: StageStep, play: PlayParameters, token: str) -> Inte
         conflicts=step.conflicts,
         agent=getattr(context.resources, agent_key(project)).spec(project),
         task_info={t: plan.tasks[t] for t in step.task_keys},
+        verify=step.verify,
     )
+
+
+def _refuse_unverified_previous(context, step: StageStep) -> None:
+    """A stage never stacks on a branch whose checks failed (as a task never builds on an
+    unverified dependency); within a run the blocking check stops it already, this holds for a
+    stage materialized on its own afterwards."""
+    if step.previous_key is None:
+        return
+    verdict = recorded_verdicts(context.instance, [step.previous_key])[step.previous_key]
+    if verdict == "failed":
+        raise dg.Failure(
+            f"{step.previous.label if step.previous else 'the previous stage'}'s integration "
+            f"branch did not pass the project's checks (its `{VERIFIED_CHECK}` check failed): "
+            f"fix it and re-materialize {step.previous_key.to_user_string()} first",
+            allow_retries=False,
+        )
 
 
 def _publish(context, step: StageStep, play, result: IntegrationResult, token) -> tuple[str, str]:
@@ -398,4 +457,24 @@ def _check_results(step: StageStep, play, result: IntegrationResult) -> list:
             },
         ),
         *([resolution_check_result(result.resolutions)] if step.conflicts.enabled else []),
+        *([_verified_result(play, result)] if step.checks_integration else []),
     ]
+
+
+def _verified_result(play, result: IntegrationResult) -> dg.AssetCheckResult:
+    """The project's checks on the merged branch; when they could not run (nothing was
+    merged, or the merge stopped at a conflict) the check says why."""
+    if result.verification is not None:
+        return verified_check_result(result.verification, VERIFIED_CHECK)
+    if not play.integration_pr_enabled:
+        passed, why = True, "integration_pr_enabled is false: nothing was merged to check"
+    elif result.conflict_branch:
+        passed, why = False, "not checked: the merge stopped at a conflict (see merge_conflicts)"
+    else:
+        passed, why = False, "not checked"
+    return dg.AssetCheckResult(
+        check_name=VERIFIED_CHECK,
+        passed=passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=why,
+    )

@@ -56,6 +56,13 @@ def recorded_heads(
     return {key: found.head for key, found in _recorded(instance, keys).items()}
 
 
+def recorded_verdicts(
+    instance: dg.DagsterInstance, keys: list[dg.AssetKey]
+) -> dict[dg.AssetKey, str | None]:
+    """Each asset's latest `verified` verdict: passed, failed, or None (no checks ran)."""
+    return {key: found.verified for key, found in _recorded(instance, keys).items()}
+
+
 def _changed_files(metadata) -> tuple[str, ...]:
     value = metadata.get("changed_files")
     text = getattr(value, "value", value) or getattr(value, "md_str", "") or ""
