@@ -15,6 +15,7 @@ class FakeGitHub:
         self.pulls: list[dict] = []
         self.comments: dict[int, list[str]] = {}  # pull number -> comment bodies
         self.requests: list[tuple[str, str, str | None]] = []  # method, path, authorization
+        self.fail_next = 0  # answer this many requests with 502 first (a transient outage)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -52,9 +53,18 @@ class FakeGitHub:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _outage(self) -> bool:
+                if fake.fail_next > 0:
+                    fake.fail_next -= 1
+                    self._send(502, {"message": "Bad Gateway"})
+                    return True
+                return False
+
             def do_GET(self) -> None:
                 parsed = urlparse(self.path)
                 fake.requests.append(("GET", parsed.path, self.headers.get("Authorization")))
+                if self._outage():
+                    return
                 parts = parsed.path.strip("/").split("/")
                 if len(parts) == 4 and parts[0] == "repos" and parts[3] == "pulls":
                     query = parse_qs(parsed.query)
@@ -77,6 +87,8 @@ class FakeGitHub:
             def do_POST(self) -> None:
                 parsed = urlparse(self.path)
                 fake.requests.append(("POST", parsed.path, self.headers.get("Authorization")))
+                if self._outage():
+                    return
                 parts = parsed.path.strip("/").split("/")
                 length = int(self.headers.get("Content-Length") or 0)
                 payload = json.loads(self.rfile.read(length) or b"{}")

@@ -161,3 +161,17 @@ def test_pull_request_is_created_then_reused_and_token_stays_in_headers():
     with pytest.raises(ForgeError) as info:
         open_or_reuse_pull_request("http://127.0.0.1:9", token, "acme/shop", "h", "main", "t", "b")
     assert token not in str(info.value)
+
+
+def test_a_transient_github_outage_is_retried_and_the_pr_is_opened():
+    """Two 502s (GitHub's load balancer, a deploy) before the API answers: PyGithub's own retry
+    (bounded, with backoff) opens the PR; an outage longer than the retries is a ForgeError."""
+    with FakeGitHub() as github:
+        github.fail_next = 2
+        args = (github.url, "t0ken", "acme/shop", "integration/level-0-r", "main", "T", "b")
+        pull = open_or_reuse_pull_request(*args)
+        assert pull.number == 1 and len(github.pulls) == 1
+        assert len(github.requests) >= 4  # two answered 502, then the list and the create
+        github.fail_next = 100
+        with pytest.raises(ForgeError, match=r"502|cannot reach"):
+            open_or_reuse_pull_request(*args[:3], "integration/level-1-r", "main", "T", "b")

@@ -66,6 +66,10 @@ def pr_body(
     return body if len(body) <= PR_BODY_LIMIT else body[: PR_BODY_LIMIT - 1] + "…"
 
 
+RETRIES = 4
+RETRY_BACKOFF = 0.5  # seconds, doubled each retry
+
+
 def _cell(text: str) -> str:
     """Task text in a table cell: one line, no column breaks, no HTML."""
     clean = " ".join(text.split()).replace("|", "/").replace("<", "‹").replace(">", "›")
@@ -76,10 +80,13 @@ def _cell(text: str) -> str:
 def _repository(api_url: str, token: str, repository: str) -> Iterator:
     """PyGithub's handle on `repository`; every GitHub or network error becomes a ForgeError
     whose message never holds the token."""
-    from github import Auth, Github, GithubException
+    from github import Auth, Github, GithubException, GithubRetry
 
+    # PyGithub's own retry: 5xx and rate limits (waiting for their reset, up to a bound), so a
+    # transient GitHub error does not leave a level without its PR
+    retry = GithubRetry(total=RETRIES, backoff_factor=RETRY_BACKOFF, max_rate_limit_wait=300)
     client = Github(
-        base_url=api_url.rstrip("/"), auth=Auth.Token(token), retry=None, timeout=30, lazy=True
+        base_url=api_url.rstrip("/"), auth=Auth.Token(token), retry=retry, timeout=30, lazy=True
     )
     try:
         yield client.get_repo(repository)
