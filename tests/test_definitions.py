@@ -101,6 +101,12 @@ def test_assets_mirror_dependencies_with_tags_and_job(monkeypatch, tmp_path):
     metrics = graph.get(dg.AssetKey(["shop", "run_metrics"]))
     assert {k.to_user_string() for k in metrics.parent_keys} == {"shop/integration_level_2"}
     assert metrics.group_name == "shop_metrics"
+    # a transient git or GitHub error is retried at integration as at a task
+    integration = defs.resolve_assets_def(dg.AssetKey(["shop", "integration_level_1"]))
+    task_def = defs.resolve_assets_def(dg.AssetKey(["shop", "task_004"]))
+    for assets_def in (integration, task_def):
+        policy = assets_def.node_def.retry_policy
+        assert policy is not None and policy.max_retries >= 1, assets_def.key
     # badges tell the truth: no GitHub badge for a repository that is not on GitHub
     assert "dagster/kind/github" not in level1.tags and "dagster/kind/git" in level1.tags
     assert "dagster/kind/demo" in node.tags

@@ -302,6 +302,12 @@ def build_integration_asset(
         kinds={"git", "github"} if project.github_repository else {"git"},
         required_resource_keys={"play", git_key(project), github_key(project), agent_key(project)},
         check_specs=_check_specs(step),
+        # a transient git or network error (raised as retryable) is tried again
+        retry_policy=dg.RetryPolicy(
+            max_retries=project.max_retries, delay=2, backoff=dg.Backoff.EXPONENTIAL
+        )
+        if project.max_retries
+        else None,
     )
     def _integration(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         return materialize_stage(context, step)
