@@ -166,7 +166,20 @@ def verification_metadata(verification: Verification | None) -> dict[str, object
         "check_seconds": data["check_seconds"],
         "repair_seconds": data["repair_seconds"],
         "repair_attempts": data["repair_attempts"],
+        **({"repairs": repairs_table(verification)} if verification.repairs else {}),
     }
+
+
+def repairs_table(verification: Verification) -> dg.MetadataValue:
+    """Each repair attempt: its number, seconds, cost and result."""
+    rows = [
+        f"| {r.attempt} | {r.seconds:.1f} | "
+        f"{'n/a' if r.cost_usd is None else f'${r.cost_usd:.4f}'} | {r.result} |"
+        for r in verification.repairs
+    ]
+    return dg.MetadataValue.md(
+        "| attempt | seconds | cost | result |\n|---|---|---|---|\n" + "\n".join(rows)
+    )
 
 
 def verified_check(key: dg.AssetKey, name: str = VERIFIED_CHECK) -> dg.AssetCheckSpec:
@@ -201,13 +214,7 @@ def verified_check_result(
         "baseline": data["baseline"],
     }
     if verification.repairs:
-        metadata["repairs"] = dg.MetadataValue.md(
-            "\n".join(
-                f"- attempt {r.attempt}: {r.seconds:.1f} s, cost "
-                f"{'n/a' if r.cost_usd is None else f'${r.cost_usd:.4f}'}: {r.result}"
-                for r in verification.repairs
-            )
-        )
+        metadata["repairs"] = repairs_table(verification)
     # each command's output (its end, redacted), not only the failing one's: what a setup
     # installed, and from where, is what people ask when a check passes where it should not
     metadata["outputs"] = dg.MetadataValue.md(
