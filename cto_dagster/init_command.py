@@ -131,7 +131,7 @@ def render_config(
         "    agent:\n"
         f"      preset: {agent}                    # demo | claude | codex | gemini | aider\n"
         "      timeout_seconds: 3600\n"
-        "      sandbox: auto                     # bwrap when installed (see the README)\n"
+        "      sandbox: auto                     # bwrap when installed (docs/agents.md)\n"
         "    conflicts:\n"
         '      resolve: "off"                    # "agent": an agent resolves merge conflicts\n'
         "      # verify: [npm, test]             # argv that must pass on a resolved merge\n"

@@ -1,7 +1,7 @@
 """Speed-ups: every hook into Dagster's and CPython's private internals, in one optional layer.
 
 The product is correct without any of them (CI runs the end-to-end tests with the layer off);
-each makes runs start or proceed sooner, measured in the README ("Dagster's private APIs"):
+each makes runs start or proceed sooner, measured in docs/internals.md ("Dagster's private APIs"):
 
 - `code_server_forkserver`: a code server forks its runs, and their steps, from a forkserver it
   starts with the location built (`DagsterApiServer._mp_ctx`, the server found through

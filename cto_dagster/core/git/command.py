@@ -32,8 +32,8 @@ _CA_FILES = ("SSL_CERT_FILE", "SSL_CERT_DIR", "GIT_SSL_CAINFO")
 
 # Bounds of every git call. The timeout is generous (a first fetch of a large repository over a
 # slow link); the memory bound (RLIMIT_DATA: heap and private writable mappings, not the packs git
-# maps read-only) is far above what git needs for a large repository (measured in the README),
-# and ends a git that an agent made grow without end.
+# maps read-only) is far above what git needs for a large repository (measured in
+# docs/performance.md), and ends a git that an agent made grow without end.
 GIT_TIMEOUT_SECONDS = float(os.environ.get("CTO_DAGSTER_GIT_TIMEOUT", "3600"))
 GIT_MEMORY_BYTES = int(os.environ.get("CTO_DAGSTER_GIT_MEMORY_MB", "8192")) * 1024 * 1024
 

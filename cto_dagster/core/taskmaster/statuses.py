@@ -1,4 +1,4 @@
-"""Statuses as TaskMaster means them, and what each means for a run (README, "Statuses"):
+"""Statuses as TaskMaster means them, and what each means for a run (docs/planning.md, "Statuses"):
 
 - done (`done`, `completed`): not run; dependents are free to run.
 - review (`review`): implemented, awaiting review. Not run again (unless `--all`); dependents
