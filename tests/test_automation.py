@@ -158,3 +158,29 @@ def test_a_project_without_automation_runs_nothing_by_itself(make_project):
         assert project.runs() == []
     finally:
         ui.stop()
+
+
+def test_the_kubernetes_values_point_the_reload_sensor_at_the_webserver():
+    """The chart's code server reaches the chart's webserver Service (release cto-dagster), and
+    runs `dagster code-server start`, the server whose code a reload loads again."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from tests.helpers import REPO_ROOT
+
+    VALUES = REPO_ROOT / "helm-values" / "values.yaml"
+    values = yaml.safe_load(VALUES.read_text())
+    [deployment] = values["dagster-user-deployments"]["deployments"]
+    env = {e["name"]: e.get("value") for e in deployment["env"]}
+    assert env["CTO_DAGSTER_UI_URL"] == "http://cto-dagster-webserver:80"
+    assert "codeServerArgs" in deployment and "dagsterApiGrpcArgs" not in deployment
+    script, values_file = REPO_ROOT / "scripts" / "validate_helm_values.py", VALUES
+    checked = subprocess.run(
+        [sys.executable, str(script), str(values_file)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
