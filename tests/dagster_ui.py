@@ -24,8 +24,8 @@ def free_port() -> int:
 class Server:
     """`dg dev` (webserver and daemon, as `./scripts/ui` starts them) or the webserver alone."""
 
-    def __init__(self, env: dict[str, str], with_daemon: bool):
-        self.port = free_port()
+    def __init__(self, env: dict[str, str], with_daemon: bool, port: int | None = None):
+        self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         bin_dir = Path(sys.executable).parent
         if with_daemon:

@@ -153,7 +153,12 @@ def test_several_projects_in_one_code_location(monkeypatch, tmp_path):
         "run_metrics_job_beta",
     ]
     sensors = sorted(s.name for s in defs.sensors or [])
-    assert sensors == ["run_metrics_after_failure_alpha", "run_metrics_after_failure_beta"]
+    assert sensors == [
+        "run_metrics_after_failure_alpha",
+        "run_metrics_after_failure_beta",
+        "tasks_reload_alpha",  # stopped: `automation: on` starts it (docs/automation.md)
+        "tasks_reload_beta",
+    ]
 
 
 def test_broken_tasks_file_fails_the_load_with_the_planner_message(monkeypatch, tmp_path):

@@ -7,6 +7,13 @@ from cto_dagster.core.planner import ExecutionPlan
 from cto_dagster.core.predictions import Prediction, default_slots, predict
 from cto_dagster.core.secrets import SecretNames
 from cto_dagster.core.settings import ProjectSettings
+from cto_dagster.defs.automation import (
+    automation_sensor,
+    follow_condition,
+    task_condition,
+    tasks_reload_sensor,
+    with_condition,
+)
 from cto_dagster.defs.executor import executor_for
 from cto_dagster.defs.history import learned_durations
 from cto_dagster.defs.integration_assets import build_integration_asset
@@ -70,6 +77,7 @@ def build_project_definitions(
     ]
     if plan.task_ids:
         assets.append(build_metrics_asset(project, plan, translator, stages[-1], others))
+    assets, *automation_sensors = _automation(project, assets, len(plan.task_ids))
     job = dg.define_asset_job(
         name=job_name(project, single),
         selection=dg.AssetSelection.assets(*(asset.key for asset in assets)),
@@ -93,6 +101,20 @@ def build_project_definitions(
     return dg.Definitions(
         assets=assets,
         jobs=[job, metrics_job],
-        sensors=[build_failure_sensor(project, job, metrics_job)],
+        sensors=[build_failure_sensor(project, job, metrics_job), *automation_sensors],
         resources=resources,
     )
+
+
+def _automation(project: ProjectSettings, assets: list, task_count: int) -> tuple:
+    """`automation: on`: the assets with their conditions, the project's automation sensor, and
+    the reload sensor (cto_dagster/defs/automation.py); the reload sensor alone (stopped) when
+    off, for a person to start; nothing for a local tasks file."""
+    reload = [] if project.tasks_path else [tasks_reload_sensor(project)]
+    if not project.automation:
+        return (assets, *reload)
+    automated = [
+        with_condition(asset, task_condition() if i < task_count else follow_condition())
+        for i, asset in enumerate(assets)
+    ]
+    return (automated, automation_sensor(project, automated), *reload)

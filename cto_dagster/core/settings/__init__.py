@@ -36,6 +36,7 @@ from cto_dagster.core.settings.tasks_source import (
     planned_commit,
     planned_commits,
     planned_commits_pin,
+    tasks_files_at,
     tasks_source,
 )
 
@@ -60,5 +61,6 @@ __all__ = [
     "planned_commit",
     "planned_commits",
     "planned_commits_pin",
+    "tasks_files_at",
     "tasks_source",
 ]

@@ -444,6 +444,13 @@ class ProjectSettings(_Strict):
     github: GitHubSettings = Field(default_factory=GitHubSettings)
     max_retries: int = Field(1, ge=0, le=10)
     pool: str | None = Field(None, description="Dagster concurrency pool for the agent steps")
+    automation: bool = Field(
+        False,
+        description="on: the daemon starts each task by itself once its dependencies are "
+        "materialized and verified (declarative automation, docs/automation.md), and reloads "
+        "the code location when the tasks file on the base branch changes; off: nothing runs "
+        "unless launched",
+    )
     workspace_root: str | None = None
     kind: Literal["local", "kubernetes"] = "local"
     adopt_existing_branches: bool = Field(

@@ -93,29 +93,29 @@ def plan_project(
     project: ProjectSettings,
     git_env: Mapping[str, str] | None = None,
     environ: Mapping[str, str] | None = None,
+    record: bool = True,
 ) -> ExecutionPlan:
-    """Plan a project from its tasks file: a local override, or the file on the base branch."""
+    """Plan a project from its tasks file: a local override, or the file on the base branch
+    (`record`: remember the commit as the one this process planned from)."""
     environ = os.environ if environ is None else environ
     if project.tasks_path:
         return _plan(project, project.tasks_path, environ)
-    cache = _cache_root(environ) / hashlib.sha256(project.repository.encode()).hexdigest()[:16]
-    wanted = [project.tasks_file]
-    if project.tasks_file == ".taskmaster/tasks/tasks.json":
-        wanted += [".taskmaster/state.json", ".taskmaster/config.json"]
+    cache = _mirror(project, environ)
     env = git_environment(project.identity, git_env)
     source = tasks_source(project.repository, project.base_branch)
     try:
         commit, files = read_files_at(
             project.repository,
             project.base_branch,
-            wanted,
+            _wanted(project),
             cache / "mirror",
             env,
             commit=_pinned_commits(environ).get(source),
         )
     except GitError as exc:
         raise SettingsError(f"❌ project {project.name}: {exc}") from None
-    _planned_from[source] = commit
+    if record:
+        _planned_from[source] = commit
     if files[project.tasks_file] is None:
         raise SettingsError(
             f"❌ TaskMaster tasks.json not found: {project.tasks_file} on branch "
@@ -134,6 +134,48 @@ def plan_project(
         reports = {}
     checkout = _files_at_commit(cache / "files", commit, {**files, **reports})
     return _plan(project, checkout / project.tasks_file, environ)
+
+
+def _mirror(project: ProjectSettings, environ: Mapping[str, str]) -> Path:
+    return _cache_root(environ) / hashlib.sha256(project.repository.encode()).hexdigest()[:16]
+
+
+def _wanted(project: ProjectSettings) -> list[str]:
+    """The files a plan reads at the base branch's commit."""
+    wanted = [project.tasks_file]
+    if project.tasks_file == ".taskmaster/tasks/tasks.json":
+        wanted += [".taskmaster/state.json", ".taskmaster/config.json"]
+    return wanted
+
+
+def tasks_files_at(
+    project: ProjectSettings,
+    git_env: Mapping[str, str] | None = None,
+    commit: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> tuple[str, str]:
+    """The commit of the base branch (fetched now; or `commit`, read from the object cache) and
+    a digest of the files a plan reads there: two commits with one digest plan the same tasks.
+    Records nothing (see `planned_commits`)."""
+    environ = os.environ if environ is None else environ
+    env = git_environment(project.identity, git_env)
+    try:
+        found, files = read_files_at(
+            project.repository,
+            project.base_branch,
+            _wanted(project),
+            _mirror(project, environ) / "mirror",
+            env,
+            commit=commit,
+        )
+    except GitError as exc:
+        raise SettingsError(f"❌ project {project.name}: {exc}") from None
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        content = files[path]
+        digest.update(f"{path}\0{-1 if content is None else len(content)}\0".encode())
+        digest.update(content or b"")
+    return found, digest.hexdigest()
 
 
 def _tags_in(content: bytes | None) -> list[str]:
