@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
+from cto_dagster.core.predictions import DEFAULT_AGENT_SLOTS
 from cto_dagster.core.verify_summary import (
     VerifiedCounts,
     count_verified,
@@ -27,6 +28,21 @@ class TaskRecord:
     def number(self, name: str) -> float | None:
         value = self.metadata.get(name)
         return float(value) if isinstance(value, int | float) else None
+
+
+def executor_config(run: dg.DagsterRun) -> dict:
+    """The executor's config in the run's config (`execution: config:`), empty if none."""
+    config = ((run.run_config or {}).get("execution") or {}).get("config") or {}
+    return config if isinstance(config, dict) else {}
+
+
+def agent_slots(run: dg.DagsterRun) -> int:
+    """How many task steps the run lets run at once: one without `parallel_execution`, else its
+    `max_concurrent` (the executor's default when unset)."""
+    config = executor_config(run)
+    if config.get("parallel_execution") is False:
+        return 1
+    return max(1, int(config.get("max_concurrent") or DEFAULT_AGENT_SLOTS))
 
 
 def _plain(value: object) -> object:
