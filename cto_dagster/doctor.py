@@ -168,8 +168,7 @@ def _repository_findings(project) -> list[Finding]:
 
 
 def _instance_findings() -> list[Finding]:
-    from cto_dagster.instance_home import NoInstance, prepare_home, resolve_home
-    from cto_dagster.summary import open_instance
+    from cto_dagster.instance_home import NoInstance, open_instance, prepare_home, resolve_home
 
     try:
         home = prepare_home(resolve_home(say=lambda _line: None))

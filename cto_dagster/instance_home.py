@@ -74,11 +74,20 @@ def prepare_home(home: Path) -> Path:
     return home
 
 
-def _create_storage(home: Path) -> None:
+def open_instance(home: str | os.PathLike[str] | None = None):
+    """The instance of the folder `home` (its `dagster.yaml`), else DAGSTER_HOME's."""
     import dagster as dg
     from dagster._core.instance.ref import InstanceRef
 
-    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+    if home is None:
+        return dg.DagsterInstance.get()
+    return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+
+
+def _create_storage(home: Path) -> None:
+    import dagster as dg
+
+    with open_instance(home) as instance:
         # touching each storage creates its tables and stamps its migration head
         instance.get_run_records(limit=1)
         instance.fetch_materializations(dg.AssetKey("cto_dagster_storage_check"), limit=1)

@@ -80,8 +80,9 @@ def _launch_on(url: str, job_name: str, run_config: dict, tags: dict) -> int:
 
 def _launch(home: Path, server: CodeServer, job_name: str, run_config: dict, tags: dict) -> int:
     from cto_dagster.dead_runs import settle_dead_runs
+    from cto_dagster.instance_home import open_instance
     from cto_dagster.launch import LaunchError, create_run, start_and_follow
-    from cto_dagster.summary import open_instance, print_run_summary
+    from cto_dagster.summary import print_run_summary
 
     with open_instance(home) as instance:
         for settled in settle_dead_runs(instance):
