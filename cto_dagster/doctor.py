@@ -188,8 +188,9 @@ def _event_log_findings(event_log: str) -> list[Finding]:
     if event_log != "SqliteEventLogStorage":
         return []
     fix = (
-        "add the event_log_storage block of cto_dagster/sample_data/dagster.yaml to your "
-        "dagster.yaml (same files, planned events in one batch)"
+        "add the event_log_storage block that `cto-dagster init` writes (EVENT_LOG_STORAGE in "
+        "cto_dagster/instance_home.py) to your dagster.yaml (same files, planned events in one "
+        "batch)"
     )
     return [
         Finding(
