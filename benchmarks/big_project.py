@@ -164,7 +164,7 @@ def load_seconds(env: dict[str, str]) -> float:
 def _events(home: Path, kind: str) -> list:
     import dagster as dg
 
-    from cto_dagster.summary import open_instance
+    from cto_dagster.instance_home import open_instance
 
     with open_instance(home) as instance:
         records = instance.get_run_records(dg.RunsFilter(), limit=1)
@@ -217,7 +217,7 @@ def measure(size: int, steps: int, granularity: str | int = "level") -> dict[str
     first = min(r.event_log_entry.timestamp for r in starts) - started if starts else float("nan")
     import dagster as dg
 
-    from cto_dagster.summary import open_instance
+    from cto_dagster.instance_home import open_instance
 
     with open_instance(home) as instance:
         run_id = instance.get_run_records(dg.RunsFilter(), limit=1)[0].dagster_run.run_id

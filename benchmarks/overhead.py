@@ -65,7 +65,7 @@ def run(name: str, tasks: list[dict], speed: float) -> dict:
 
     from cto_dagster.defs.metrics_assets import metrics_for_run
     from cto_dagster.defs.run_records import task_records
-    from cto_dagster.summary import open_instance
+    from cto_dagster.instance_home import open_instance
 
     home, run_id, plan, _ = execute(name, tasks, speed, None, True)
     with open_instance(home) as instance:

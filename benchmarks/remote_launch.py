@@ -89,7 +89,7 @@ def first_task_after(command: list[str], env: dict[str, str], timeout: float = 3
 def _runs(home: Path) -> list:
     import dagster as dg
 
-    from cto_dagster.summary import open_instance
+    from cto_dagster.instance_home import open_instance
 
     with open_instance(home) as instance:
         return list(instance.get_run_records(dg.RunsFilter()))

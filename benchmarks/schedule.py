@@ -96,7 +96,7 @@ def execute(
     id, plan and wall time."""
     from cto_dagster.core.planner import build_plan
     from cto_dagster.core.taskmaster import read_task_list
-    from cto_dagster.summary import open_instance
+    from cto_dagster.instance_home import open_instance
 
     root = Path(tempfile.mkdtemp(prefix=f"cto-bench-{name.replace(' ', '-')}-"))
     remote = create_sample_repository(root / "repo", json.dumps({"master": {"tasks": tasks}}))
@@ -152,7 +152,7 @@ def execute(
 
 def run(name: str, tasks: list[dict], speed: float, slots: int | None, priorities: bool) -> dict:
     from cto_dagster.defs.metrics_assets import metrics_for_run
-    from cto_dagster.summary import open_instance
+    from cto_dagster.instance_home import open_instance
 
     home, run_id, plan, wall = execute(name, tasks, speed, slots, priorities)
     with open_instance(home) as instance:

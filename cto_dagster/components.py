@@ -31,8 +31,6 @@ from cto_dagster.core.taskmaster import TasksFileError
 
 __all__ = ["TaskMasterProject"]
 
-PLACEHOLDER_URL = "https://github.com/OWNER/REPO.git"
-
 
 class TaskMasterProjectScaffolder(Scaffolder):
     """`dg scaffold defs`: a commented defs.yaml, from what the current repository shows."""

@@ -57,8 +57,8 @@ def sample_is_current(folder: Path) -> bool:
 
 
 def run_demo(workdir: str, fresh: bool = False) -> int:
+    from cto_dagster.instance_home import open_instance
     from cto_dagster.launch import LaunchError, create_run, start_and_follow
-    from cto_dagster.summary import open_instance
 
     folder = Path(workdir).resolve()
     if not fresh and folder.exists() and not sample_is_current(folder):

@@ -168,8 +168,7 @@ def _repository_findings(project) -> list[Finding]:
 
 
 def _instance_findings() -> list[Finding]:
-    from cto_dagster.instance_home import NoInstance, prepare_home, resolve_home
-    from cto_dagster.summary import open_instance
+    from cto_dagster.instance_home import NoInstance, open_instance, prepare_home, resolve_home
 
     try:
         home = prepare_home(resolve_home(say=lambda _line: None))
@@ -189,8 +188,9 @@ def _event_log_findings(event_log: str) -> list[Finding]:
     if event_log != "SqliteEventLogStorage":
         return []
     fix = (
-        "add the event_log_storage block of cto_dagster/sample_data/dagster.yaml to your "
-        "dagster.yaml (same files, planned events in one batch)"
+        "add the event_log_storage block that `cto-dagster init` writes (EVENT_LOG_STORAGE in "
+        "cto_dagster/instance_home.py) to your dagster.yaml (same files, planned events in one "
+        "batch)"
     )
     return [
         Finding(

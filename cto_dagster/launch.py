@@ -31,7 +31,7 @@ from cto_dagster.code_server import (
     start_code_server,
 )
 from cto_dagster.core.progress import RunProgress, format_duration
-from cto_dagster.defs.run_records import task_steps
+from cto_dagster.defs.run_records import agent_slots, task_steps
 from cto_dagster.defs.translator import TAG_PREDICTED, TAG_PROJECT
 
 DAEMON_FRESH_SECONDS = 60
@@ -311,9 +311,7 @@ def _progress_for(instance: dg.DagsterInstance, run: dg.DagsterRun) -> RunProgre
         step.task_id: [steps[u].task_id for u in step.upstream if u in steps]
         for step in steps.values()
     }
-    execution = ((run.run_config or {}).get("execution") or {}).get("config") or {}
-    slots = 1 if execution.get("parallel_execution") is False else execution.get("max_concurrent")
-    return RunProgress(dependencies=dependencies, slots=int(slots or 8))
+    return RunProgress(dependencies=dependencies, slots=agent_slots(run))
 
 
 def follow(

@@ -9,29 +9,20 @@ from typing import TYPE_CHECKING
 
 import yaml
 
+from cto_dagster.core.mappings import deep_merge
+
 if TYPE_CHECKING:
     from cto_dagster.code_server import CodeServer
 
 
 def _merged_config(files: list[str]) -> dict:
     """Run config from YAML files; later files override earlier keys (maps merge)."""
-
-    def merge(base: dict, extra: dict) -> dict:
-        out = dict(base)
-        for key, value in extra.items():
-            out[key] = (
-                merge(out[key], value)
-                if isinstance(value, dict) and isinstance(out.get(key), dict)
-                else value
-            )
-        return out
-
     config: dict = {}
     for name in files:
         data = yaml.safe_load(Path(name).read_text(encoding="utf-8")) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{name} must hold a mapping (the run config)")
-        config = merge(config, data)
+        config = deep_merge(config, data)
     return config
 
 
@@ -89,8 +80,9 @@ def _launch_on(url: str, job_name: str, run_config: dict, tags: dict) -> int:
 
 def _launch(home: Path, server: CodeServer, job_name: str, run_config: dict, tags: dict) -> int:
     from cto_dagster.dead_runs import settle_dead_runs
+    from cto_dagster.instance_home import open_instance
     from cto_dagster.launch import LaunchError, create_run, start_and_follow
-    from cto_dagster.summary import open_instance, print_run_summary
+    from cto_dagster.summary import print_run_summary
 
     with open_instance(home) as instance:
         for settled in settle_dead_runs(instance):

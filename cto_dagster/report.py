@@ -10,8 +10,7 @@ def run_report(project: str | None, run_id: str | None) -> int:
     from cto_dagster.core.settings import SettingsError, load_settings, plan_project
     from cto_dagster.defs.metrics_assets import metrics_for_run, play_runs
     from cto_dagster.defs.wiring import git_env_for
-    from cto_dagster.instance_home import NoInstance, resolve_home
-    from cto_dagster.summary import open_instance
+    from cto_dagster.instance_home import NoInstance, open_instance, resolve_home
 
     try:
         home = resolve_home()

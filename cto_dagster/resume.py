@@ -11,9 +11,9 @@ def run_resume(run_id: str | None, job_name: str) -> int:
     import dagster as dg
 
     from cto_dagster.dead_runs import ACTIVE, run_process, settle_if_dead
-    from cto_dagster.instance_home import NoInstance, resolve_home
+    from cto_dagster.instance_home import NoInstance, open_instance, resolve_home
     from cto_dagster.launch import LaunchError, create_reexecution_from_failure, start_and_follow
-    from cto_dagster.summary import open_instance, print_run_summary
+    from cto_dagster.summary import print_run_summary
 
     try:
         home = resolve_home()

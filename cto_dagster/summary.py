@@ -9,15 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def open_instance(home: str | Path | None = None):
-    import dagster as dg
-    from dagster._core.instance.ref import InstanceRef
-
-    if home is None:
-        return dg.DagsterInstance.get()
-    return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
-
-
 def _levels_word(meta: dict[str, object], level: int) -> str:
     span = str(meta.get("integrated_levels") or level)
     return f"Levels {span}" if "-" in span else f"Level {span}"
@@ -39,6 +30,7 @@ def print_run_summary(
         task_records,
         verified_counts,
     )
+    from cto_dagster.instance_home import open_instance
 
     with open_instance(home) as instance:
         if run_id:

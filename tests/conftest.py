@@ -103,7 +103,7 @@ class Project:
     def runs(self):
         import dagster as dg
 
-        from cto_dagster.summary import open_instance
+        from cto_dagster.instance_home import open_instance
 
         with open_instance(self.home) as instance:
             return [r.dagster_run for r in instance.get_run_records(dg.RunsFilter())]
@@ -111,7 +111,7 @@ class Project:
     def records(self, run_id: str | None = None) -> dict:
         """Task records of a run (default: the latest run of play_project)."""
         from cto_dagster.defs.run_records import task_records
-        from cto_dagster.summary import open_instance
+        from cto_dagster.instance_home import open_instance
 
         run_id = run_id or next(r.run_id for r in self.runs() if r.job_name.startswith("play_"))
         with open_instance(self.home) as instance:

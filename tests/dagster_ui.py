@@ -28,16 +28,20 @@ class Server:
         self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         bin_dir = Path(sys.executable).parent
-        if with_daemon:
-            command = [str(bin_dir / "dg"), "dev", "--host", "127.0.0.1", "-p", str(self.port)]
+        workspace = ["-w", str(REPO_ROOT / "workspace.yaml")]
+        cwd = REPO_ROOT
+        if with_daemon:  # from the instance's folder, as ./scripts/ui: no dagster.yaml warning
+            command = [str(bin_dir / "dg"), "dev", *workspace, "--host", "127.0.0.1"]
+            command += ["-p", str(self.port)]
+            cwd = Path(env["DAGSTER_HOME"])
         else:
             command = [sys.executable, "-m", "dagster_webserver", "-h", "127.0.0.1"]
-            command += ["-p", str(self.port), "-w", str(REPO_ROOT / "workspace.yaml")]
+            command += ["-p", str(self.port), *workspace]
         self.log = Path(env["DAGSTER_HOME"]) / "server.log"
         self.process = subprocess.Popen(
             command,
             env={**env, "VIRTUAL_ENV": str(bin_dir.parent)},
-            cwd=REPO_ROOT,
+            cwd=cwd,
             stdout=self.log.open("w"),
             stderr=subprocess.STDOUT,
             start_new_session=True,

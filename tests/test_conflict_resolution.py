@@ -228,7 +228,7 @@ def test_through_dagster_warn_check_pr_section_and_counts(make_project):
     import dagster as dg
 
     from cto_dagster.defs.run_records import conflict_counts
-    from cto_dagster.summary import open_instance
+    from cto_dagster.instance_home import open_instance
 
     run_id = project.runs()[0].run_id
     with open_instance(project.home) as instance:

@@ -89,7 +89,7 @@ def test_whole_run_integration_and_newer_pr_supersedes_older(make_project):
 
     import dagster as dg
 
-    from cto_dagster.summary import open_instance
+    from cto_dagster.instance_home import open_instance
 
     runs = [r for r in project.runs() if r.job_name == "play_project"]
     newest, oldest = runs[0], runs[-1]

@@ -47,7 +47,7 @@ def _wait(predicate, timeout: float, what: str):
 def test_agent_output_reaches_the_captured_log_while_it_runs_redacted(make_project, tmp_path):
     import dagster as dg
 
-    from cto_dagster.summary import open_instance
+    from cto_dagster.instance_home import open_instance
 
     script = tmp_path / "agent.py"
     script.write_text(AGENT, encoding="utf-8")

@@ -20,8 +20,7 @@ LAUNCH_AFTER_THE_BRANCH_MOVED = """
 import json, sys, time
 import dagster as dg
 from cto_dagster import launch
-from cto_dagster.summary import open_instance
-from cto_dagster.instance_home import resolve_home
+from cto_dagster.instance_home import open_instance, resolve_home
 
 
 def finished(instance, run_id):  # (status, the steps' start-up notes) once the run ended
@@ -99,7 +98,8 @@ WARM = "forkserver of the code server"
 RESOLVED = "job resolved before the fork"
 OWN = "job resolved in this process"
 EXPECTED_NOTES = {
-    # the code server's forkserver forks the run's process and its steps (warm_runs.py)
+    # the code server's forkserver forks the run's process and its steps
+    # (speedups/code_server_forkserver.py)
     "warm": {
         "whole job": [
             f"run process: {WARM}; {RESOLVED}",

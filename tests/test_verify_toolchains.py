@@ -134,7 +134,7 @@ def execute(project: Project, places, **env) -> subprocess.CompletedProcess:
 
 
 def evaluations(project: Project) -> dict:
-    from cto_dagster.summary import open_instance
+    from cto_dagster.instance_home import open_instance
 
     run_id = next(r.run_id for r in project.runs() if r.job_name.startswith("play_"))
     with open_instance(project.home) as instance:
@@ -144,7 +144,7 @@ def evaluations(project: Project) -> dict:
 def failed_steps(project: Project) -> set[str]:
     import dagster as dg
 
-    from cto_dagster.summary import open_instance
+    from cto_dagster.instance_home import open_instance
 
     run_id = next(r.run_id for r in project.runs() if r.job_name.startswith("play_"))
     with open_instance(project.home) as instance:

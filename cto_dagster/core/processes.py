@@ -10,6 +10,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+def pid_exists(pid: int) -> bool:
+    """Whether some process holds `pid` now (one of another user's too). Not that it is the
+    process recorded with it: pids are reused (`ProcessIdentity.verdict` tells that)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def boot_id() -> str:
     try:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()

@@ -19,22 +19,12 @@ import stat
 import tempfile
 from pathlib import Path
 
-from cto_dagster.core.processes import ProcessIdentity, started_at
+from cto_dagster.core.processes import ProcessIdentity, pid_exists, started_at
 from cto_dagster.core.safe_fs import read_untrusted, remove_tree
 
 _FOLDER = re.compile(r"^cto-(?:task|integration|resolve)-.+-p(\d+)-[^-]+$")
 OWNER_FILE = "owner.json"
 AGENT_FILE = "agent.json"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def write_identity(folder: Path, name: str, pid: int) -> None:
@@ -64,7 +54,7 @@ def _owner_gone(entry: Path, pid: int) -> bool:
     # an old folder, a step killed before it wrote its owner, or no /proc: only the pid in the
     # folder's name is known. Its owner made the folder, so a process holding that pid that
     # started after the folder was last changed is someone else (the pid was recycled).
-    if not _alive(pid):
+    if not pid_exists(pid):
         return True
     started = started_at(pid)
     return started is not None and started > entry.lstat().st_mtime + _CLOCK_SLACK_SECONDS
@@ -80,7 +70,7 @@ def _end_agent(entry: Path) -> None:
     if agent is None:
         return
     without_proc = not agent.boot and not agent.started and agent.host == socket.gethostname()
-    if agent.verdict() == "alive" or (without_proc and _alive(agent.pid)):
+    if agent.verdict() == "alive" or (without_proc and pid_exists(agent.pid)):
         try:
             os.killpg(agent.pid, signal.SIGKILL)
         except OSError:

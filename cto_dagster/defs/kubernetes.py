@@ -22,8 +22,8 @@ from dagster._core.storage.local_compute_log_manager import LocalComputeLogManag
 from dagster_k8s.container_context import K8sContainerContext
 from dagster_k8s.executor import K8sStepHandler, k8s_job_executor
 
-from cto_dagster.core.predictions import LEARNED_ENV, learned_pin
-from cto_dagster.core.settings import PINNED_COMMITS_ENV, planned_commits_pin
+from cto_dagster.core.mappings import deep_merge
+from cto_dagster.defs.step_processes import planned_pins
 from cto_dagster.defs.translator import TAG_TASK_ID
 
 # What a run's config may choose: how many pods at once, and retries. Where the pods run, with
@@ -91,16 +91,9 @@ def play_k8s_executor(init_context: dg.InitExecutorContext):
     labels = per_run_labels(init_context.job.get_definition(), parallel)
     per_step = dict(config.get("per_step_k8s_config") or {})
     for op, extra in labels.items():
-        per_step[op] = _merge(extra, per_step.get(op) or {})
+        per_step[op] = deep_merge(extra, per_step.get(op) or {})
     config["per_step_k8s_config"] = per_step
-    pins = [
-        f"{name}={value}"
-        for name, value in (
-            (PINNED_COMMITS_ENV, planned_commits_pin()),
-            (LEARNED_ENV, learned_pin()),
-        )
-        if value
-    ]
+    pins = [f"{name}={value}" for name, value in planned_pins().items()]
     if pins:
         config["env_vars"] = [*(config.get("env_vars") or []), *pins]
     inner = init_context._replace(executor_config=config)
@@ -143,14 +136,3 @@ def run_logs_mount(logs: LocalComputeLogManager, run_id: str) -> dict[str, str]:
     """The volume mount of one run's folder, at the path the compute log manager writes it."""
     folder = Path(logs.get_captured_local_path([run_id, "compute_logs", "step"], "out")).parent
     return {"name": COMPUTE_LOGS_VOLUME, "mount_path": str(folder.parent), "sub_path": run_id}
-
-
-def _merge(base: dict, override: dict) -> dict:
-    out = dict(base)
-    for key, value in override.items():
-        out[key] = (
-            _merge(out[key], value)
-            if isinstance(value, dict) and isinstance(out.get(key), dict)
-            else value
-        )
-    return out

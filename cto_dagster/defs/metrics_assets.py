@@ -10,10 +10,10 @@ from cto_dagster.core.settings import ProjectSettings
 from cto_dagster.core.stages import IntegrationStage
 from cto_dagster.core.verify_summary import verified_line
 from cto_dagster.defs.background import run_in_background
-from cto_dagster.defs.executor import DEFAULT_AGENT_SLOTS
 from cto_dagster.defs.integration_assets import integration_key
 from cto_dagster.defs.k8s_tags import K8S_CONFIG_TAG, bookkeeping_k8s_config
 from cto_dagster.defs.run_records import (
+    agent_slots,
     conflict_counts,
     run_chain,
     step_launches,
@@ -42,11 +42,8 @@ def metrics_key(project: ProjectSettings) -> dg.AssetKey:
 
 
 def _agent_slots(run: dg.DagsterRun, plan: ExecutionPlan) -> int:
-    config = ((run.run_config or {}).get("execution") or {}).get("config") or {}
     width = max((len(level) for level in plan.levels), default=1)
-    if config.get("parallel_execution") is False:
-        return 1
-    return max(1, min(int(config.get("max_concurrent") or DEFAULT_AGENT_SLOTS), width))
+    return max(1, min(agent_slots(run), width))
 
 
 def _run_part(instance: dg.DagsterInstance, run: dg.DagsterRun, record_start: float | None):

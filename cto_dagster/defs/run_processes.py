@@ -9,11 +9,9 @@ very tasks the run was created from (the UI's graph, the run's snapshot) without
 
 from __future__ import annotations
 
-import os
 import sys
 
-from cto_dagster.core.predictions import LEARNED_ENV, learned_pin
-from cto_dagster.core.settings import PINNED_COMMITS_ENV, planned_commits_pin
+from cto_dagster.defs.step_processes import pin_planned_commits
 
 
 def is_code_server() -> bool:
@@ -26,8 +24,5 @@ def export_pins_for_runs() -> None:
     """In a code server, once its definitions are built: the run processes it spawns inherit the
     commits and durations it planned from (a run then runs the plan it was created from, even if
     the tasks branch moved since the location loaded; reload the location to plan anew)."""
-    if not is_code_server():
-        return
-    for name, value in ((PINNED_COMMITS_ENV, planned_commits_pin()), (LEARNED_ENV, learned_pin())):
-        if value:
-            os.environ[name] = value
+    if is_code_server():
+        pin_planned_commits()

@@ -1,9 +1,11 @@
 """What a run did, read back from the Dagster event log (the only store: DESIGN principle 5)."""
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import dagster as dg
 
+from cto_dagster.core.predictions import DEFAULT_AGENT_SLOTS
 from cto_dagster.core.verify_summary import (
     VerifiedCounts,
     count_verified,
@@ -27,6 +29,21 @@ class TaskRecord:
     def number(self, name: str) -> float | None:
         value = self.metadata.get(name)
         return float(value) if isinstance(value, int | float) else None
+
+
+def executor_config(run: dg.DagsterRun) -> dict:
+    """The executor's config in the run's config (`execution: config:`), empty if none."""
+    config = ((run.run_config or {}).get("execution") or {}).get("config") or {}
+    return config if isinstance(config, dict) else {}
+
+
+def agent_slots(run: dg.DagsterRun) -> int:
+    """How many task steps the run lets run at once: one without `parallel_execution`, else its
+    `max_concurrent` (the executor's default when unset)."""
+    config = executor_config(run)
+    if config.get("parallel_execution") is False:
+        return 1
+    return max(1, int(config.get("max_concurrent") or DEFAULT_AGENT_SLOTS))
 
 
 def _plain(value: object) -> object:
@@ -58,6 +75,20 @@ def task_steps(instance: dg.DagsterInstance, run: dg.DagsterRun) -> dict[str, Ta
     return steps
 
 
+def _task_step_events(
+    instance: dg.DagsterInstance, run_id: str, steps: dict[str, TaskStep], event_type: str
+) -> Iterator[tuple[TaskStep, dg.DagsterEvent]]:
+    """The run's events of one type (a `DagsterEventType` name) from its task steps, in order."""
+    records = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType[event_type], limit=100_000
+    ).records
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        step = steps.get(event.step_key or "") if event else None
+        if step is not None:
+            yield step, event
+
+
 def task_records(instance: dg.DagsterInstance, run_id: str) -> list[TaskRecord]:
     """Task materializations and task step failures of one run."""
     run = instance.get_run_by_id(run_id)
@@ -65,26 +96,14 @@ def task_records(instance: dg.DagsterInstance, run_id: str) -> list[TaskRecord]:
         return []
     steps = task_steps(instance, run)
     records: dict[str, TaskRecord] = {}
-    materializations = instance.get_records_for_run(
-        run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=100_000
-    ).records
-    for record in materializations:
-        event = record.event_log_entry.dagster_event
-        step = steps.get(event.step_key or "")
-        if step is None:
-            continue
+    for step, event in _task_step_events(instance, run_id, steps, "ASSET_MATERIALIZATION"):
         materialization = event.event_specific_data.materialization
         metadata = {name: _plain(value) for name, value in materialization.metadata.items()}
         records[step.task_id] = TaskRecord(
             materialization.asset_key, event.step_key, "materialized", step.task_id, metadata
         )
-    failures = instance.get_records_for_run(
-        run_id, of_type=dg.DagsterEventType.STEP_FAILURE, limit=100_000
-    ).records
-    for record in failures:
-        event = record.event_log_entry.dagster_event
-        step = steps.get(event.step_key or "")
-        if step is None or step.task_id in records:
+    for step, event in _task_step_events(instance, run_id, steps, "STEP_FAILURE"):
+        if step.task_id in records:
             continue
         error = event.event_specific_data.error
         message = event.event_specific_data.user_failure_data

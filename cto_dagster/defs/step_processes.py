@@ -27,16 +27,20 @@ PRELOAD = [
 ]
 
 
+def planned_pins() -> dict[str, str]:
+    """The environment that makes another process plan what this one planned: the commits it
+    planned from (PINNED_COMMITS_ENV) and the durations it learned (LEARNED_ENV), each only
+    when there is one."""
+    pins = ((PINNED_COMMITS_ENV, planned_commits_pin()), (LEARNED_ENV, learned_pin()))
+    return {name: value for name, value in pins if value}
+
+
 def pin_planned_commits() -> None:
-    """Steps (forked by a forkserver this process starts) plan from the commits this process
-    planned from: no fetch per run, and the same tasks even if the branch moved meanwhile; and
-    they predict from the durations it learned, so their priorities and tags are the run's."""
-    pin = planned_commits_pin()
-    if pin:
-        os.environ[PINNED_COMMITS_ENV] = pin
-    learned = learned_pin()
-    if learned:
-        os.environ[LEARNED_ENV] = learned
+    """Processes this one starts (steps forked by its forkserver, a code server's runs) plan
+    from the commits this process planned from: no fetch per run, and the same tasks even if the
+    branch moved meanwhile; and they predict from the durations it learned, so their priorities
+    and tags are the run's."""
+    os.environ.update(planned_pins())
 
 
 def instance_modules(instance: dg.DagsterInstance) -> list[str]:

@@ -5,10 +5,8 @@ themselves get these through the project's resources (`defs/resources.py`); the 
 (`doctor`, `report`, the loader) through these helpers."""
 
 from cto_dagster.core.git.credentials import credential_environment
-from cto_dagster.core.repository import Repository
-from cto_dagster.core.secrets import SecretNames
 from cto_dagster.core.settings import ProjectSettings
-from cto_dagster.defs.resources import GitRepositoryResource, read_token
+from cto_dagster.defs.resources import read_token
 
 
 def project_token(project: ProjectSettings) -> str | None:
@@ -17,7 +15,3 @@ def project_token(project: ProjectSettings) -> str | None:
 
 def git_env_for(project: ProjectSettings) -> dict[str, str]:
     return credential_environment(project_token(project), project.repository)
-
-
-def repository_for(project: ProjectSettings, secrets: SecretNames) -> Repository:
-    return GitRepositoryResource.for_project(project, secrets).repository()

@@ -22,6 +22,7 @@ import dagster as dg
 from dagster._core.definitions.reconstruct import ReconstructableJob
 from dagster._grpc.types import ExecuteExternalJobArgs
 
+from cto_dagster.defs.run_records import executor_config
 from cto_dagster.defs.step_processes import instance_modules, pin_planned_commits, preload_modules
 from cto_dagster.speedups.forkservers import (
     EARLY_ENV,
@@ -91,8 +92,8 @@ def start_forkserver_early() -> bool:
     if found is None:
         return False
     job, run, modules = found
-    config = ((run.run_config or {}).get("execution") or {}).get("config") or {}
-    if not isinstance(config, dict) or config.get("start_method", "forkserver") != "forkserver":
+    config = executor_config(run)
+    if config.get("start_method", "forkserver") != "forkserver":
         return False
     extra = config.get("preload_modules") or []
     pin_planned_commits()

@@ -106,7 +106,7 @@ def test_read_only_remote_is_retried_then_fails_clearly(make_project):
     assert result.returncode != 0
     import dagster as dg
 
-    from cto_dagster.summary import open_instance
+    from cto_dagster.instance_home import open_instance
 
     run_id = project.runs()[0].run_id
     with open_instance(project.home) as instance:

@@ -49,7 +49,7 @@ def test_token_appears_nowhere(make_project):
         found.append("command output")
     import dagster as dg
 
-    from cto_dagster.summary import open_instance
+    from cto_dagster.instance_home import open_instance
 
     with open_instance(project.home) as instance:
         for run in project.runs():

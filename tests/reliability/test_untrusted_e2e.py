@@ -164,7 +164,7 @@ def test_agents_marking_their_tasks_done_do_not_break_the_run(make_project):
     assert records["3"].metadata["taskmaster_edits_left_out"] == ".taskmaster/tasks/tasks.json"
     import dagster as dg
 
-    from cto_dagster.summary import open_instance
+    from cto_dagster.instance_home import open_instance
 
     with open_instance(project.home) as instance:
         for level in (0, 1):
@@ -181,7 +181,7 @@ def test_a_killed_run_is_settled_and_resumed_and_frees_its_pool(make_project):
     )
     import dagster as dg
 
-    from cto_dagster.summary import open_instance
+    from cto_dagster.instance_home import open_instance
 
     with open_instance(project.home) as instance:
         instance.event_log_storage.set_concurrency_slots("cto_agents", 1)

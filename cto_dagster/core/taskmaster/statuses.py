@@ -12,7 +12,6 @@ from __future__ import annotations
 DONE = frozenset({"done", "completed"})
 REVIEW = frozenset({"review"})
 HOLD = frozenset({"cancelled", "deferred", "blocked"})
-GROUPS = ("run", "review", "done", "held")
 
 
 def status_group(status: str) -> str:
