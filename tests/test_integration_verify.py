@@ -223,7 +223,7 @@ def _outcome(project):
     """The run's check evaluations and each integration asset's latest materialization."""
     import dagster as dg
 
-    from cto_dagster.summary import open_instance
+    from cto_dagster.instance_home import open_instance
     from tests.helpers import check_evaluations
 
     run_id = project.runs()[0].run_id
@@ -240,7 +240,7 @@ def _outcome(project):
 
 def _step_statuses(project) -> dict[str, str]:
     """Step key -> how it ended, in the project's first run (a step not started is absent)."""
-    from cto_dagster.summary import open_instance
+    from cto_dagster.instance_home import open_instance
 
     with open_instance(project.home) as instance:
         stats = instance.get_run_step_stats(project.runs()[-1].run_id)
