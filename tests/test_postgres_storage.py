@@ -62,7 +62,8 @@ def chart_instance_yaml(db: dict) -> dict:
             }
         }
     }
-    del local["event_log_storage"]  # the SQLite event log gives way to the chart's storage
+    # the SQLite event log (added to a new home by prepare_home) gives way to the chart's storage
+    local.pop("event_log_storage", None)
     return {**local, "storage": storage}
 
 

@@ -35,6 +35,13 @@ BASICS = (
     "SSL_CERT_DIR",
     "NODE_EXTRA_CA_CERTS",
     "REQUESTS_CA_BUNDLE",
+    # where the machine's certificate authorities are, for tools that do not read SSL_CERT_FILE
+    # (behind a company proxy with its own CA, an install in a setup fails without them)
+    "CURL_CA_BUNDLE",
+    "PIP_CERT",
+    "GIT_SSL_CAINFO",
+    "UV_SYSTEM_CERTS",
+    "UV_NATIVE_TLS",
 )
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # The step's own credentials, never an agent's, whatever a project's settings name: the
