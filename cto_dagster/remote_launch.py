@@ -60,6 +60,12 @@ query CtoEvents($runId: ID!, $cursor: String) {
 }
 """
 
+_STATUS_QUERY = """
+query CtoStatus($runId: ID!) {
+  runOrError(runId: $runId) { __typename ... on Run { status } ... on PythonError { message } }
+}
+"""
+
 _INSTANCE_QUERY = "query CtoInstance { instance { info } }"
 
 FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
@@ -168,6 +174,14 @@ def _plan(url: str, run_id: str) -> tuple[str, str, dict[str, str], RunProgress]
     return run["status"], run["jobName"], step_task, RunProgress(dependencies, slots=8)
 
 
+def _status(url: str, run_id: str) -> str:
+    """The run's status alone (the plan is read once: it is large at 500 tasks)."""
+    run = graphql(url, _STATUS_QUERY, {"runId": run_id})["runOrError"]
+    if run["__typename"] != "Run":
+        raise RemoteLaunchError(f"run {run_id}: {run.get('message') or run['__typename']}")
+    return run["status"]
+
+
 def follow_remote(
     url: str, run_id: str, say: Callable[[str], None] = print, timeout: float | None = None
 ) -> str:
@@ -182,7 +196,7 @@ def follow_remote(
         for event in page["events"]:
             _show(event, step_task, progress, say)
         cursor = page["cursor"]
-        status = _plan(url, run_id)[0] if not page["hasMore"] else status
+        status = _status(url, run_id) if not page["hasMore"] else status
         if status in FINISHED and not page["hasMore"]:
             return status
         if deadline is not None and time.monotonic() > deadline:
