@@ -121,18 +121,11 @@ def serves_instance(url: str, home: Path) -> bool:
 
 def submit(url: str, job_name: str, run_config: dict, tags: Mapping[str, str]) -> str:
     """The new run's id; the job is found by name in whichever code location has it."""
-    from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
+    from dagster_graphql import DagsterGraphQLClientError
 
     graphql(url, "query CtoVersion { version }", {}, timeout=10)  # reachable, and Dagster's
-    parsed = urllib.parse.urlparse(url)
-    client = DagsterGraphQLClient(
-        parsed.hostname,
-        port_number=parsed.port,
-        use_https=parsed.scheme == "https",
-        timeout=60,
-    )
     try:
-        return client.submit_job_execution(job_name, run_config=run_config, tags=dict(tags))
+        return _client(url).submit_job_execution(job_name, run_config=run_config, tags=dict(tags))
     except DagsterGraphQLClientError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RemoteLaunchError(f"the webserver refused the run of {job_name}: {first}") from None
@@ -141,13 +134,21 @@ def submit(url: str, job_name: str, run_config: dict, tags: Mapping[str, str]) -
 
 
 def terminate(url: str, run_id: str) -> None:
+    _client(url).terminate_run(run_id)
+
+
+def _client(url: str):
+    """Dagster's public GraphQL client for the webserver at `url` (checked: http(s))."""
     from dagster_graphql import DagsterGraphQLClient
 
+    _endpoint(url)
     parsed = urllib.parse.urlparse(url)
-    client = DagsterGraphQLClient(
-        parsed.hostname or "", port_number=parsed.port, use_https=parsed.scheme == "https"
+    return DagsterGraphQLClient(
+        parsed.hostname or "",
+        port_number=parsed.port,
+        use_https=parsed.scheme == "https",
+        timeout=60,
     )
-    client.terminate_run(run_id)
 
 
 def _plan(url: str, run_id: str) -> tuple[str, str, dict[str, str], RunProgress]:

@@ -139,3 +139,10 @@ def container_test_problem() -> str | None:
     if found.returncode != 0:
         return f"no image {CONTAINER_TEST_IMAGE} (.ci/run makes it with debootstrap)"
     return None
+
+
+def bare_git(remote, *args: str) -> str:
+    """A git command's output on a bare remote (`--git-dir`), for what a test reads back."""
+    return subprocess.run(
+        ["git", f"--git-dir={remote}", *args], capture_output=True, text=True, check=True
+    ).stdout

@@ -2,7 +2,6 @@
 and the five ways a resolution fails, each leaving nothing pushed; then through Dagster, with the
 WARN check, the PR section and the run's conflict counts."""
 
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from cto_dagster.core.task_run import (
 )
 from cto_dagster.core.taskmaster import parse_tasks
 from tests.conftest import demo_task
-from tests.helpers import check_evaluations
+from tests.helpers import bare_git, check_evaluations
 
 ROUTES = 'ROUTES = [\n    "/",\n'
 ONE = ROUTES + '    "/cart",\n]\n'
@@ -54,9 +53,7 @@ def task(task_id, deps=()):
 
 
 def git(remote, *args) -> str:
-    return subprocess.run(
-        ["git", f"--git-dir={remote}", *args], capture_output=True, text=True, check=True
-    ).stdout
+    return bare_git(remote, *args)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ people to see and the verdict says what failed; with `integration_repair: agent`
 the failing output fixes it, the fix is committed on top of the merge and only a head that
 passes is pushed."""
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from cto_dagster.core.sample import create_sample_repository
 from cto_dagster.core.task_run import Repository, TaskRunRequest, run_task
 from cto_dagster.core.taskmaster import parse_tasks
 from cto_dagster.core.verify import VerifyPolicy
+from tests.helpers import bare_git
 
 A = "def greet():\n    return 'hi'\n"
 B = "import a\n\n\ndef main():\n    return 'ok'\n"
@@ -71,9 +71,7 @@ TASKS = [
 
 
 def git(remote, *args) -> str:
-    return subprocess.run(
-        ["git", f"--git-dir={remote}", *args], capture_output=True, text=True, check=True
-    ).stdout
+    return bare_git(remote, *args)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ agent's work in its sandbox; a failure is repaired by the agent with the failing
 recorded (and pushed, for people to see); a failure before the agent is blamed on the
 dependencies; checks see no secret."""
 
-import subprocess
 import sys
 
 import pytest
@@ -14,6 +13,7 @@ from cto_dagster.core.settings.models import VerifySettings
 from cto_dagster.core.task_run import Repository, TaskFailed, TaskRunRequest, run_task
 from cto_dagster.core.taskmaster import parse_tasks
 from cto_dagster.core.verify import VerifyPolicy
+from tests.helpers import bare_git
 
 # the check: calc.py's add(), where there is one, must add (the base has none: it passes)
 CHECK = (
@@ -67,12 +67,7 @@ def request(repo, code: str, check=CHECK, **policy) -> TaskRunRequest:
 
 
 def show(repo, commit: str, path: str) -> str:
-    return subprocess.run(
-        ["git", f"--git-dir={repo.url}", "show", f"{commit}:{path}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    return bare_git(repo.url, "show", f"{commit}:{path}")
 
 
 def test_a_failing_check_is_repaired_by_the_agent_with_the_failing_output(repo):

@@ -196,8 +196,7 @@ class IntegrationChecker:
         attempt = 0
         while True:
             label = "integration" if attempt == 0 else f"integration after repair {attempt}"
-            # after a repair the setup runs again: the agent may have added a dependency
-            checked = runner.run(label, setup=True if attempt else None)
+            checked = runner.run(label)
             verification.rounds.append(checked)
             if verification.passed or not self.repairing or attempt >= self.policy.repair_attempts:
                 break

@@ -35,7 +35,6 @@ from cto_dagster.core.resolution import (
 from cto_dagster.core.safe_fs import TreeProblem, remove_tree
 from cto_dagster.core.taskmaster import Task
 from cto_dagster.core.verify import (
-    CheckRound,
     CheckRunner,
     RepairAttempt,
     Verification,
@@ -456,7 +455,6 @@ def _baseline(
     task = request.task
     baseline = checks.run("baseline")
     verification.baseline = baseline
-    verification.seconds_before_agent = baseline.seconds()
     if baseline.passed:
         return ""
     policy = request.verify.baseline
@@ -508,15 +506,16 @@ def _verify_and_repair(
     started = time.time()
     while True:
         label = "after the agent" if attempt == 0 else f"after repair {attempt}"
-        checked: CheckRound = checks.run(label, setup=True)  # the agent may add dependencies
-        verification.rounds.append(checked)
+        verification.rounds.append(checks.run(label))
+        if verification.repairs:  # the last repair's result is what its checks say
+            verification.repairs[-1].result = "passed" if verification.passed else "checks failed"
         if verification.passed or attempt >= request.verify.repair_attempts:
             break
         attempt += 1
         log(f"🩹 Task {task.id}: checks failed; repair attempt {attempt} of "
             f"{request.verify.repair_attempts}")  # fmt: skip
-        _, agent = _run_agent(request, folder, tree.path, branch, log, checked.failure_text(),
-                              attempt)  # fmt: skip
+        failure = verification.rounds[-1].failure_text()
+        _, agent = _run_agent(request, folder, tree.path, branch, log, failure, attempt)
         cost = agent.usage.cost_usd if agent.usage else None
         repair = RepairAttempt(attempt, agent.duration_seconds, cost, "")
         verification.repairs.append(repair)
@@ -529,12 +528,6 @@ def _verify_and_repair(
             repair.result = f"the agent {why}"
             break
         _check_tree(task, tree, {"repair_attempt": attempt})
-        repair.result = "ran"
-    if verification.repairs and verification.repairs[-1].result == "ran":
-        verification.repairs[-1].result = "passed" if verification.passed else "checks failed"
-    for repair in verification.repairs[:-1]:
-        if repair.result == "ran":
-            repair.result = "checks failed"
     verification.seconds_after_agent = time.time() - started
     mark = "✅" if verification.passed else "❌"
     log(f"{mark} Task {task.id}: checks {verification.summary()}")

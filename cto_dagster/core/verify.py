@@ -157,8 +157,7 @@ class Verification:
     rounds: list[CheckRound] = field(default_factory=list)
     repairs: list[RepairAttempt] = field(default_factory=list)
     ignored: tuple[Argv, ...] = ()  # checks failing at baseline, with `baseline: ignore`
-    seconds_before_agent: float = 0.0  # the baseline (setup and checks)
-    seconds_after_agent: float = 0.0  # checks and repairs after the agent
+    seconds_after_agent: float = 0.0  # checks and repairs after the agent (wall clock)
 
     @property
     def configured(self) -> bool:
@@ -173,6 +172,11 @@ class Verification:
             return False
         last = self.rounds[-1]
         return all(c.passed or c.argv in self.ignored for c in last.commands)
+
+    @property
+    def seconds_before_agent(self) -> float:
+        """The baseline's setup and checks."""
+        return self.baseline.seconds() if self.baseline else 0.0
 
     @property
     def baseline_failed(self) -> bool:
@@ -289,19 +293,16 @@ class CheckRunner:
         self.home.mkdir(exist_ok=True)
         self.cache = package_cache(repo)
         self._count = 0
-        self.set_up = False
 
-    def run(self, label: str, setup: bool | None = None) -> CheckRound:
-        """The setup (once per work tree, unless asked again), then every check, stopping at
-        the first failure (what follows would only repeat it)."""
+    def run(self, label: str) -> CheckRound:
+        """The setup (every time: an agent run since may have added a dependency), then every
+        check, stopping at the first failure (what follows would only repeat it)."""
         result = CheckRound(label, timeout=self.policy.timeout_seconds)
-        if setup if setup is not None else not self.set_up:
-            for argv in self.policy.setup:
-                command = self._command("setup", argv)
-                result.commands.append(command)
-                if not command.passed:
-                    return result
-            self.set_up = True
+        for argv in self.policy.setup:
+            command = self._command("setup", argv)
+            result.commands.append(command)
+            if not command.passed:
+                return result
         for argv in self.policy.checks:
             command = self._command("check", argv)
             result.commands.append(command)

@@ -37,6 +37,11 @@ class _Strict(BaseModel):
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+def yaml_off(value: object) -> object:
+    """YAML reads a bare `off` as false: for settings whose choices include "off"."""
+    return "off" if value is False else value
+
+
 def _check_env_names(names) -> None:
     for name in names:
         if not _ENV_NAME.match(name):
@@ -231,7 +236,7 @@ class ConflictSettings(_Strict):
     @field_validator("resolve", mode="before")
     @classmethod
     def _yaml_off(cls, value: object) -> object:
-        return "off" if value is False else value  # YAML reads a bare `off` as false
+        return yaml_off(value)
 
     @field_validator("verify")
     @classmethod
@@ -295,7 +300,7 @@ class VerifySettings(_Strict):
     @field_validator("integration_repair", mode="before")
     @classmethod
     def _yaml_off(cls, value: object) -> object:
-        return "off" if value is False else value  # YAML reads a bare `off` as false
+        return yaml_off(value)
 
     @field_validator("setup")
     @classmethod
