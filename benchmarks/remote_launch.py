@@ -5,7 +5,10 @@ location is loaded) against a launch that starts a code server of its own, at 50
 
 Both are measured from the command's start until the run's first task step starts (STEP_START),
 on one instance, with `dg dev` (webserver and daemon, as `./scripts/ui`) serving it; each run is
-stopped at its first step. Goal (issue 30): the first task starts < 10 s after the command at 500
+stopped at its first step. The UI is measured as it is once it has been up a while: one launch
+through it first, not counted, waits out its start-up work (measured right after `dg dev`
+answers, the code server is still loading the location a second time for its forkserver, and
+the first task came 3-4 s later). Goal (issue 30): the first task starts < 10 s after the command at 500
 tasks with the UI up; benchmarks/goals.py holds the ratio of the two.
 """
 
@@ -105,6 +108,10 @@ def measure(tasks: int) -> tuple[float, float]:
     ui, base = start_ui(env, root)
     try:
         cli = [sys.executable, "-m", "cto_dagster.cli", "launch"]
+        # a UI that has been up a while: its location loaded, the daemon's and the code server's
+        # start-up work (its forkserver loads the location again) done; one launch, not counted,
+        # waits for all of it
+        first_task_after([*cli, "--url", base], env)
         remote = first_task_after([*cli, "--url", base], env)
         local = first_task_after([*cli, "--url", "local"], env)
     finally:
