@@ -8,8 +8,8 @@ on one instance, with `dg dev` (webserver and daemon, as `./scripts/ui`) serving
 stopped at its first step. The UI is measured as it is once it has been up a while: one launch
 through it first, not counted, waits out its start-up work (measured right after `dg dev`
 answers, the code server is still loading the location a second time for its forkserver, and
-the first task came 3-4 s later). Goal (issue 30): the first task starts < 10 s after the command at 500
-tasks with the UI up; benchmarks/goals.py holds the ratio of the two.
+the first task came 3-4 s later). Goal (issue 30): the first task starts < 10 s after the
+command at 500 tasks with the UI up; benchmarks/goals.py holds the ratio of the two.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import time
 import dagster as dg
 import pytest
 
+from cto_dagster.defs.automation import AUTOMATION_SECONDS
 from cto_dagster.defs.loader import build_definitions
 from tests.conftest import demo_task
 from tests.dagster_ui import Server, free_port
@@ -113,8 +114,8 @@ def _keys(*names: str) -> list[dg.AssetKey]:
     return [dg.AssetKey(["proj", n]) for n in names]
 
 
-def _tasks_text(tasks) -> str:
-    return json.dumps({"master": {"tasks": tasks}})
+def _tasks_text(tasks, indent: int | None = None) -> str:
+    return json.dumps({"master": {"tasks": tasks}}, indent=indent) + ("\n" if indent else "")
 
 
 @pytest.mark.slow
@@ -184,3 +185,104 @@ def test_the_kubernetes_values_point_the_reload_sensor_at_the_webserver():
         check=False,
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+_CODE_VERSION = """query CtoCodeVersion($key: AssetKeyInput!) {
+  assetNodeOrError(assetKey: $key) { ... on AssetNode { opVersion } }
+}"""
+_REPOSITORIES = """query CtoRepositories {
+  repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } } } }
+}"""
+_MATERIALIZE = """mutation CtoMaterialize($params: ExecutionParams!) {
+  launchPipelineExecution(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId tags { key value } } }
+    ... on PythonError { message }
+  }
+}"""
+
+
+def _code_version(base: str, name: str) -> str | None:
+    from cto_dagster.remote_launch import graphql
+
+    node = graphql(base, _CODE_VERSION, {"key": {"path": ["proj", name]}})["assetNodeOrError"]
+    return node.get("opVersion")
+
+
+def _materialize_from_the_job_page(base: str, name: str) -> dict[str, str]:
+    """What a person's "Materialize selected" on play_project's lineage in the UI sends: the
+    job with one asset selected. The run's tags (the job's `cto/project` among them)."""
+    from cto_dagster.remote_launch import graphql
+
+    [repository] = graphql(base, _REPOSITORIES, {})["repositoriesOrError"]["nodes"]
+    selector = {
+        "repositoryLocationName": repository["location"]["name"],
+        "repositoryName": repository["name"],
+        "pipelineName": "play_project",
+        "assetSelection": [{"path": ["proj", name]}],
+    }
+    launched = graphql(base, _MATERIALIZE, {"params": {"selector": selector, "mode": "default"}})
+    answer = launched["launchPipelineExecution"]
+    assert answer["__typename"] == "LaunchRunSuccess", answer
+    return {t["key"]: t["value"] for t in answer["run"]["tags"]}
+
+
+def _runs_of(project, name: str) -> list:
+    key = dg.AssetKey(["proj", name])
+    return [r for r in project.runs() if key in (r.asset_selection or ())]
+
+
+@pytest.mark.slow
+def test_a_failed_task_waits_for_a_person_then_its_dependents_continue_by_themselves(
+    make_project, tmp_path
+):
+    """Task 2 fails (its agent exits 3): automation neither retries it nor starts task 4, which
+    needs it. A person fixes the task on the base branch (the reload sensor picks the edit up:
+    its code version changes) and re-materializes it from the job's page; task 4, the
+    integration of its level and the metrics then run by themselves."""
+    tasks = [*THREE_LEVELS]
+    tasks[1] = demo_task(2, deps=[1], exit_code=3)
+    # as TaskMaster writes it (one task field a line): the person's edit and the integration's
+    # status write-back then touch different lines and merge cleanly
+    project = make_project(_tasks_text(tasks, indent=2), settings={"automation": True})
+    port = free_port()
+    ui = Server(project.env(CTO_DAGSTER_UI_URL=f"http://127.0.0.1:{port}"), True, port=port)
+    try:
+        ui.wait_ready()
+        _wait_for(project, _keys("task_001", "task_003"), 240, ui)
+        deadline = time.monotonic() + 180
+        while not any(r.status.value == "FAILURE" for r in _runs_of(project, "task_002")):
+            assert time.monotonic() < deadline, [(r.job_name, r.status) for r in project.runs()]
+            time.sleep(1)
+        while any(not r.is_finished for r in project.runs()):
+            time.sleep(1)
+        time.sleep(2 * AUTOMATION_SECONDS)  # two evaluations: nothing more starts by itself
+        assert len(_runs_of(project, "task_002")) == 1  # not retried by automation
+        # task 4 rode along in the failed run's selection (skipped there); no run of its own
+        waiting = _runs_of(project, "task_004")
+        assert all(dg.AssetKey(["proj", "task_002"]) in r.asset_selection for r in waiting)
+        assert _materialized(project, _keys("task_002", "task_004")) == set()
+
+        before = _code_version(ui.base, "task_002")
+        push_to_main(
+            project.remote,
+            tmp_path / "fix",
+            {".taskmaster/tasks/tasks.json": _tasks_text(THREE_LEVELS, indent=2)},
+            "task 2: what made its agent fail, fixed",
+        )
+        deadline = time.monotonic() + 120
+        while _code_version(ui.base, "task_002") == before:  # the location reloaded by itself
+            assert time.monotonic() < deadline, ui.log.read_text()[-3000:]
+            time.sleep(1)
+
+        tags = _materialize_from_the_job_page(ui.base, "task_002")
+        assert tags.get("cto/project") == "proj"  # the one-run-per-project limit holds it too
+        rest = _keys("task_002", "task_004", "integration_level_2", "run_metrics")
+        took = _wait_for(project, rest, 240, ui)
+        print(f"task 2 re-materialized; its dependents done {took:.1f} s later")
+        [after_fix] = [r for r in _runs_of(project, "task_004") if r not in waiting]  # once
+        assert after_fix.job_name != "play_project" and after_fix.status.value == "SUCCESS"
+        assert after_fix.tags.get("cto/project") == "proj"
+        assert len(_runs_of(project, "task_002")) == 2  # the failed run and the person's
+    finally:
+        ui.stop()

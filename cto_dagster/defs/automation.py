@@ -9,7 +9,8 @@ automation sensor for it and the daemon starts nothing of it.
   materialized (or requested in the same tick) with their blocking checks (`verified`,
   `merge_conflicts`, `integration_verified`) passed, neither it nor a dependency is in a queued
   or running run, and its latest execution did not fail (an agent run costs money: a failed task
-  waits for a person, who fixes it and re-materializes it; its dependents then follow). A task
+  waits for a person, who fixes it and re-materializes it; its dependents, which Dagster counts
+  as failed too when their step was skipped, then follow: `waits_for_a_person`). A task
   that is done never re-runs by itself: not when a dependency re-ran, not when its text was
   edited (Dagster shows it as "code version changed"; a person decides).
 - Integration and metrics assets follow their inputs (Dagster's `eager`, with the dependencies'
@@ -54,11 +55,24 @@ AUTOMATION_SECONDS = 15  # how often the daemon evaluates a project's conditions
 RELOAD_SECONDS = 20  # how often the base branch is checked for a changed tasks file
 
 
+def waits_for_a_person() -> dg.AutomationCondition:
+    """Its latest execution failed, and no dependency materialized again since it was last
+    requested or failed. Dagster counts a step skipped because its dependency failed as a failed
+    execution too: such a task follows by itself once a person fixes and re-materializes the
+    dependency, while a task whose own agent failed waits (unless a dependency is re-run)."""
+    automation = dg.AutomationCondition
+    failed = automation.execution_failed()
+    dependency_rerun = automation.any_deps_updated().since(
+        automation.newly_requested() | failed.newly_true()
+    )
+    return (failed & ~dependency_rerun).with_label("failed_waits_for_a_person")
+
+
 def task_condition() -> dg.AutomationCondition:
     """Ready: never materialized, nor failed last; dependencies done, verified, not running."""
     return (
         dg.AutomationCondition.missing()
-        & ~dg.AutomationCondition.execution_failed().with_label("last_execution_failed")
+        & ~waits_for_a_person()
         & ~dg.AutomationCondition.any_deps_missing()
         & dg.AutomationCondition.all_deps_blocking_checks_passed()
         & ~dg.AutomationCondition.any_deps_in_progress()
