@@ -5,23 +5,23 @@ from typing import NamedTuple
 
 import dagster as dg
 
-from cto_dagster.core.graphs import remaining_path_lengths
-from cto_dagster.core.integration import resolution_report
-from cto_dagster.core.planner import ExecutionPlan, weights
-from cto_dagster.core.predictions import Prediction
-from cto_dagster.core.resolution import Resolution
+from cto_dagster.core.integration.level_merge import resolution_report
+from cto_dagster.core.planning.planner import ExecutionPlan, weights
+from cto_dagster.core.planning.predictions import Prediction
 from cto_dagster.core.settings import ProjectSettings
-from cto_dagster.core.task_run import (
+from cto_dagster.core.support.graphs import remaining_path_lengths
+from cto_dagster.core.task_run.conflict_resolution import Resolution
+from cto_dagster.core.task_run.step import (
     DependencyHead,
     TaskFailed,
     TaskRunRequest,
     TaskRunResult,
     run_task,
 )
-from cto_dagster.core.verify import Verification, VerifyPolicy
+from cto_dagster.core.task_run.verify import Verification, VerifyPolicy
 from cto_dagster.defs.k8s_tags import K8S_CONFIG_TAG, task_k8s_config
+from cto_dagster.defs.process_origin import start_note
 from cto_dagster.defs.resources import agent_key, git_key
-from cto_dagster.defs.start_notes import start_note
 from cto_dagster.defs.translator import TAG_LEVEL, TAG_TASK_ID, TaskTranslator, project_op_tags
 
 HEAD_COMMIT = "head_commit"
