@@ -1,5 +1,7 @@
 """Project configuration: YAML, environment variables, the embedded demo, and clear errors."""
 
+from pathlib import Path
+
 import pytest
 
 from cto_dagster.core.settings import Settings, SettingsError, load_settings, plan_project
@@ -109,6 +111,25 @@ def test_sample_repository_created_by_many_processes_at_once(tmp_path):
     assert all(w.returncode == 0 for w in workers), [err for _, err in results]
     assert {out.strip() for out, _ in results} == {str(tmp_path / "demo" / "remote.git")}
     assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == ["remote.git"]
+
+
+def test_a_sample_at_a_relative_path_inside_a_repository_leaves_that_repository_alone(
+    tmp_path, monkeypatch
+):
+    """`dg check defs` in a checkout makes the demo's sample under `.cto-dagster/demo` (relative):
+    its seed commit once went to the checkout's own repository, taking every change with it."""
+    import subprocess
+
+    from cto_dagster.core.demo.sample_repository import create_sample_repository
+
+    outer = tmp_path / "checkout"
+    subprocess.run(["git", "init", "--quiet", str(outer)], check=True)
+    (outer / "work.txt").write_text("not committed\n", encoding="utf-8")
+    monkeypatch.chdir(outer)
+    remote = create_sample_repository(Path(".cto-dagster/demo"))
+    assert (outer / remote / "HEAD").exists()
+    head = subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"], cwd=outer, check=False)
+    assert head.returncode != 0  # still no commit in the checkout
 
 
 def test_steps_plan_from_the_commit_their_run_planned_from(tmp_path):

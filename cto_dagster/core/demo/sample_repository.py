@@ -62,7 +62,9 @@ def create_sample_repository(
     folder.mkdir(parents=True, exist_ok=True)
     # Built in private folders and renamed into place in one step, so that processes creating
     # the same sample at once (parallel test workers, several `dagster` processes) never collide.
-    work = Path(tempfile.mkdtemp(prefix=".sample-", dir=folder))
+    # absolute: git runs in the seed with the seed named (a relative name would be nested in it,
+    # and the commit would go to whatever repository holds `folder`)
+    work = Path(tempfile.mkdtemp(prefix=".sample-", dir=folder)).resolve()
     try:
         seed = work / "seed"
         env = git_environment(Identity())
