@@ -34,7 +34,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cto_dagster.core.sample import create_sample_repository
+from cto_dagster.core.demo.sample_repository import create_sample_repository
 
 FIRST_WAVE_GOAL_S = 10.0
 
@@ -102,7 +102,7 @@ def first_step_after_launch(
     none within `timeout`)."""
     import dagster as dg
 
-    from cto_dagster import launch
+    from cto_dagster.commands.runs import code_server_launch as launch
 
     started = time.time()
     run = launch.create_run(instance, workspace, "play_project")
@@ -126,7 +126,7 @@ FROM_LOADED = f"""
 import sys, time
 sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
 import dagster as dg
-from cto_dagster import launch
+from cto_dagster.commands.runs import code_server_launch as launch
 from big_project import first_step_after_launch
 instance = dg.DagsterInstance.get()
 with launch.code_location(instance, launch.log_path(instance)) as workspace:
@@ -139,7 +139,7 @@ with launch.code_location(instance, launch.log_path(instance)) as workspace:
 def from_loaded_seconds(env: dict[str, str]) -> float:
     """First task running after a launch from an already loaded code location (a fresh home)."""
     home = Path(env["DAGSTER_HOME"]).with_name("home-loaded")
-    from cto_dagster.instance_home import prepare_home
+    from cto_dagster.commands.runs.instance_home import prepare_home
 
     prepare_home(home)
     out = subprocess.run(
@@ -164,7 +164,7 @@ def load_seconds(env: dict[str, str]) -> float:
 def _events(home: Path, kind: str) -> list:
     import dagster as dg
 
-    from cto_dagster.instance_home import open_instance
+    from cto_dagster.commands.runs.instance_home import open_instance
 
     with open_instance(home) as instance:
         records = instance.get_run_records(dg.RunsFilter(), limit=1)
@@ -180,7 +180,7 @@ def launch_until(env: dict[str, str], steps: int, timeout: float = 600) -> tuple
     """Starts `cto-dagster launch`, waits for `steps` task successes, stops the run's processes;
     returns the launch's start (wall clock) and the instance's home."""
     home = Path(env["DAGSTER_HOME"])
-    from cto_dagster.instance_home import prepare_home
+    from cto_dagster.commands.runs.instance_home import prepare_home
 
     prepare_home(home)
     started = time.time()
@@ -217,7 +217,7 @@ def measure(size: int, steps: int, granularity: str | int = "level") -> dict[str
     first = min(r.event_log_entry.timestamp for r in starts) - started if starts else float("nan")
     import dagster as dg
 
-    from cto_dagster.instance_home import open_instance
+    from cto_dagster.commands.runs.instance_home import open_instance
 
     with open_instance(home) as instance:
         run_id = instance.get_run_records(dg.RunsFilter(), limit=1)[0].dagster_run.run_id

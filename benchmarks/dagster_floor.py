@@ -39,7 +39,7 @@ def main() -> int:
     tasks_file.write_text(json.dumps(big_project.layered(args.tasks, seed=args.tasks)))
     os.environ.update(DAGSTER_HOME=str(home), FLOOR_TASKS=str(tasks_file))
     if args.instance == "cto":
-        from cto_dagster.instance_home import prepare_home
+        from cto_dagster.commands.runs.instance_home import prepare_home
 
         prepare_home(home)
     else:
@@ -48,8 +48,8 @@ def main() -> int:
 
     dg.DagsterInstance.get().dispose()  # storage created once, before two processes race for it
 
-    from cto_dagster import launch
-    from cto_dagster.code_server import LOCATION_NAME, CodeServer
+    from cto_dagster.commands.runs import code_server_launch as launch
+    from cto_dagster.commands.runs.code_server import LOCATION_NAME, CodeServer
 
     folder = tempfile.mkdtemp(prefix="cto-floor-server-")
     log = home / "server.log"

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from plan_scale import random_dag
 from schedule import priority_graph, run, task
 
-from cto_dagster.core.planner import plan_tasks_file
+from cto_dagster.core.planning.planner import plan_tasks_file
 
 
 @dataclass
@@ -131,7 +131,7 @@ def _creation_seconds(job, home: Path, batched: bool) -> float:
     import dagster as dg
     from dagster._core.instance.ref import InstanceRef
 
-    from cto_dagster.instance_home import prepare_home
+    from cto_dagster.commands.runs.instance_home import prepare_home
 
     if batched:
         prepare_home(home)

@@ -23,11 +23,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from cto_dagster.core.git.agent_work import _SAFE_CONFIG, record_work_tree
 from cto_dagster.core.git.cache import ObjectCache
 from cto_dagster.core.git.command import git_environment, run_git
-from cto_dagster.core.git.inspect import _SAFE_CONFIG, record_work_tree
 from cto_dagster.core.git.worktree import AgentWorkTree
-from cto_dagster.core.safe_fs import remove_tree
+from cto_dagster.core.support.safe_fs import remove_tree
 
 BRANCH = "feature/task-1-implementation"
 

@@ -63,9 +63,9 @@ def shaped(tasks: int, levels: int, seed: int) -> list[dict]:
 def run(name: str, tasks: list[dict], speed: float) -> dict:
     import dagster as dg
 
+    from cto_dagster.commands.runs.instance_home import open_instance
     from cto_dagster.defs.metrics_assets import metrics_for_run
     from cto_dagster.defs.run_records import task_records
-    from cto_dagster.instance_home import open_instance
 
     home, run_id, plan, _ = execute(name, tasks, speed, None, True)
     with open_instance(home) as instance:
@@ -88,7 +88,7 @@ def run(name: str, tasks: list[dict], speed: float) -> dict:
             if r.step_key in done
         ],
     }
-    from cto_dagster.core.graphs import longest_path
+    from cto_dagster.core.support.graphs import longest_path
 
     agent = {r.task_id: r.number("agent_seconds") or 0.0 for r in records}
     path, agent_path = longest_path(plan.dependencies, plan.task_ids, agent.__getitem__)

@@ -4,9 +4,10 @@
 
 The graph work of `build_plan` on one random DAG (10,000 tasks, 30,000 edges, the graph of
 benchmarks/plan_scale.py): levels, the cycle check, the heaviest chain and the redundant
-dependencies, done by `cto_dagster.core.graphs` and by networkx (topological generations, DAG
-check, longest path, transitive reduction), each the best of three; the whole planner (reading
-the JSON included); and what `import networkx` costs a fresh process. Both answers are compared.
+dependencies, done by `cto_dagster.core.support.graphs` and by networkx (topological
+generations, DAG check, longest path, transitive reduction), each the best of three; the whole
+planner (reading the JSON included); and what `import networkx` costs a fresh process. Both
+answers are compared.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.plan_scale import random_dag
-from cto_dagster.core.graphs import longest_path, redundant_edges, topological_levels
-from cto_dagster.core.planner import plan_tasks_file
+from cto_dagster.core.planning.planner import plan_tasks_file
+from cto_dagster.core.support.graphs import longest_path, redundant_edges, topological_levels
 
 TASKS, EDGES, RUNS = 10_000, 30_000, 3
 

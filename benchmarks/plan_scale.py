@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cto_dagster.core.graphs import topological_levels
-from cto_dagster.core.planner import plan_tasks_file
+from cto_dagster.core.planning.planner import plan_tasks_file
+from cto_dagster.core.support.graphs import topological_levels
 
 
 def random_dag(n: int, edges: int, seed: int) -> list[dict]:

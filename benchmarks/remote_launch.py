@@ -92,7 +92,7 @@ def first_task_after(command: list[str], env: dict[str, str], timeout: float = 3
 def _runs(home: Path) -> list:
     import dagster as dg
 
-    from cto_dagster.instance_home import open_instance
+    from cto_dagster.commands.runs.instance_home import open_instance
 
     with open_instance(home) as instance:
         return list(instance.get_run_records(dg.RunsFilter()))
@@ -100,7 +100,7 @@ def _runs(home: Path) -> list:
 
 def measure(tasks: int) -> tuple[float, float]:
     """(through the running UI, with a code server of its own), in seconds."""
-    from cto_dagster.instance_home import prepare_home
+    from cto_dagster.commands.runs.instance_home import prepare_home
 
     root = Path(tempfile.mkdtemp(prefix=f"cto-remote-{tasks}-"))
     env = _environment(root, layered(tasks, seed=tasks), "level")

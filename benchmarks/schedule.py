@@ -29,9 +29,10 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cto_dagster.core.sample import create_sample_repository
+from cto_dagster.commands.demo import job_execute_command
+from cto_dagster.commands.runs.instance_home import prepare_home
+from cto_dagster.core.demo.sample_repository import create_sample_repository
 from cto_dagster.defs.executor import DEFAULT_AGENT_SLOTS
-from cto_dagster.demo import job_execute_command, prepare_home
 
 
 def task(task_id: int, deps: list[int], seconds: float) -> dict:
@@ -94,9 +95,9 @@ def execute(
 ) -> tuple[Path, str, object, float]:
     """One real play_project run of `tasks` (demo agent) in a fresh folder: its DAGSTER_HOME, run
     id, plan and wall time."""
-    from cto_dagster.core.planner import build_plan
+    from cto_dagster.commands.runs.instance_home import open_instance
+    from cto_dagster.core.planning.planner import build_plan
     from cto_dagster.core.taskmaster import read_task_list
-    from cto_dagster.instance_home import open_instance
 
     root = Path(tempfile.mkdtemp(prefix=f"cto-bench-{name.replace(' ', '-')}-"))
     remote = create_sample_repository(root / "repo", json.dumps({"master": {"tasks": tasks}}))
@@ -151,8 +152,8 @@ def execute(
 
 
 def run(name: str, tasks: list[dict], speed: float, slots: int | None, priorities: bool) -> dict:
+    from cto_dagster.commands.runs.instance_home import open_instance
     from cto_dagster.defs.metrics_assets import metrics_for_run
-    from cto_dagster.instance_home import open_instance
 
     home, run_id, plan, wall = execute(name, tasks, speed, slots, priorities)
     with open_instance(home) as instance:

@@ -36,7 +36,7 @@ class TaskMasterProjectScaffolder(Scaffolder):
     """`dg scaffold defs`: a commented defs.yaml, from what the current repository shows."""
 
     def scaffold(self, request: ScaffoldRequest) -> None:
-        from cto_dagster.init_command import InitError, https_remote, inspect_repository
+        from cto_dagster.commands.init import InitError, https_remote, inspect_repository
 
         try:
             found = inspect_repository(Path.cwd())
@@ -121,7 +121,7 @@ class TaskMasterProject(dg.Component, dg.Resolvable, dg.Model):
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         from cto_dagster.defs.loader import ProjectLoadError, play_resource
         from cto_dagster.defs.project import build_project_definitions
-        from cto_dagster.defs.wiring import git_env_for
+        from cto_dagster.defs.project_credentials import git_env_for
 
         try:
             project = self.project_settings(Path(context.path))

@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cto_dagster.core.sample import create_sample_repository
-from cto_dagster.demo import job_execute_command, prepare_home
+from cto_dagster.commands.demo import job_execute_command
+from cto_dagster.commands.runs.instance_home import prepare_home
+from cto_dagster.core.demo.sample_repository import create_sample_repository
 
 TEST_ENV_DROP = (
     "CTO_DAGSTER_CONFIG",
-    "CTO_REPOSITORY",
+    "CTO_DAGSTER_REPOSITORY",
     "CTO_DEMO_FAIL_TASKS",
     "TASKMASTER_TAG",
     # set in this process by in-process runs of the executor: never a project's own settings
@@ -103,15 +104,15 @@ class Project:
     def runs(self):
         import dagster as dg
 
-        from cto_dagster.instance_home import open_instance
+        from cto_dagster.commands.runs.instance_home import open_instance
 
         with open_instance(self.home) as instance:
             return [r.dagster_run for r in instance.get_run_records(dg.RunsFilter())]
 
     def records(self, run_id: str | None = None) -> dict:
         """Task records of a run (default: the latest run of play_project)."""
+        from cto_dagster.commands.runs.instance_home import open_instance
         from cto_dagster.defs.run_records import task_records
-        from cto_dagster.instance_home import open_instance
 
         run_id = run_id or next(r.run_id for r in self.runs() if r.job_name.startswith("play_"))
         with open_instance(self.home) as instance:

@@ -21,7 +21,7 @@ from tests.helpers import REPO_ROOT
 from tests.model_standins import FILE_CONTENT, USAGE, Conversation, StandIn
 
 pytestmark = pytest.mark.slow
-CLI_DIR = Path(os.environ.get("CTO_AGENT_CLIS") or REPO_ROOT / ".tools" / "agents" / "bin")
+CLI_DIR = Path(os.environ.get("CTO_TEST_AGENT_CLIS") or REPO_ROOT / ".tools" / "agents" / "bin")
 
 
 def cli_version(binary: Path | str) -> str:

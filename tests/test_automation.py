@@ -91,7 +91,7 @@ def test_a_task_runs_once_its_dependencies_are_done_and_never_again_by_itself(
 
 
 def _materialized(project, keys: list[dg.AssetKey]) -> set[dg.AssetKey]:
-    from cto_dagster.instance_home import open_instance
+    from cto_dagster.commands.runs.instance_home import open_instance
 
     with open_instance(project.home) as instance:
         events = instance.get_latest_materialization_events(keys)

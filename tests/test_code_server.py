@@ -8,12 +8,13 @@ import sys
 
 import pytest
 
-from cto_dagster.code_server import CodeServer, CodeServerFailed
+from cto_dagster.commands.runs.code_server import CodeServer, CodeServerFailed
 from tests.conftest import demo_task
 
 EARLY = """
 import sys
-from cto_dagster import code_server, launch_command
+from cto_dagster.commands import launch as launch_command
+from cto_dagster.commands.runs import code_server
 
 
 class Started(Exception):

@@ -11,7 +11,7 @@ import dagster as dg
 import pytest
 
 from cto_dagster.components import TaskMasterProject
-from cto_dagster.core.sample import create_sample_repository
+from cto_dagster.core.demo.sample_repository import create_sample_repository
 from cto_dagster.defs.loader import ProjectLoadError
 
 DG = str(Path(sys.executable).parent / "dg")

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from cto_dagster.core.agents import AgentSpec
-from cto_dagster.core.integration import IntegrationRequest, integrate_level
-from cto_dagster.core.resolution import ConflictPolicy
-from cto_dagster.core.sample import create_sample_repository
-from cto_dagster.core.task_run import (
+from cto_dagster.core.demo.sample_repository import create_sample_repository
+from cto_dagster.core.integration.level_merge import IntegrationRequest, integrate_level
+from cto_dagster.core.task_run.conflict_resolution import ConflictPolicy
+from cto_dagster.core.task_run.step import (
     DependencyHead,
     Repository,
     TaskFailed,
@@ -224,8 +224,8 @@ def test_through_dagster_warn_check_pr_section_and_counts(make_project):
 
     import dagster as dg
 
+    from cto_dagster.commands.runs.instance_home import open_instance
     from cto_dagster.defs.run_records import conflict_counts
-    from cto_dagster.instance_home import open_instance
 
     run_id = project.runs()[0].run_id
     with open_instance(project.home) as instance:

@@ -11,7 +11,7 @@ import re
 import pytest
 
 from cto_dagster.cli import main
-from cto_dagster.core.planner import plan_tasks_file
+from cto_dagster.core.planning.planner import plan_tasks_file
 from cto_dagster.core.taskmaster import TasksFileError
 from tests.helpers import FIXTURES, corpus_files, corpus_skip_reason
 

@@ -20,7 +20,7 @@ from cto_dagster.core.git.credentials import (
 
 def test_the_helper_answers_only_for_the_configured_host():
     env = credential_environment("tok3n-value", "https://git.example.com/acme/shop.git")
-    assert env["CTO_GIT_HOST"] == "git.example.com"
+    assert env["CTO_DAGSTER_GIT_HOST"] == "git.example.com"
     ok = answer({"protocol": "https", "host": "git.example.com"}, env)
     assert ok == "username=x-access-token\npassword=tok3n-value\n"
     assert answer({"protocol": "https", "host": "evil.example.com"}, env) == ""

@@ -10,7 +10,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from cto_dagster.core.sample import create_sample_repository
+from cto_dagster.core.demo.sample_repository import create_sample_repository
 from cto_dagster.defs.loader import ProjectLoadError, build_definitions
 from tests.helpers import REPO_ROOT, tagged, task
 
@@ -50,7 +50,7 @@ def spec_snapshot(defs: dg.Definitions) -> list[dict]:
 def test_guide_example_asset_specs_match_snapshot(monkeypatch, tmp_path):
     """A change to the asset graph shows up in review (dagster-open-platform's habit).
     Regenerate with UPDATE_SNAPSHOTS=1."""
-    from cto_dagster.core.sample import guide_tasks_json
+    from cto_dagster.core.demo.sample_repository import guide_tasks_json
 
     configure(monkeypatch, tmp_path, {"shop": json.loads(guide_tasks_json())})
     rows = spec_snapshot(build_definitions())

@@ -66,7 +66,7 @@ def test_dataflow_parallel_run_and_merged_dependencies(make_project):
     # the metrics asset of the same run, and the same numbers in the terminal
     import dagster as dg
 
-    from cto_dagster.instance_home import open_instance
+    from cto_dagster.commands.runs.instance_home import open_instance
 
     with open_instance(project.home) as instance:
         event = instance.get_latest_materialization_event(dg.AssetKey(["proj", "run_metrics"]))
@@ -111,8 +111,8 @@ def test_failure_keeps_siblings_and_resume_finishes_the_rest(make_project, monke
     assert "⚠️ Missing (did not run): tasks 3" in report.stdout
     import dagster as dg
 
+    from cto_dagster.commands.runs.instance_home import open_instance
     from cto_dagster.defs.loader import build_definitions
-    from cto_dagster.instance_home import open_instance
 
     for name, value in project.env().items():
         if name.startswith(("CTO_", "DAGSTER_HOME")):
@@ -211,7 +211,7 @@ def test_parallel_execution_false_runs_one_task_at_a_time(make_project):
     # integration_pr_enabled: false builds no integration branch, and the UI says why
     import dagster as dg
 
-    from cto_dagster.instance_home import open_instance
+    from cto_dagster.commands.runs.instance_home import open_instance
 
     with open_instance(project.home) as instance:
         event = instance.get_latest_materialization_event(
@@ -227,7 +227,7 @@ def test_steps_keep_the_plan_their_run_started_with(make_project, tmp_path):
     removed) must not change the run: they plan from the commit the run planned from."""
     import subprocess
 
-    from cto_dagster.demo import job_execute_command
+    from cto_dagster.commands.demo import job_execute_command
 
     project = make_project([demo_task(1, duration=4), demo_task(2, deps=[1], duration=0.5)])
     config_file = project.root / "spawn.yaml"

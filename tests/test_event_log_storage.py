@@ -17,8 +17,8 @@ from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 from sqlalchemy.engine import Engine
 
+from cto_dagster.commands.runs.instance_home import prepare_home
 from cto_dagster.event_log_storage import BATCH_SIZE_VARIABLE, BatchedSqliteEventLogStorage
-from cto_dagster.instance_home import prepare_home
 from cto_dagster.speedups import SWITCH_ENV
 
 ASSETS = 12

@@ -6,8 +6,8 @@ import subprocess
 
 import pytest
 
-from cto_dagster.core.planner import build_plan
-from cto_dagster.core.task_run import DependencyHead, TaskFailed, run_task
+from cto_dagster.core.planning.planner import build_plan
+from cto_dagster.core.task_run.step import DependencyHead, TaskFailed, run_task
 from cto_dagster.core.taskmaster import TaskList, parse_tasks
 from cto_dagster.defs.task_assets import task_priorities
 from tests.conftest import demo_task
@@ -106,7 +106,7 @@ def test_the_instance_queues_one_run_of_a_project_at_a_time(tmp_path):
     sample dagster.yaml (and the chart's values, checked in test_kubernetes)."""
     import dagster as dg
 
-    from cto_dagster.instance_home import prepare_home
+    from cto_dagster.commands.runs.instance_home import prepare_home
 
     home = prepare_home(tmp_path / "home")
     with dg.DagsterInstance.from_config(str(home)) as instance:
@@ -120,7 +120,7 @@ def test_the_instance_queues_one_run_of_a_project_at_a_time(tmp_path):
 def test_launch_without_a_daemon_refuses_a_second_run_of_the_project(make_project):
     import dagster as dg
 
-    from cto_dagster.instance_home import open_instance
+    from cto_dagster.commands.runs.instance_home import open_instance
 
     project = make_project([demo_task(1)])
     with open_instance(project.home) as instance:
@@ -221,7 +221,7 @@ def test_the_failure_sensor_reports_a_failed_run_through_a_real_daemon(make_proj
 
     import dagster as dg
 
-    from cto_dagster.instance_home import open_instance
+    from cto_dagster.commands.runs.instance_home import open_instance
     from tests.test_ui_browser import Server
 
     project = make_project([demo_task(1), demo_task(2, exit_code=3), demo_task(3, deps=[2])])

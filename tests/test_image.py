@@ -14,7 +14,7 @@ import time
 import pytest
 
 from cto_dagster.core.agents.presets import PRESETS
-from cto_dagster.core.sample import create_sample_repository, guide_tasks_json
+from cto_dagster.core.demo.sample_repository import create_sample_repository, guide_tasks_json
 from tests.helpers import push_to_main
 
 pytestmark = pytest.mark.slow
@@ -159,8 +159,8 @@ def test_the_code_server_starts_from_a_mounted_configmap_and_reloads_pushed_task
 SNOOP_IN_IMAGE = """
 import json, os, pathlib, sys
 from cto_dagster.core.agents import AgentSpec
-from cto_dagster.core.sample import create_sample_repository
-from cto_dagster.core.task_run import Repository, TaskRunRequest, run_task
+from cto_dagster.core.demo.sample_repository import create_sample_repository
+from cto_dagster.core.task_run.step import Repository, TaskRunRequest, run_task
 from cto_dagster.core.taskmaster import parse_tasks
 root = pathlib.Path('/var/tmp/cto-dagster/test')
 remote = create_sample_repository(root / 'sample', '{"master": {"tasks": []}}')

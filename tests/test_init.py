@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cto_dagster.core.sample import create_sample_repository
-from cto_dagster.init_command import https_remote, run_init
+from cto_dagster.commands.init import https_remote, run_init
+from cto_dagster.core.demo.sample_repository import create_sample_repository
 
 
 def _clone(tmp_path: Path) -> Path:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cto_dagster.instance_home import NoInstance, prepare_home, resolve_home
+from cto_dagster.commands.runs.instance_home import NoInstance, prepare_home, resolve_home
 
 
 def test_dagster_home_wins(monkeypatch, tmp_path):
@@ -75,7 +75,7 @@ def test_the_top_level_dagster_yaml_is_the_local_instances_settings_everywhere(
     import yaml
     from dagster._cli.utils import get_possibly_temporary_instance_for_cli
 
-    from cto_dagster.instance_home import local_settings
+    from cto_dagster.commands.runs.instance_home import local_settings
 
     top = (REPO_ROOT / "dagster.yaml").read_text()
     assert local_settings() == top, "cp dagster.yaml cto_dagster/sample_data/dagster.yaml"
@@ -103,7 +103,7 @@ def test_the_top_level_dagster_yaml_is_the_local_instances_settings_everywhere(
     config = yaml.safe_load(written)
     assert config["event_log_storage"]["config"] == {"home": str(home.resolve())}
     assert {k: v for k, v in config.items() if k != "event_log_storage"} == settings
-    from cto_dagster.instance_home import open_instance
+    from cto_dagster.commands.runs.instance_home import open_instance
 
     with open_instance(home) as instance:
         assert type(instance.event_log_storage).__name__ in {

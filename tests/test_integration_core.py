@@ -6,10 +6,14 @@ import sys
 import pytest
 
 from cto_dagster.core.agents import AgentSpec
-from cto_dagster.core.forge import ForgeError, open_or_reuse_pull_request
-from cto_dagster.core.integration import IntegrationRequest, integrate_level, overlap_report
-from cto_dagster.core.sample import create_sample_repository
-from cto_dagster.core.task_run import Repository, TaskRunRequest, run_task
+from cto_dagster.core.demo.sample_repository import create_sample_repository
+from cto_dagster.core.integration.level_merge import (
+    IntegrationRequest,
+    integrate_level,
+    overlap_report,
+)
+from cto_dagster.core.integration.pull_requests import ForgeError, open_or_reuse_pull_request
+from cto_dagster.core.task_run.step import Repository, TaskRunRequest, run_task
 from cto_dagster.core.taskmaster import parse_tasks
 from tests.fake_github import FakeGitHub
 from tests.helpers import CONFIG

@@ -37,7 +37,7 @@ def test_overlap_warning_conflict_blocks_pr_opened_token_hidden(make_project):
 
     import dagster as dg
 
-    from cto_dagster.instance_home import open_instance
+    from cto_dagster.commands.runs.instance_home import open_instance
 
     run_id = project.runs()[0].run_id
     with open_instance(project.home) as instance:

@@ -4,9 +4,9 @@ run's PR supersedes the older run's of the same levels."""
 import pytest
 from pydantic import ValidationError
 
-from cto_dagster.core.names import InvalidName, check_branch_name, integration_branch
+from cto_dagster.core.integration.level_stages import IntegrationStage, integration_stages
 from cto_dagster.core.settings import IntegrationSettings
-from cto_dagster.core.stages import IntegrationStage, integration_stages
+from cto_dagster.core.support.names import InvalidName, check_branch_name, integration_branch
 from tests.conftest import demo_task
 from tests.fake_github import FakeGitHub
 from tests.helpers import CONFIG, check_evaluations, edited
@@ -89,7 +89,7 @@ def test_whole_run_integration_and_newer_pr_supersedes_older(make_project):
 
     import dagster as dg
 
-    from cto_dagster.instance_home import open_instance
+    from cto_dagster.commands.runs.instance_home import open_instance
 
     runs = [r for r in project.runs() if r.job_name == "play_project"]
     newest, oldest = runs[0], runs[-1]

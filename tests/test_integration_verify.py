@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 
 from cto_dagster.core.agents import AgentSpec
-from cto_dagster.core.integration import IntegrationRequest, integrate_level
-from cto_dagster.core.integration_checks import verification_report
-from cto_dagster.core.resolution import ConflictPolicy
-from cto_dagster.core.sample import create_sample_repository
-from cto_dagster.core.task_run import Repository, TaskRunRequest, run_task
+from cto_dagster.core.demo.sample_repository import create_sample_repository
+from cto_dagster.core.integration.checks import verification_report
+from cto_dagster.core.integration.level_merge import IntegrationRequest, integrate_level
+from cto_dagster.core.task_run.conflict_resolution import ConflictPolicy
+from cto_dagster.core.task_run.step import Repository, TaskRunRequest, run_task
+from cto_dagster.core.task_run.verify import VerifyPolicy
 from cto_dagster.core.taskmaster import parse_tasks
-from cto_dagster.core.verify import VerifyPolicy
 from tests.helpers import bare_git
 
 A = "def greet():\n    return 'hi'\n"
@@ -221,7 +221,7 @@ def _outcome(project):
     """The run's check evaluations and each integration asset's latest materialization."""
     import dagster as dg
 
-    from cto_dagster.instance_home import open_instance
+    from cto_dagster.commands.runs.instance_home import open_instance
     from tests.helpers import check_evaluations
 
     run_id = project.runs()[0].run_id
@@ -238,7 +238,7 @@ def _outcome(project):
 
 def _step_statuses(project) -> dict[str, str]:
     """Step key -> how it ended, in the project's first run (a step not started is absent)."""
-    from cto_dagster.instance_home import open_instance
+    from cto_dagster.commands.runs.instance_home import open_instance
 
     with open_instance(project.home) as instance:
         stats = instance.get_run_step_stats(project.runs()[-1].run_id)

@@ -12,8 +12,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from cto_dagster.core.names import asset_name_for, label_value
-from cto_dagster.core.sample import create_sample_repository, guide_tasks_json
+from cto_dagster.core.demo.sample_repository import create_sample_repository, guide_tasks_json
+from cto_dagster.core.support.names import asset_name_for, label_value
 from cto_dagster.defs.k8s_tags import quantity
 from cto_dagster.defs.loader import build_definitions
 from tests.helpers import REPO_ROOT
@@ -323,7 +323,7 @@ def test_step_pods_plan_from_the_commit_the_run_planned_from(k8s_defs, tmp_path)
     env = {e["name"]: e.get("value") for e in context.run_k8s_config.container_config["env"]}
     commits = planned_commits()
     assert commits and all(len(sha) == 40 for sha in commits.values())
-    from cto_dagster.core.predictions import LEARNED_ENV, learned_pin
+    from cto_dagster.core.planning.predictions import LEARNED_ENV, learned_pin
 
     assert env == {
         "EXTRA": "1",
@@ -362,10 +362,10 @@ def test_a_run_pod_plans_the_commit_its_run_was_created_from(monkeypatch, tmp_pa
     import os
     import subprocess
 
-    from cto_dagster.code_server import new_log_file
+    from cto_dagster.commands.runs.code_server import new_log_file
+    from cto_dagster.commands.runs.code_server_launch import code_location, create_run
     from cto_dagster.core.settings import PINNED_COMMITS_ENV
     from cto_dagster.defs.kubernetes import DEPLOYMENT_ENV
-    from cto_dagster.launch import code_location, create_run
     from tests.helpers import push_to_main
     from tests.k8s_api import KubernetesApi, run_launcher_config
 
@@ -426,8 +426,8 @@ def test_a_run_tag_cannot_change_the_run_pod(monkeypatch, tmp_path):
     `dagster-k8s/config` tag (in the launchpad, over GraphQL) naming its command, image or
     environment is refused at launch by dagster-k8s's allowlist, and no Job is created; the
     same run without the tag launches."""
-    from cto_dagster.code_server import new_log_file
-    from cto_dagster.launch import code_location, create_run
+    from cto_dagster.commands.runs.code_server import new_log_file
+    from cto_dagster.commands.runs.code_server_launch import code_location, create_run
     from tests.k8s_api import KubernetesApi, run_launcher_config
 
     write_project(tmp_path, monkeypatch)

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from cto_dagster.core.agents.environment import agent_environment
-from cto_dagster.core.sample import create_sample_repository, guide_tasks_json
+from cto_dagster.core.demo.sample_repository import create_sample_repository, guide_tasks_json
 from cto_dagster.defs.k8s_tags import AGENT_LABEL, SANDBOX_CAPABILITIES
 from cto_dagster.defs.kubernetes import COMPUTE_LOGS_VOLUME
 from tests.helpers import REPO_ROOT
@@ -330,8 +330,8 @@ import json, pathlib, subprocess, sys, tempfile, time
 import cto_dagster.core.agents.sandbox as sandbox
 sandbox.bubblewrap_problem = lambda: "bubblewrap cannot run in this pod"
 from cto_dagster.core.agents import AgentSpec
-from cto_dagster.core.sample import create_sample_repository
-from cto_dagster.core.task_run import Repository, TaskRunRequest, run_task
+from cto_dagster.core.demo.sample_repository import create_sample_repository
+from cto_dagster.core.task_run.step import Repository, TaskRunRequest, run_task
 from cto_dagster.core.taskmaster import parse_tasks
 root = pathlib.Path(sys.argv[1])  # a folder the agent's user may pass through, as in a pod
 bare = create_sample_repository(root / "sample", '{"master": {"tasks": [{"id": 1}]}}')

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from cto_dagster.commands.demo import job_execute_command
 from cto_dagster.core.agents.follow import AgentWatch, OutputFollower
 from cto_dagster.core.agents.presets import PRESETS
-from cto_dagster.demo import job_execute_command
 
 SECRET = "s3cr3t-live-0123456789abcdef"
 
@@ -47,7 +47,7 @@ def _wait(predicate, timeout: float, what: str):
 def test_agent_output_reaches_the_captured_log_while_it_runs_redacted(make_project, tmp_path):
     import dagster as dg
 
-    from cto_dagster.instance_home import open_instance
+    from cto_dagster.commands.runs.instance_home import open_instance
 
     script = tmp_path / "agent.py"
     script.write_text(AGENT, encoding="utf-8")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from cto_dagster.core.metrics import TaskTiming, compute_metrics, gantt_svg, telemetry_lines
+from cto_dagster.core.metrics.speedup import TaskTiming, compute_metrics, gantt_svg, telemetry_lines
 
 DEPS = {"1": [], "2": [], "3": ["1"], "4": ["2", "3"]}
 
@@ -84,7 +84,7 @@ def test_empty_run_and_chart():
 
 
 def test_a_re_executed_run_reads_complete_with_its_parent_runs_work():
-    from cto_dagster.core.metrics import RunPart, join_runs
+    from cto_dagster.core.metrics.speedup import RunPart, join_runs
 
     # run A did 1 and 2 (0-1 s, 0-6 s) then 3 failed; an hour later run B re-executed 3 and 4
     first = RunPart("run-a", 99.0, [TaskTiming("1", 0, 100.0, 101.0), timings()[1]])
@@ -115,7 +115,7 @@ def test_a_re_executed_run_reads_complete_with_its_parent_runs_work():
 
 
 def test_a_task_redone_by_the_re_execution_counts_once_from_the_newest_run():
-    from cto_dagster.core.metrics import RunPart, join_runs
+    from cto_dagster.core.metrics.speedup import RunPart, join_runs
 
     first = RunPart("run-a", 0.0, [TaskTiming("1", 0, 1.0, 2.0)])
     second = RunPart("run-b", 10.0, [TaskTiming("1", 0, 11.0, 15.0)])
@@ -126,7 +126,7 @@ def test_a_task_redone_by_the_re_execution_counts_once_from_the_newest_run():
 
 
 def test_timeline_text_marks_the_critical_path():
-    from cto_dagster.core.metrics import timeline_text
+    from cto_dagster.core.metrics.speedup import timeline_text
 
     text = timeline_text(compute_metrics("run1", timings(), DEPS, list(DEPS), 3))
     lines = text.splitlines()

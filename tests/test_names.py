@@ -1,6 +1,6 @@
 import pytest
 
-from cto_dagster.core.names import (
+from cto_dagster.core.support.names import (
     InvalidName,
     asset_name_for,
     canonical_id,

@@ -7,14 +7,14 @@ from itertools import pairwise
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cto_dagster.core.graphs import (
+from cto_dagster.core.planning.planner import build_plan
+from cto_dagster.core.support.graphs import (
     MAX_CYCLES_SHOWN,
     find_cycles,
     longest_path,
     redundant_edges,
     topological_levels,
 )
-from cto_dagster.core.planner import build_plan
 from cto_dagster.core.taskmaster import TaskList, parse_tasks
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from cto_dagster.core.planner import build_plan, plan_tasks_file
+from cto_dagster.core.planning.planner import build_plan, plan_tasks_file
 from cto_dagster.core.taskmaster import TasksFileError, read_task_list
 from tests.helpers import GUIDE_EXAMPLE, tagged, task, write_tasks
 

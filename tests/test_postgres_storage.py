@@ -70,7 +70,7 @@ def chart_instance_yaml(db: dict) -> dict:
 def test_play_project_end_to_end_on_postgres_storage(make_project, database):
     import dagster as dg
 
-    from cto_dagster.instance_home import open_instance
+    from cto_dagster.commands.runs.instance_home import open_instance
 
     project = make_project(
         [demo_task(1, duration=1), demo_task(2), demo_task(3, deps=[1, 2])],

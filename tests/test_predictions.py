@@ -8,8 +8,8 @@ from dataclasses import replace
 
 import pytest
 
-from cto_dagster.core.planner import build_plan
-from cto_dagster.core.predictions import LEARNED_ENV, pinned_learned, predict
+from cto_dagster.core.planning.planner import build_plan
+from cto_dagster.core.planning.predictions import LEARNED_ENV, pinned_learned, predict
 from cto_dagster.core.taskmaster import TaskList, parse_tasks
 from cto_dagster.defs.task_assets import task_priorities
 

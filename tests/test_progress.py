@@ -2,7 +2,7 @@
 
 import pytest
 
-from cto_dagster.core.progress import RunProgress, format_duration
+from cto_dagster.core.metrics.progress import RunProgress, format_duration
 
 DEPS = {"1": [], "2": [], "3": ["1"], "4": ["2", "3"]}
 

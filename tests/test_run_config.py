@@ -4,9 +4,9 @@ config), and the executor's settings a run was launched with."""
 import dagster as dg
 import pytest
 
-from cto_dagster.core.mappings import deep_merge
+from cto_dagster.commands.launch import _merged_config
+from cto_dagster.core.support.mappings import deep_merge
 from cto_dagster.defs.run_records import agent_slots, executor_config
-from cto_dagster.launch_command import _merged_config
 
 
 def test_maps_merge_and_everything_else_is_replaced():

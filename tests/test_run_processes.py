@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from cto_dagster.defs.run_processes import export_pins_for_runs
-from cto_dagster.defs.start_notes import OFF_NOTE, start_note
+from cto_dagster.defs.code_server_pins import export_pins_for_runs
+from cto_dagster.defs.process_origin import OFF_NOTE, start_note
 from cto_dagster.speedups import SWITCH_ENV
 from cto_dagster.speedups.early_forkserver import code_server_run, start_forkserver_early
 from tests.conftest import demo_task
@@ -19,8 +19,8 @@ from tests.helpers import push_to_main, script_result
 LAUNCH_AFTER_THE_BRANCH_MOVED = """
 import json, sys, time
 import dagster as dg
-from cto_dagster import launch
-from cto_dagster.instance_home import open_instance, resolve_home
+from cto_dagster.commands.runs import code_server_launch as launch
+from cto_dagster.commands.runs.instance_home import open_instance, resolve_home
 
 
 def finished(instance, run_id):  # (status, the steps' start-up notes) once the run ended

@@ -1,5 +1,7 @@
 """Project configuration: YAML, environment variables, the embedded demo, and clear errors."""
 
+from pathlib import Path
+
 import pytest
 
 from cto_dagster.core.settings import Settings, SettingsError, load_settings, plan_project
@@ -52,7 +54,11 @@ def test_bad_configuration_is_explained(tmp_path, text, expected):
 
 def test_environment_quick_start(tmp_path):
     settings = load_settings(
-        {"CTO_REPOSITORY": str(tmp_path / "my-repo.git"), "CTO_TAG": "mvp", "CTO_AGENT": "codex"}
+        {
+            "CTO_DAGSTER_REPOSITORY": str(tmp_path / "my-repo.git"),
+            "CTO_DAGSTER_TAG": "mvp",
+            "CTO_DAGSTER_AGENT": "codex",
+        }
     )
     project = settings.projects[0]
     assert project.name == "my_repo" and project.tag == "mvp"
@@ -68,16 +74,18 @@ def test_embedded_demo_default_plans(tmp_path):
 
 
 def test_missing_tasks_file_on_the_branch(tmp_path):
-    from cto_dagster.core.sample import create_sample_repository
+    from cto_dagster.core.demo.sample_repository import create_sample_repository
 
     remote = create_sample_repository(tmp_path / "r", tasks_json="{}")
-    project = load_settings({"CTO_REPOSITORY": str(remote), "CTO_TASKS_FILE": "nope/tasks.json"})
+    project = load_settings(
+        {"CTO_DAGSTER_REPOSITORY": str(remote), "CTO_DAGSTER_TASKS_FILE": "nope/tasks.json"}
+    )
     with pytest.raises(SettingsError, match=r"TaskMaster tasks\.json not found: nope/tasks\.json"):
         plan_project(project.projects[0], environ={"CTO_DAGSTER_CACHE": str(tmp_path / "c")})
 
 
 def test_github_repository_is_read_from_the_url():
-    env = {"CTO_REPOSITORY": "https://github.com/acme/shop.git"}
+    env = {"CTO_DAGSTER_REPOSITORY": "https://github.com/acme/shop.git"}
     assert load_settings(env).projects[0].github_repository == "acme/shop"
 
 
@@ -86,7 +94,8 @@ def test_sample_repository_created_by_many_processes_at_once(tmp_path):
     import sys
 
     code = (
-        "import sys, pathlib; from cto_dagster.core.sample import create_sample_repository; "
+        "import sys, pathlib; "
+        "from cto_dagster.core.demo.sample_repository import create_sample_repository; "
         "print(create_sample_repository(pathlib.Path(sys.argv[1])))"
     )
     workers = [
@@ -104,12 +113,31 @@ def test_sample_repository_created_by_many_processes_at_once(tmp_path):
     assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == ["remote.git"]
 
 
+def test_a_sample_at_a_relative_path_inside_a_repository_leaves_that_repository_alone(
+    tmp_path, monkeypatch
+):
+    """`dg check defs` in a checkout makes the demo's sample under `.cto-dagster/demo` (relative):
+    its seed commit once went to the checkout's own repository, taking every change with it."""
+    import subprocess
+
+    from cto_dagster.core.demo.sample_repository import create_sample_repository
+
+    outer = tmp_path / "checkout"
+    subprocess.run(["git", "init", "--quiet", str(outer)], check=True)
+    (outer / "work.txt").write_text("not committed\n", encoding="utf-8")
+    monkeypatch.chdir(outer)
+    remote = create_sample_repository(Path(".cto-dagster/demo"))
+    assert (outer / remote / "HEAD").exists()
+    head = subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"], cwd=outer, check=False)
+    assert head.returncode != 0  # still no commit in the checkout
+
+
 def test_steps_plan_from_the_commit_their_run_planned_from(tmp_path):
     """A run's step processes get the commits the run planned from (PINNED_COMMITS_ENV): they
     plan the same tasks, without fetching, even after the branch moved."""
     import json
 
-    from cto_dagster.core.sample import create_sample_repository
+    from cto_dagster.core.demo.sample_repository import create_sample_repository
     from cto_dagster.core.settings import PINNED_COMMITS_ENV, planned_commits
     from tests.helpers import push_to_main
 
@@ -118,7 +146,7 @@ def test_steps_plan_from_the_commit_their_run_planned_from(tmp_path):
         return json.dumps({"master": {"tasks": tasks}})
 
     remote = create_sample_repository(tmp_path / "r", tasks_json=tasks_json(1))
-    project = load_settings({"CTO_REPOSITORY": str(remote)}).projects[0]
+    project = load_settings({"CTO_DAGSTER_REPOSITORY": str(remote)}).projects[0]
     env = {"CTO_DAGSTER_CACHE": str(tmp_path / "c")}
     assert plan_project(project, environ=env).task_ids == ["1"]
     pins = {PINNED_COMMITS_ENV: json.dumps(planned_commits())}
@@ -151,7 +179,7 @@ def test_a_token_inside_the_repository_url_is_refused_without_printing_it(tmp_pa
         load_settings({"CTO_DAGSTER_CONFIG": str(config)})
     assert "git.token_env" in str(info.value)
     assert "ghp_SECRET123456" not in str(info.value)
-    quick = {"CTO_REPOSITORY": "https://x:ghp_SECRET123456@example.com/a.git"}
+    quick = {"CTO_DAGSTER_REPOSITORY": "https://x:ghp_SECRET123456@example.com/a.git"}
     with pytest.raises(SettingsError) as info:
         load_settings(quick)
     assert "ghp_SECRET123456" not in str(info.value)
@@ -196,12 +224,12 @@ def test_a_pinned_plan_is_read_at_its_commit_from_an_empty_cache(tmp_path):
     import json
     import subprocess
 
-    from cto_dagster.core.sample import create_sample_repository
+    from cto_dagster.core.demo.sample_repository import create_sample_repository
     from cto_dagster.core.settings import PINNED_COMMITS_ENV
 
     one = {"master": {"tasks": [{"id": 1, "title": "one", "dependencies": []}]}}
     remote = create_sample_repository(tmp_path / "r", tasks_json=json.dumps(one))
-    project = load_settings({"CTO_REPOSITORY": str(remote)}).projects[0]
+    project = load_settings({"CTO_DAGSTER_REPOSITORY": str(remote)}).projects[0]
     first = plan_project(project, environ={"CTO_DAGSTER_CACHE": str(tmp_path / "c1")})
     planned_at = subprocess.run(
         ["git", f"--git-dir={remote}", "rev-parse", "main"], capture_output=True, text=True

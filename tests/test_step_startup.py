@@ -13,7 +13,7 @@ import dagster as dg
 import pytest
 from dagster._core.executor import child_process_executor
 
-from cto_dagster.defs.background import BACKGROUND_NICENESS, run_in_background
+from cto_dagster.defs.step_priority import BACKGROUND_NICENESS, run_in_background
 from cto_dagster.defs.step_processes import instance_modules
 from cto_dagster.speedups import step_polling
 from cto_dagster.speedups.step_polling import collective_polling

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from cto_dagster.core.mermaid import parse_edges
+from cto_dagster.core.planning.mermaid import parse_edges
 from cto_dagster.core.taskmaster.complexity import report_path
 from tests.conftest import demo_task
 from tests.fake_github import FakeGitHub
@@ -88,7 +88,7 @@ def test_two_tags_run_in_order_and_the_integration_branch_says_review(make_proje
     assert pulls and all("```mermaid" in p["body"] for p in pulls)
     assert "to `review` in `.taskmaster/tasks/tasks.json`" in pulls[0]["body"]
 
-    from cto_dagster.instance_home import open_instance
+    from cto_dagster.commands.runs.instance_home import open_instance
 
     with open_instance(project.home) as instance:
         keys = {key.path[-1] for key in instance.get_asset_keys()}

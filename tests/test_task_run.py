@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from cto_dagster.core.agents import AgentSpec
-from cto_dagster.core.sample import create_sample_repository
-from cto_dagster.core.task_run import (
+from cto_dagster.core.demo.sample_repository import create_sample_repository
+from cto_dagster.core.task_run.step import (
     DependencyHead,
     Repository,
     TaskFailed,

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from cto_dagster.core.planner import build_plan
+from cto_dagster.core.planning.planner import build_plan
 from cto_dagster.core.taskmaster import TasksFileError, read_task_list
 from tests.helpers import tagged, task, write_tasks
 

@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 
 from cto_dagster.cli import main
-from cto_dagster.core.mermaid import parse_edges, render_mermaid
-from cto_dagster.core.names import (
+from cto_dagster.core.planning.mermaid import parse_edges, render_mermaid
+from cto_dagster.core.planning.planner import build_plan, plan_tasks_file
+from cto_dagster.core.support.names import (
     asset_name_for,
     canonical_id,
     check_branch_name,
     label_value,
     task_branch,
 )
-from cto_dagster.core.planner import build_plan, plan_tasks_file
 from cto_dagster.core.taskmaster import TasksFileError, read_tasks
 from cto_dagster.core.taskmaster.complexity import parse_report, report_path
 from cto_dagster.core.taskmaster.write_back import set_statuses
@@ -287,7 +287,7 @@ def test_write_back_changes_only_the_statuses_asked_for():
 
 
 def test_write_back_keeps_a_hand_written_layout_and_adds_a_missing_status():
-    from cto_dagster.core.sample import guide_tasks_json
+    from cto_dagster.core.demo.sample_repository import guide_tasks_json
 
     original = guide_tasks_json().encode()
     updated = set_statuses(original, {"master": {"1": "review", "4": "done"}})

@@ -46,7 +46,7 @@ def open_browser(driver):
 def wait_for_run(project, run_id: str, timeout: float = 240) -> str:
     import dagster as dg
 
-    from cto_dagster.instance_home import open_instance
+    from cto_dagster.commands.runs.instance_home import open_instance
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -8,11 +8,11 @@ import sys
 import pytest
 
 from cto_dagster.core.agents import AgentSpec
-from cto_dagster.core.sample import create_sample_repository
+from cto_dagster.core.demo.sample_repository import create_sample_repository
 from cto_dagster.core.settings.models import VerifySettings
-from cto_dagster.core.task_run import Repository, TaskFailed, TaskRunRequest, run_task
+from cto_dagster.core.task_run.step import Repository, TaskFailed, TaskRunRequest, run_task
+from cto_dagster.core.task_run.verify import VerifyPolicy
 from cto_dagster.core.taskmaster import parse_tasks
-from cto_dagster.core.verify import VerifyPolicy
 from tests.helpers import bare_git
 
 # the check: calc.py's add(), where there is one, must add (the base has none: it passes)

@@ -8,10 +8,10 @@ import sys
 import pytest
 
 from cto_dagster.core.agents import AgentSpec
-from cto_dagster.core.sample import create_sample_repository
-from cto_dagster.core.task_run import Repository, TaskRunRequest, run_task
+from cto_dagster.core.demo.sample_repository import create_sample_repository
+from cto_dagster.core.task_run.step import Repository, TaskRunRequest, run_task
+from cto_dagster.core.task_run.verify import VerifyPolicy
 from cto_dagster.core.taskmaster import parse_tasks
-from cto_dagster.core.verify import VerifyPolicy
 
 SHOW = "import os; print('{kind}', os.environ['PIP_CACHE_DIR'], os.environ['npm_config_cache'], os.environ.get('PYTHONDONTWRITEBYTECODE'))"  # noqa: E501
 

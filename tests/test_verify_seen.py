@@ -13,16 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from cto_dagster.core.metrics import TaskTiming, check_time_svg, compute_metrics, gantt_svg
-from cto_dagster.core.metrics import telemetry_lines as lines_of
-from cto_dagster.core.sample import demo_repository_files, demo_tasks_json
-from cto_dagster.core.settings.loading import demo_checks, demo_settings
-from cto_dagster.core.verify_summary import (
+from cto_dagster.core.demo.sample_repository import demo_repository_files, demo_tasks_json
+from cto_dagster.core.metrics.speedup import TaskTiming, check_time_svg, compute_metrics, gantt_svg
+from cto_dagster.core.metrics.speedup import telemetry_lines as lines_of
+from cto_dagster.core.metrics.verify_summary import (
     count_verified,
     level_verdict,
     task_verdict,
     verified_line,
 )
+from cto_dagster.core.settings.loading import demo_checks, demo_settings
 
 DEPS = {"1": [], "2": ["1"]}
 
@@ -160,7 +160,7 @@ def demo_agent(root: Path, task: dict | None, **env: str) -> subprocess.Complete
         variables.update(CTO_TASK_FILE=str(task_file), CTO_TASK_ID=str(task["id"]))
     variables.update(env)
     return subprocess.run(
-        [sys.executable, "-m", "cto_dagster.core.demo_agent"],
+        [sys.executable, "-m", "cto_dagster.core.demo.agent"],
         cwd=root,
         capture_output=True,
         text=True,

@@ -134,7 +134,7 @@ def execute(project: Project, places, **env) -> subprocess.CompletedProcess:
 
 
 def evaluations(project: Project) -> dict:
-    from cto_dagster.instance_home import open_instance
+    from cto_dagster.commands.runs.instance_home import open_instance
 
     run_id = next(r.run_id for r in project.runs() if r.job_name.startswith("play_"))
     with open_instance(project.home) as instance:
@@ -144,7 +144,7 @@ def evaluations(project: Project) -> dict:
 def failed_steps(project: Project) -> set[str]:
     import dagster as dg
 
-    from cto_dagster.instance_home import open_instance
+    from cto_dagster.commands.runs.instance_home import open_instance
 
     run_id = next(r.run_id for r in project.runs() if r.job_name.startswith("play_"))
     with open_instance(project.home) as instance:
@@ -531,14 +531,14 @@ def test_checks_cannot_read_the_git_token_nor_reach_the_orchestrator(tmp_path, p
         },
         {},
         agent={"sandbox": sandbox, "sandbox_read_only": [str(shared)]},
-        git={"token_env": "CTO_VERIFY_TOKEN", "token_file": str(token_file)},
+        git={"token_env": "CTO_TEST_VERIFY_TOKEN", "token_file": str(token_file)},
     )
     # the check's last argument: the shared cache's real path (known once the remote is)
     cache = package_cache(project, places)
     config = project.config.read_text().replace("@SHARED_CACHE@", str(cache))
     project.config.write_text(config)
     try:
-        result = execute(project, places, CTO_VERIFY_TOKEN=TOKEN)
+        result = execute(project, places, CTO_TEST_VERIFY_TOKEN=TOKEN)
         connections = [c for lis in listeners for c in lis.connections]
     finally:
         for lis in listeners:

@@ -173,7 +173,7 @@ def tasks_reload_sensor(project: ProjectSettings) -> dg.SensorDefinition:
         f"changes on {project.base_branch} (through the webserver at ${UI_URL_ENV})",
     )
     def _reload(context: dg.SensorEvaluationContext):
-        from cto_dagster.defs.wiring import git_env_for  # the token as it is now
+        from cto_dagster.defs.project_credentials import git_env_for  # the token as it is now
 
         git_env = git_env_for(project)
         planned = planned_commit(project)

@@ -17,11 +17,11 @@ from dagster._core.events import EngineEventData
 from dagster._core.execution.retries import RetryMode
 from dagster._core.executor.multiprocess import MultiprocessExecutor
 
-from cto_dagster.core.names import id_sort_key
-from cto_dagster.core.predictions import DEFAULT_AGENT_SLOTS
-from cto_dagster.core.processes import ProcessIdentity
-from cto_dagster.core.progress import RunProgress
-from cto_dagster.defs.start_notes import start_note
+from cto_dagster.core.metrics.progress import RunProgress
+from cto_dagster.core.planning.predictions import DEFAULT_AGENT_SLOTS
+from cto_dagster.core.support.names import id_sort_key
+from cto_dagster.core.support.processes import ProcessIdentity
+from cto_dagster.defs.process_origin import start_note
 from cto_dagster.defs.step_processes import instance_modules, pin_planned_commits, preload_modules
 from cto_dagster.defs.translator import TAG_LEVEL, TAG_TASK_ID
 from cto_dagster.speedups.forkservers import prepare_steps_forkserver, warmup_preload

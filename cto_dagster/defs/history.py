@@ -5,8 +5,8 @@ import os
 
 import dagster as dg
 
-from cto_dagster.core.planner import ExecutionPlan
-from cto_dagster.core.predictions import pinned_learned, record_learned
+from cto_dagster.core.planning.planner import ExecutionPlan
+from cto_dagster.core.planning.predictions import pinned_learned, record_learned
 from cto_dagster.core.settings import ProjectSettings
 from cto_dagster.defs.translator import TaskTranslator
 

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from cto_dagster.core.forge import ForgeError, pr_body, pr_title
 from cto_dagster.core.git.command import GitError
-from cto_dagster.core.integration import (
+from cto_dagster.core.integration.branch_pruning import prune_integration_branches
+from cto_dagster.core.integration.checks import IntegrationCheckUnavailable, verification_report
+from cto_dagster.core.integration.level_merge import (
     IntegrationRequest,
     IntegrationResult,
     StatusWriteBack,
@@ -18,16 +19,14 @@ from cto_dagster.core.integration import (
     overlap_report,
     resolution_report,
 )
-from cto_dagster.core.integration_checks import IntegrationCheckUnavailable, verification_report
-from cto_dagster.core.mermaid import mermaid_block
-from cto_dagster.core.names import task_branch
-from cto_dagster.core.planner import ExecutionPlan
-from cto_dagster.core.pruning import prune_integration_branches
-from cto_dagster.core.resolution import ConflictPolicy
+from cto_dagster.core.integration.level_stages import IntegrationStage
+from cto_dagster.core.integration.pull_requests import ForgeError, pr_body, pr_title
+from cto_dagster.core.planning.mermaid import mermaid_block
+from cto_dagster.core.planning.planner import ExecutionPlan
 from cto_dagster.core.settings import ProjectSettings
-from cto_dagster.core.stages import IntegrationStage
-from cto_dagster.core.verify import VerifyPolicy
-from cto_dagster.defs.background import run_in_background
+from cto_dagster.core.support.names import task_branch
+from cto_dagster.core.task_run.conflict_resolution import ConflictPolicy
+from cto_dagster.core.task_run.verify import VerifyPolicy
 from cto_dagster.defs.k8s_tags import K8S_CONFIG_TAG, bookkeeping_k8s_config
 from cto_dagster.defs.resources import (
     GitHubResource,
@@ -37,6 +36,7 @@ from cto_dagster.defs.resources import (
     github_key,
 )
 from cto_dagster.defs.run_records import older_integration_heads
+from cto_dagster.defs.step_priority import run_in_background
 from cto_dagster.defs.task_assets import (
     HEAD_COMMIT,
     recorded_heads,

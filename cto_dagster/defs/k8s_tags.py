@@ -23,8 +23,8 @@ import re
 from collections.abc import Sequence
 
 from cto_dagster.core.agents.environment import BASICS, STEP_ONLY
-from cto_dagster.core.names import label_value
 from cto_dagster.core.settings import ProjectSettings
+from cto_dagster.core.support.names import label_value
 from cto_dagster.core.taskmaster import Task
 
 K8S_CONFIG_TAG = "dagster-k8s/config"

@@ -22,7 +22,7 @@ from dagster._core.storage.local_compute_log_manager import LocalComputeLogManag
 from dagster_k8s.container_context import K8sContainerContext
 from dagster_k8s.executor import K8sStepHandler, k8s_job_executor
 
-from cto_dagster.core.mappings import deep_merge
+from cto_dagster.core.support.mappings import deep_merge
 from cto_dagster.defs.step_processes import planned_pins
 from cto_dagster.defs.translator import TAG_TASK_ID
 

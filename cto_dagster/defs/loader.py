@@ -1,9 +1,9 @@
 """Building the code location's definitions from the configured projects (no side effects on
 import: `cto_dagster.definitions` calls `build_definitions()` once).
 
-Projects come from `CTO_DAGSTER_CONFIG` (YAML), `CTO_REPOSITORY` (env), or the embedded demo; see
-`cto_dagster.core.settings`. A tasks file that cannot be planned stops the load with the planner's
-message.
+Projects come from `CTO_DAGSTER_CONFIG` (YAML), `CTO_DAGSTER_REPOSITORY` (env), or the embedded
+demo; see `cto_dagster.core.settings`. A tasks file that cannot be planned stops the load with
+the planner's message.
 """
 
 import dagster as dg
@@ -12,9 +12,9 @@ from cto_dagster.core.settings import SettingsError, load_settings, plan_project
 from cto_dagster.core.taskmaster import TasksFileError
 from cto_dagster.defs.executor import executor_for
 from cto_dagster.defs.project import build_project_definitions
+from cto_dagster.defs.project_credentials import git_env_for
 from cto_dagster.defs.resources import PlayParameters
 from cto_dagster.defs.run_pods import pin_commits_of_run_pod
-from cto_dagster.defs.wiring import git_env_for
 from cto_dagster.speedups.early_forkserver import start_forkserver_early
 
 

@@ -5,11 +5,10 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from cto_dagster.core.planner import ExecutionPlan
+from cto_dagster.core.integration.level_stages import IntegrationStage
+from cto_dagster.core.metrics.verify_summary import verified_line
+from cto_dagster.core.planning.planner import ExecutionPlan
 from cto_dagster.core.settings import ProjectSettings
-from cto_dagster.core.stages import IntegrationStage
-from cto_dagster.core.verify_summary import verified_line
-from cto_dagster.defs.background import run_in_background
 from cto_dagster.defs.integration_assets import integration_key
 from cto_dagster.defs.k8s_tags import K8S_CONFIG_TAG, bookkeeping_k8s_config
 from cto_dagster.defs.run_records import (
@@ -20,6 +19,7 @@ from cto_dagster.defs.run_records import (
     task_records,
     verified_counts,
 )
+from cto_dagster.defs.step_priority import run_in_background
 from cto_dagster.defs.translator import TAG_PREDICTED, TAG_PROJECT, TaskTranslator, project_op_tags
 
 if TYPE_CHECKING:
@@ -48,8 +48,8 @@ def _agent_slots(run: dg.DagsterRun, plan: ExecutionPlan) -> int:
 
 def _run_part(instance: dg.DagsterInstance, run: dg.DagsterRun, record_start: float | None):
     """One run's task timings (each from the attempt that materialized)."""
-    from cto_dagster.core.metrics import SPLIT_METADATA, USAGE_FIELDS, RunPart, TaskTiming
-    from cto_dagster.core.verify_summary import task_verdict
+    from cto_dagster.core.metrics.speedup import SPLIT_METADATA, USAGE_FIELDS, RunPart, TaskTiming
+    from cto_dagster.core.metrics.verify_summary import task_verdict
 
     launches = step_launches(instance, run.run_id)
     timings = []
@@ -94,7 +94,7 @@ def metrics_for_run(instance: dg.DagsterInstance, run_id: str, plan: ExecutionPl
     """The run's `RunMetrics`, or None for an unknown run. A re-executed run includes what the
     runs it re-executed finished (their tasks marked with their run). (pandas is imported here,
     not when the code location loads: it costs 2 s of every start-up.)"""
-    from cto_dagster.core.metrics import compute_metrics, join_runs
+    from cto_dagster.core.metrics.speedup import compute_metrics, join_runs
 
     record = instance.get_run_record_by_id(run_id)
     if record is None:
@@ -134,7 +134,7 @@ def play_runs(instance: dg.DagsterInstance, project: ProjectSettings, limit: int
 
 
 def _table(frame) -> dg.TableMetadataValue:
-    from cto_dagster.core.metrics import is_nan  # with pandas: not at code-location load
+    from cto_dagster.core.metrics.speedup import is_nan  # with pandas: not at code-location load
 
     columns = [
         dg.TableColumn(
@@ -229,7 +229,7 @@ def _metrics_metadata(
 ) -> dict[str, object]:
     import pandas as pd
 
-    from cto_dagster.core.metrics import check_time_svg, gantt_svg, is_nan, timeline_text
+    from cto_dagster.core.metrics.speedup import check_time_svg, gantt_svg, is_nan, timeline_text
 
     # NaN (a figure no step recorded) is left out: JSON, and so the UI, has no NaN
     figures = {k: v for k, v in metrics.summary.items() if not is_nan(v)}

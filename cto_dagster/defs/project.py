@@ -2,11 +2,11 @@
 
 import dagster as dg
 
-from cto_dagster.core.mermaid import mermaid_block
-from cto_dagster.core.planner import ExecutionPlan
-from cto_dagster.core.predictions import Prediction, default_slots, predict
-from cto_dagster.core.secrets import SecretNames
+from cto_dagster.core.planning.mermaid import mermaid_block
+from cto_dagster.core.planning.planner import ExecutionPlan
+from cto_dagster.core.planning.predictions import Prediction, default_slots, predict
 from cto_dagster.core.settings import ProjectSettings
+from cto_dagster.core.settings.secrets import SecretNames
 from cto_dagster.defs.automation import (
     automation_sensor,
     follow_condition,

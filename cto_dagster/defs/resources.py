@@ -28,13 +28,13 @@ import dagster as dg
 from pydantic import BaseModel, ConfigDict, Field
 
 from cto_dagster.core.agents import AgentSpec
-from cto_dagster.core.forge import PullRequest, open_or_reuse_pull_request
-from cto_dagster.core.forge import supersede_older_pull_requests as _supersede
 from cto_dagster.core.git.command import Identity
 from cto_dagster.core.git.credentials import credential_environment
-from cto_dagster.core.repository import Repository
-from cto_dagster.core.secrets import SecretNames
+from cto_dagster.core.integration.pull_requests import PullRequest, open_or_reuse_pull_request
+from cto_dagster.core.integration.pull_requests import supersede_older_pull_requests as _supersede
 from cto_dagster.core.settings import AgentSettings, ProjectSettings, planned_commits, tasks_source
+from cto_dagster.core.settings.secrets import SecretNames
+from cto_dagster.core.task_run.repository import Repository
 
 # The agent settings a run may choose in its run config; every other one is the code location's.
 RUN_AGENT_CHOICES = ("preset", "timeout_seconds", "heartbeat_seconds", "allow_no_changes")

@@ -2,12 +2,12 @@
 
 On a cluster, K8sRunLauncher starts each run as a pod running `dagster api execute_run` (or
 `resume_run`), which builds the definitions again. Locally, a run process inherits the commits its
-code server planned from (`run_processes.export_pins_for_runs`); a run pod inherits nothing, so it
-planned from a fresh fetch of the tasks branch: once a task was pushed (or marked done) after the
-location loaded, the run ran another graph than the one the UI showed and the run was created
-from. Every op of a project carries the commit it was planned from (`TAG_TASKS_COMMIT`, in the job
-snapshot the run stores); the run pod reads it back from the run's own snapshot before planning,
-and its step pods get it from the executor as before.
+code server planned from (`code_server_pins.export_pins_for_runs`); a run pod inherits nothing, so
+it planned from a fresh fetch of the tasks branch: once a task was pushed (or marked done) after the
+location loaded, the run ran another graph than the one the UI showed and the run was created from.
+Every op of a project carries the commit it was planned from (`TAG_TASKS_COMMIT`, in the job
+snapshot the run stores); the run pod reads it back from the run's own snapshot before planning, and
+its step pods get it from the executor as before.
 """
 
 from __future__ import annotations

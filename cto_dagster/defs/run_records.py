@@ -5,13 +5,13 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from cto_dagster.core.predictions import DEFAULT_AGENT_SLOTS
-from cto_dagster.core.verify_summary import (
+from cto_dagster.core.metrics.verify_summary import (
     VerifiedCounts,
     count_verified,
     level_verdict,
     task_verdict,
 )
+from cto_dagster.core.planning.predictions import DEFAULT_AGENT_SLOTS
 from cto_dagster.defs.translator import TAG_PROJECT
 
 TASK_ID_TAG = "cto/task_id"  # the op tag every task step carries (translator.TAG_TASK_ID)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from cto_dagster.core.predictions import LEARNED_ENV, learned_pin
+from cto_dagster.core.planning.predictions import LEARNED_ENV, learned_pin
 from cto_dagster.core.settings import PINNED_COMMITS_ENV, planned_commits_pin
 
 PRELOAD = [
@@ -23,7 +23,7 @@ PRELOAD = [
     "dagster._core.storage.runs.sqlite.sqlite_run_storage",
     "sqlalchemy",
     "alembic",
-    "cto_dagster.core.task_run",
+    "cto_dagster.core.task_run.step",
 ]
 
 

@@ -5,23 +5,23 @@ from typing import NamedTuple
 
 import dagster as dg
 
-from cto_dagster.core.graphs import remaining_path_lengths
-from cto_dagster.core.integration import resolution_report
-from cto_dagster.core.planner import ExecutionPlan, weights
-from cto_dagster.core.predictions import Prediction
-from cto_dagster.core.resolution import Resolution
+from cto_dagster.core.integration.level_merge import resolution_report
+from cto_dagster.core.planning.planner import ExecutionPlan, weights
+from cto_dagster.core.planning.predictions import Prediction
 from cto_dagster.core.settings import ProjectSettings
-from cto_dagster.core.task_run import (
+from cto_dagster.core.support.graphs import remaining_path_lengths
+from cto_dagster.core.task_run.conflict_resolution import Resolution
+from cto_dagster.core.task_run.step import (
     DependencyHead,
     TaskFailed,
     TaskRunRequest,
     TaskRunResult,
     run_task,
 )
-from cto_dagster.core.verify import Verification, VerifyPolicy
+from cto_dagster.core.task_run.verify import Verification, VerifyPolicy
 from cto_dagster.defs.k8s_tags import K8S_CONFIG_TAG, task_k8s_config
+from cto_dagster.defs.process_origin import start_note
 from cto_dagster.defs.resources import agent_key, git_key
-from cto_dagster.defs.start_notes import start_note
 from cto_dagster.defs.translator import TAG_LEVEL, TAG_TASK_ID, TaskTranslator, project_op_tags
 
 HEAD_COMMIT = "head_commit"
@@ -280,23 +280,16 @@ def build_task_asset(
     task = plan.tasks[task_id]
     level = plan.level_of[task_id]
     key = translator.asset_key(project, task_id)
-    dependency_ids = plan.dependencies_to_run(task_id)
-    dependency_keys = {d: translator.asset_key(project, d) for d in dependency_ids}
+    dependency_keys = {
+        d: translator.asset_key(project, d) for d in plan.dependencies_to_run(task_id)
+    }
     conflicts = project.conflict_policy()
     verify, verify_problem = _task_verify_policy(project, task)
     checks = [
         *([resolution_check(key)] if conflicts.enabled else []),
         *([verified_check(key)] if verify.enabled else []),
     ]
-    op_tags = {
-        "dagster/priority": str(priority),
-        TAG_TASK_ID: task_id,
-        TAG_LEVEL: str(level),
-        **project_op_tags(project),
-        # read only by k8s_job_executor
-        K8S_CONFIG_TAG: task_k8s_config(project, task, level, other_tokens),
-        **(extra_op_tags or {}),
-    }
+    op_tags = _task_op_tags(project, plan, task_id, priority, other_tokens, extra_op_tags)
 
     @dg.asset(
         key=key,
@@ -311,72 +304,126 @@ def build_task_asset(
         pool=project.pool,
         required_resource_keys={git_key(project), agent_key(project)},
         check_specs=checks or None,
-        retry_policy=dg.RetryPolicy(
-            max_retries=project.max_retries, delay=2, backoff=dg.Backoff.EXPONENTIAL
-        )
-        if project.max_retries
-        else None,
+        retry_policy=_retry_policy(project),
     )
     def _task(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         context.log.debug(start_note("step process", context.job_def))
         if verify_problem:
             raise dg.Failure(f"Task {task_id}: {verify_problem}", allow_retries=False)
         heads = _recorded(context.instance, [key, *dependency_keys.values()])
-        unverified = [d for d, k in dependency_keys.items() if heads[k].verified == "failed"]
-        if unverified:
-            raise dg.Failure(
-                f"Task {task_id}: dependency tasks {', '.join(unverified)} did not pass the "
-                "project's checks (their `verified` check failed): fix and re-materialize them "
-                "first",
-                allow_retries=False,
-            )
-
-        def announce(commit: str) -> None:
-            context.log_event(dg.AssetObservation(asset_key=key, metadata={PUSHING_COMMIT: commit}))
-
+        _refuse_unverified_dependencies(task_id, dependency_keys, heads)
         request = TaskRunRequest(
             task=task,
             level=level,
             repository=getattr(context.resources, git_key(project)).repository(),
             agent=getattr(context.resources, agent_key(project)).spec(project),
-            dependencies=tuple(
-                DependencyHead(
-                    dep_id,
-                    heads[dep_key].head,
-                    plan.tasks[dep_id].title,
-                    heads[dep_key].files,
-                    details=plan.tasks[dep_id].details,
-                )
-                for dep_id, dep_key in dependency_keys.items()
-            )
-            + tuple(
-                DependencyHead(dep_id, None, plan.tasks[dep_id].title, in_review=True)
-                for dep_id in plan.review_dependencies(task_id)
-            ),
+            dependencies=_dependency_heads(plan, task_id, dependency_keys, heads),
             previous_head=heads[key].head,
             pushing_head=heads[key].pushing,
-            before_push=announce,
+            before_push=_announcer(context, key),
             conflicts=conflicts,
             verify=verify,
         )
-        try:
-            result = run_task(request, log=step_logger(context))
-        except TaskFailed as exc:
-            metadata = {k: _metadata_value(v) for k, v in exc.details.items()}
-            raise dg.Failure(
-                description=exc.message, metadata=metadata, allow_retries=exc.retryable
-            ) from None
-        results = [
-            *([resolution_check_result(result.resolutions)] if conflicts.enabled else []),
-            *([verified_check_result(result.verification)] if result.verification else []),
-        ]
-        return dg.MaterializeResult(
-            metadata=result_metadata(result, level),
-            data_version=dg.DataVersion(result.head_commit),
-            check_results=results or None,
-        )
+        result = _run_task_or_fail(request, context)
+        return _materialize_result(result, level, resolutions_checked=conflicts.enabled)
 
     return _task
+
+
+def _task_op_tags(
+    project: ProjectSettings,
+    plan: ExecutionPlan,
+    task_id: str,
+    priority: int,
+    other_tokens: tuple[str, ...],
+    extra_op_tags: dict[str, object] | None,
+) -> dict[str, object]:
+    level = plan.level_of[task_id]
+    return {
+        "dagster/priority": str(priority),
+        TAG_TASK_ID: task_id,
+        TAG_LEVEL: str(level),
+        **project_op_tags(project),
+        # read only by k8s_job_executor
+        K8S_CONFIG_TAG: task_k8s_config(project, plan.tasks[task_id], level, other_tokens),
+        **(extra_op_tags or {}),
+    }
+
+
+def _announcer(context: dg.AssetExecutionContext, key: dg.AssetKey):
+    """Records, just before a push, the commit being pushed (in case the step dies after it)."""
+
+    def announce(commit: str) -> None:
+        context.log_event(dg.AssetObservation(asset_key=key, metadata={PUSHING_COMMIT: commit}))
+
+    return announce
+
+
+def _run_task_or_fail(request: TaskRunRequest, context: dg.AssetExecutionContext) -> TaskRunResult:
+    try:
+        return run_task(request, log=step_logger(context))
+    except TaskFailed as exc:
+        metadata = {k: _metadata_value(v) for k, v in exc.details.items()}
+        raise dg.Failure(
+            description=exc.message, metadata=metadata, allow_retries=exc.retryable
+        ) from None
+
+
+def _retry_policy(project: ProjectSettings) -> dg.RetryPolicy | None:
+    if not project.max_retries:
+        return None
+    return dg.RetryPolicy(max_retries=project.max_retries, delay=2, backoff=dg.Backoff.EXPONENTIAL)
+
+
+def _refuse_unverified_dependencies(
+    task_id: str, dependency_keys: dict[str, dg.AssetKey], heads: dict[dg.AssetKey, Recorded]
+) -> None:
+    """A task does not start on dependencies whose `verified` check failed."""
+    unverified = [d for d, k in dependency_keys.items() if heads[k].verified == "failed"]
+    if unverified:
+        raise dg.Failure(
+            f"Task {task_id}: dependency tasks {', '.join(unverified)} did not pass the "
+            "project's checks (their `verified` check failed): fix and re-materialize them "
+            "first",
+            allow_retries=False,
+        )
+
+
+def _dependency_heads(
+    plan: ExecutionPlan,
+    task_id: str,
+    dependency_keys: dict[str, dg.AssetKey],
+    heads: dict[dg.AssetKey, Recorded],
+) -> tuple[DependencyHead, ...]:
+    """What the task's branch starts from: each dependency that runs, at its recorded head, then
+    the dependencies in review (named in the prompt, not merged)."""
+    return tuple(
+        DependencyHead(
+            dep_id,
+            heads[dep_key].head,
+            plan.tasks[dep_id].title,
+            heads[dep_key].files,
+            details=plan.tasks[dep_id].details,
+        )
+        for dep_id, dep_key in dependency_keys.items()
+    ) + tuple(
+        DependencyHead(dep_id, None, plan.tasks[dep_id].title, in_review=True)
+        for dep_id in plan.review_dependencies(task_id)
+    )
+
+
+def _materialize_result(
+    result: TaskRunResult, level: int, *, resolutions_checked: bool
+) -> dg.MaterializeResult:
+    results = [
+        *([resolution_check_result(result.resolutions)] if resolutions_checked else []),
+        *([verified_check_result(result.verification)] if result.verification else []),
+    ]
+    return dg.MaterializeResult(
+        metadata=result_metadata(result, level),
+        data_version=dg.DataVersion(result.head_commit),
+        check_results=results or None,
+    )
 
 
 def _task_verify_policy(project: ProjectSettings, task) -> tuple[VerifyPolicy, str]:

@@ -5,9 +5,9 @@ import re
 
 import dagster as dg
 
-from cto_dagster.core.names import asset_name_for, label_value
-from cto_dagster.core.planner import ExecutionPlan
+from cto_dagster.core.planning.planner import ExecutionPlan
 from cto_dagster.core.settings import ProjectSettings, planned_commit
+from cto_dagster.core.support.names import asset_name_for, label_value
 from cto_dagster.core.taskmaster import Task
 
 TAG_LEVEL = "cto/level"

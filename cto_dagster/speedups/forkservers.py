@@ -24,7 +24,8 @@ from multiprocessing import forkserver, resource_tracker
 from cto_dagster.speedups.switch import enabled
 
 WARM_JOB_ENV = "CTO_DAGSTER_WARM_JOB"
-# set only in the environment of the forkserver that forks a process (read by `start_notes`)
+# set only in the environment of the forkserver that forks a process (read by
+# `defs/process_origin.py`)
 SERVER_FORKSERVER_ENV = "CTO_DAGSTER_FORKSERVER_OF_CODE_SERVER"
 EARLY_ENV = "CTO_DAGSTER_FORKSERVER_STARTED_EARLY"
 WARMUP_MODULE = "cto_dagster.speedups.step_warmup"

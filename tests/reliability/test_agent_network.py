@@ -26,8 +26,8 @@ from cto_dagster.core.agents.network import (
     network_problem,
 )
 from cto_dagster.core.agents.sandbox import Sandbox, bubblewrap_problem
-from cto_dagster.core.sample import create_sample_repository
-from cto_dagster.core.task_run import Repository, TaskRunRequest, run_task
+from cto_dagster.core.demo.sample_repository import create_sample_repository
+from cto_dagster.core.task_run.step import Repository, TaskRunRequest, run_task
 from cto_dagster.core.taskmaster import parse_tasks
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # the `user` sandbox's agent cannot enter root's home

@@ -18,7 +18,7 @@ from cto_dagster.core.agents.container import (
     reap_orphan_containers,
     remove_container,
 )
-from cto_dagster.core.task_run import TaskFailed, TaskRunRequest, run_task
+from cto_dagster.core.task_run.step import TaskFailed, TaskRunRequest, run_task
 from tests.helpers import CONTAINER_TEST_IMAGE
 from tests.reliability.test_untrusted_agent import (  # noqa: F401 - the fixture
     bare_git,

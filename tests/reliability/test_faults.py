@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from cto_dagster.commands.demo import job_execute_command
 from cto_dagster.core.agents import AgentSpec
-from cto_dagster.core.processes import ProcessIdentity
-from cto_dagster.core.sample import create_sample_repository
-from cto_dagster.core.task_run import Repository, TaskFailed, TaskRunRequest, run_task
+from cto_dagster.core.demo.sample_repository import create_sample_repository
+from cto_dagster.core.support.processes import ProcessIdentity
+from cto_dagster.core.task_run.step import Repository, TaskFailed, TaskRunRequest, run_task
 from cto_dagster.core.taskmaster import parse_tasks
-from cto_dagster.demo import job_execute_command
 from tests.conftest import demo_task
 from tests.helpers import processes_matching
 
@@ -33,7 +33,7 @@ def find_agent(task_id: str, workspace_root: Path, timeout: float = 90) -> int:
             except OSError:
                 continue
             if (
-                b"cto_dagster.core.demo_agent" in cmdline
+                b"cto_dagster.core.demo.agent" in cmdline
                 and f"CTO_TASK_ID={task_id}".encode() in environ
                 and any(
                     v.startswith(b"CTO_PROMPT_FILE=" + str(workspace_root).encode())
@@ -106,7 +106,7 @@ def test_read_only_remote_is_retried_then_fails_clearly(make_project):
     assert result.returncode != 0
     import dagster as dg
 
-    from cto_dagster.instance_home import open_instance
+    from cto_dagster.commands.runs.instance_home import open_instance
 
     run_id = project.runs()[0].run_id
     with open_instance(project.home) as instance:
@@ -190,7 +190,12 @@ def test_hung_agent_timeout_leaves_no_orphans(repo):
 
 
 def test_stale_workspace_of_a_dead_step_is_reaped(repo, tmp_path):
-    from cto_dagster.core.workspaces import AGENT_FILE, OWNER_FILE, reap_stale, write_identity
+    from cto_dagster.core.support.workspaces import (
+        AGENT_FILE,
+        OWNER_FILE,
+        reap_stale,
+        write_identity,
+    )
 
     root = Path(repo.workspace_root)
     root.mkdir(parents=True)
@@ -214,7 +219,7 @@ def test_a_recycled_agent_pid_is_never_killed(repo):
     process (here: the same pid, another start time): that process lives on."""
     import json
 
-    from cto_dagster.core.workspaces import AGENT_FILE, reap_stale
+    from cto_dagster.core.support.workspaces import AGENT_FILE, reap_stale
 
     root = Path(repo.workspace_root)
     root.mkdir(parents=True)
@@ -240,7 +245,7 @@ def test_an_agent_recorded_after_it_ended_is_never_judged_by_its_pid(tmp_path):
     on. Only a record made without /proc at all (no boot id) falls back to the bare pid."""
     import json
 
-    from cto_dagster.core.workspaces import AGENT_FILE, reap_stale
+    from cto_dagster.core.support.workspaces import AGENT_FILE, reap_stale
 
     root = tmp_path / "ws"
     root.mkdir()
@@ -265,7 +270,7 @@ def test_a_folder_without_its_owner_file_is_reaped_once_its_pid_was_recycled(tmp
     """A step killed before it wrote `owner.json` leaves only the pid in its folder's name: a
     process holding that pid that started after the folder was last changed is not its owner
     (the folder is reaped, the process lives on); a living owner's folder stays."""
-    from cto_dagster.core.workspaces import reap_stale
+    from cto_dagster.core.support.workspaces import reap_stale
 
     root = tmp_path / "ws"
     root.mkdir()

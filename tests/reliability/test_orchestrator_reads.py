@@ -17,16 +17,16 @@ from pathlib import Path
 import pytest
 
 import cto_dagster.core.agents.sandbox as sandbox_module
+import cto_dagster.core.git.agent_work as inspect_module
 import cto_dagster.core.git.cache as cache_module
 import cto_dagster.core.git.command as command_module
-import cto_dagster.core.git.inspect as inspect_module
 from cto_dagster.core.agents import AgentSpec
+from cto_dagster.core.demo.sample_repository import SAMPLE_README
 from cto_dagster.core.git.command import GitTimeout, git_environment, run_git
-from cto_dagster.core.limits import WorkLimits
-from cto_dagster.core.safe_fs import remove_tree
-from cto_dagster.core.sample import SAMPLE_README
-from cto_dagster.core.task_run import TaskFailed, TaskRunRequest, run_task
-from cto_dagster.core.workspaces import OWNER_FILE, write_identity
+from cto_dagster.core.support.limits import WorkLimits
+from cto_dagster.core.support.safe_fs import remove_tree
+from cto_dagster.core.support.workspaces import OWNER_FILE, write_identity
+from cto_dagster.core.task_run.step import TaskFailed, TaskRunRequest, run_task
 from tests.reliability.test_untrusted_agent import (
     SYSTEM_PYTHON,
     bare_git,
@@ -507,9 +507,9 @@ def test_without_a_sandbox_the_agent_runs_only_when_the_project_says_none(http_r
 
 def test_the_tasks_file_cache_has_the_safety_settings(tmp_path):
     """The bare repository that reads the tasks file is set up as the object cache is."""
+    from cto_dagster.core.demo.sample_repository import create_sample_repository
     from cto_dagster.core.git.cache import SAFE_BARE_CONFIG
     from cto_dagster.core.git.files import read_files_at
-    from cto_dagster.core.sample import create_sample_repository
 
     bare = create_sample_repository(tmp_path / "sample", '{"master": {"tasks": []}}')
     cache = tmp_path / "files.git"
@@ -524,9 +524,9 @@ def test_a_half_set_up_repository_gets_the_safety_settings(tmp_path, reader):
     """A setup cut short after `git init` (or a repository an older version made) leaves a
     repository with HEAD and none of the settings: both readers finish its setup (one shared
     setup) instead of taking HEAD for a finished one."""
+    from cto_dagster.core.demo.sample_repository import create_sample_repository
     from cto_dagster.core.git.cache import SAFE_BARE_CONFIG, ObjectCache, cache_path
     from cto_dagster.core.git.files import read_files_at
-    from cto_dagster.core.sample import create_sample_repository
 
     bare = create_sample_repository(tmp_path / "sample", '{"master": {"tasks": []}}')
     env = git_environment()

@@ -31,12 +31,12 @@ def test_token_appears_nowhere(make_project):
         project = make_project(
             [demo_task(1), demo_task(2), demo_task(3, deps=[1, 2])],
             settings={
-                **github.settings("CTO_SCAN_TOKEN"),
+                **github.settings("CTO_TEST_SCAN_TOKEN"),
                 "agent": {"preset": None, "command": [sys.executable, "-c", SNOOP]},
             },
         )
-        result = project.execute(CTO_SCAN_TOKEN=TOKEN)
-        report = project.cli("report", CTO_SCAN_TOKEN=TOKEN)
+        result = project.execute(CTO_TEST_SCAN_TOKEN=TOKEN)
+        report = project.cli("report", CTO_TEST_SCAN_TOKEN=TOKEN)
         authorizations = [auth for _, _, auth in github.requests]
         pulls = list(github.pulls)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -49,7 +49,7 @@ def test_token_appears_nowhere(make_project):
         found.append("command output")
     import dagster as dg
 
-    from cto_dagster.instance_home import open_instance
+    from cto_dagster.commands.runs.instance_home import open_instance
 
     with open_instance(project.home) as instance:
         for run in project.runs():
@@ -84,5 +84,5 @@ def test_token_appears_nowhere(make_project):
     assert found == []
     # the agents ran and left their snoop files: the scan above looked at real data
     env_dump = project.git("show", "feature/task-3-implementation:env-3.txt")
-    assert "CTO_TASK_ID=3" in env_dump and "CTO_SCAN_TOKEN" not in env_dump
+    assert "CTO_TASK_ID=3" in env_dump and "CTO_TEST_SCAN_TOKEN" not in env_dump
     assert "Task 3" in project.git("show", "feature/task-3-implementation:prompt-3.md")

@@ -14,9 +14,9 @@ import pytest
 
 from cto_dagster.core.agents import AgentSpec
 from cto_dagster.core.agents.sandbox import bubblewrap_problem
+from cto_dagster.core.demo.sample_repository import create_sample_repository
 from cto_dagster.core.git.credentials import credential_environment
-from cto_dagster.core.sample import create_sample_repository
-from cto_dagster.core.task_run import (
+from cto_dagster.core.task_run.step import (
     DependencyHead,
     Repository,
     TaskFailed,
@@ -204,7 +204,7 @@ STEP_IN_ITS_OWN_PROCESS = """
 import json, os, sys
 from cto_dagster.core.agents import AgentSpec
 from cto_dagster.core.git.credentials import credential_environment
-from cto_dagster.core.task_run import Repository, TaskRunRequest, run_task
+from cto_dagster.core.task_run.step import Repository, TaskRunRequest, run_task
 from cto_dagster.core.taskmaster import parse_tasks
 args = json.loads(sys.argv[1])
 token = os.environ['CTO_TEST_GIT_TOKEN']

@@ -11,8 +11,8 @@ import time
 import pytest
 import yaml
 
-from cto_dagster.core.sample import create_sample_repository
-from cto_dagster.demo import job_execute_command
+from cto_dagster.commands.demo import job_execute_command
+from cto_dagster.core.demo.sample_repository import create_sample_repository
 from tests.conftest import demo_task
 from tests.reliability.test_faults import alive
 
@@ -69,7 +69,7 @@ def two_projects(tmp_path):
 
 
 def test_no_project_sees_another_projects_token_or_agent_key(tmp_path):
-    from cto_dagster.instance_home import prepare_home
+    from cto_dagster.commands.runs.instance_home import prepare_home
 
     config = two_projects(tmp_path)
     home = prepare_home(tmp_path / "home")
@@ -126,7 +126,7 @@ def test_a_branch_this_instance_never_recorded_is_left_alone(make_project, tmp_p
     amended = project.git("rev-parse", branch).strip()
 
     fresh = tmp_path / "fresh_home"
-    from cto_dagster.instance_home import prepare_home
+    from cto_dagster.commands.runs.instance_home import prepare_home
 
     prepare_home(fresh)
     refused = project.execute(DAGSTER_HOME=str(fresh))
@@ -164,7 +164,7 @@ def test_agents_marking_their_tasks_done_do_not_break_the_run(make_project):
     assert records["3"].metadata["taskmaster_edits_left_out"] == ".taskmaster/tasks/tasks.json"
     import dagster as dg
 
-    from cto_dagster.instance_home import open_instance
+    from cto_dagster.commands.runs.instance_home import open_instance
 
     with open_instance(project.home) as instance:
         for level in (0, 1):
@@ -181,7 +181,7 @@ def test_a_killed_run_is_settled_and_resumed_and_frees_its_pool(make_project):
     )
     import dagster as dg
 
-    from cto_dagster.instance_home import open_instance
+    from cto_dagster.commands.runs.instance_home import open_instance
 
     with open_instance(project.home) as instance:
         instance.event_log_storage.set_concurrency_slots("cto_agents", 1)

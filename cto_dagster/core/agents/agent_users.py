@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from cto_dagster.core.safe_fs import remove_tree
+from cto_dagster.core.support.safe_fs import remove_tree
 
 UIDS_ENV = "CTO_DAGSTER_AGENT_UIDS"
 DEFAULT_UIDS = range(61000, 62000)

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from cto_dagster.core.processes import ProcessIdentity
+from cto_dagster.core.support.processes import ProcessIdentity
 
 RUNTIMES = ("docker", "podman")
 OWNER_LABEL = "cto-dagster.owner"

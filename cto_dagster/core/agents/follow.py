@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cto_dagster.core.progress import format_duration
+from cto_dagster.core.metrics.progress import format_duration
 
 CHUNK_BYTES = 256 * 1024
 LINE_LIMIT = 1024 * 1024  # a longer line is handed on cut (tool inputs can hold whole files)

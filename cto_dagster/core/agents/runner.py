@@ -30,7 +30,7 @@ from cto_dagster.core.agents.sandbox import (
     readable_by,
 )
 from cto_dagster.core.agents.spec import PLACEHOLDERS, AgentSpec
-from cto_dagster.core.workspaces import AGENT_FILE, write_identity
+from cto_dagster.core.support.workspaces import AGENT_FILE, write_identity
 
 LOG_TAIL_BYTES = 4000
 SIGNS_SCAN_BYTES = 256 * 1024  # failure signs are read from the end of the output

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from cto_dagster.core.agents.network import NETWORK_MODES
 from cto_dagster.core.agents.presets import PRESETS, Preset
 from cto_dagster.core.agents.sandbox import SANDBOX_MODES
-from cto_dagster.core.limits import WorkLimits
+from cto_dagster.core.support.limits import WorkLimits
 
 PLACEHOLDERS = ("{prompt_file}", "{prompt}", "{task_id}", "{task_file}", "{workdir}")
 

@@ -29,11 +29,13 @@ from cto_dagster.core.git.command import (
     run_git,
     stderr_text,
 )
-from cto_dagster.core.names import check_base_branch
+from cto_dagster.core.support.names import check_base_branch
 
 _REJECTED = re.compile(r"\[rejected\]|stale info|non-fast-forward|fetch first", re.IGNORECASE)
 BACKUP_PREFIX = "refs/cto-dagster/replaced/"
-_CREDENTIAL_KEY = re.compile(r"^(GIT_CONFIG_(COUNT|KEY_\d+|VALUE_\d+)|CTO_GIT_\w+)$")
+_CREDENTIAL_KEY = re.compile(
+    r"^(GIT_CONFIG_(COUNT|KEY_\d+|VALUE_\d+)|CTO_DAGSTER_GIT_(TOKEN|HOST)\w*)$"
+)
 _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 # when `maintain` packs the cache: git's own `gc --auto` thresholds
 LOOSE_OBJECT_LIMIT = int(os.environ.get("CTO_DAGSTER_CACHE_LOOSE_LIMIT", "6700"))

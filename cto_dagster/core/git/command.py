@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cto_dagster.core.names import check_branch_name
+from cto_dagster.core.support.names import check_branch_name
 
 _CONTENTION = re.compile(
     r"cannot lock ref|Unable to create '.*\.lock'|failed to update ref|"

@@ -1,8 +1,8 @@
 """Getting a token to git without ever putting it in a URL, an argument or a file.
 
 git asks a credential helper (this module, run as `python -m cto_dagster.core.git.credentials
-get`), which answers from the environment variable `CTO_GIT_TOKEN` and only for the one host the
-project is configured with: a push redirected to another server gets nothing. The helper is
+get`), which answers from the environment variable `CTO_DAGSTER_GIT_TOKEN` and only for the one
+host the project is configured with: a push redirected to another server gets nothing. The helper is
 configured through `GIT_CONFIG_*` environment variables on the orchestrator's own git calls, never
 in a configuration file anything else reads.
 """
@@ -13,8 +13,8 @@ import shlex
 import sys
 from urllib.parse import urlsplit
 
-TOKEN_VARIABLE = "CTO_GIT_TOKEN"  # noqa: S105 - a variable name, not a secret
-HOST_VARIABLE = "CTO_GIT_HOST"
+TOKEN_VARIABLE = "CTO_DAGSTER_GIT_TOKEN"  # noqa: S105 - a variable name, not a secret
+HOST_VARIABLE = "CTO_DAGSTER_GIT_HOST"
 
 
 def url_host(url: str) -> str | None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from cto_dagster.core.git.cache import holds_commit, is_object_id, open_bare
 from cto_dagster.core.git.command import GitError, run_git, stderr_text
-from cto_dagster.core.names import check_base_branch
+from cto_dagster.core.support.names import check_base_branch
 
 
 def read_files_at(

@@ -4,7 +4,7 @@ The agent gets a plain work tree and a `.git` it may use as it likes (status, di
 no remote, no credentials, objects borrowed read-only from the cache. After the agent, that `.git`
 is never given to git again (its configuration could run programs): its HEAD and branch are read as
 files, without following links, and the work tree's content is recorded by the orchestrator
-(`inspect.record_work_tree`).
+(`agent_work.record_work_tree`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from cto_dagster.core.git.cache import ObjectCache
 from cto_dagster.core.git.command import GitError, ref_for_branch, run_git, stderr_text
-from cto_dagster.core.safe_fs import TreeProblem, copy_tree, read_untrusted
+from cto_dagster.core.support.safe_fs import TreeProblem, copy_tree, read_untrusted
 
 MAX_OBJECT_BYTES = 4 * 1024 * 1024 * 1024  # the agent's own commits, compressed
 AGENT_DATA_TIMEOUT = 600.0  # git reading what an agent made

@@ -2,8 +2,8 @@
 
 Where the configuration comes from, in order:
 1. `CTO_DAGSTER_CONFIG`: a YAML file with a `projects:` list (paths in it are relative to it);
-2. `CTO_REPOSITORY` (+ `CTO_PROJECT`, `CTO_TAG` or `CTO_TAGS`, `CTO_BASE_BRANCH`, `CTO_AGENT`, ...):
-   one project;
+2. `CTO_DAGSTER_REPOSITORY` (+ `CTO_DAGSTER_PROJECT`, `CTO_DAGSTER_TAG` or `CTO_DAGSTER_TAGS`,
+   `CTO_DAGSTER_BASE_BRANCH`, `CTO_DAGSTER_AGENT`, ...): one project;
 3. nothing: the embedded demo, a sample repository under `CTO_DAGSTER_DEMO_DIR`
    (default `.cto-dagster/demo`) with the guide's example tasks and the demo agent.
 

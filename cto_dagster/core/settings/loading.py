@@ -1,5 +1,5 @@
 """Where the projects come from: a YAML file (`CTO_DAGSTER_CONFIG`), environment variables
-(`CTO_REPOSITORY`...), or the embedded demo."""
+(`CTO_DAGSTER_REPOSITORY`...), or the embedded demo."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from cto_dagster.core.git.command import is_local_path
-from cto_dagster.core.sample import (
+from cto_dagster.core.demo.sample_repository import (
     create_sample_repository,
     demo_repository_files,
     demo_tasks_json,
 )
+from cto_dagster.core.git.command import is_local_path
 from cto_dagster.core.settings.models import DEFAULT_DEMO_DIR, Settings, SettingsError
 
 
@@ -58,32 +58,36 @@ def load_yaml_settings(path: Path) -> Settings:
 
 
 def _settings_from_env(environ: Mapping[str, str]) -> Settings:
-    repository = environ["CTO_REPOSITORY"]
+    repository = environ["CTO_DAGSTER_REPOSITORY"]
     default_name = re.sub(r"\W", "_", Path(repository.rstrip("/")).stem) or "project"
     if not re.match(r"[A-Za-z_]", default_name):
         default_name = f"p_{default_name}"
     project: dict[str, object] = {
-        "name": environ.get("CTO_PROJECT", default_name),
+        "name": environ.get("CTO_DAGSTER_PROJECT", default_name),
         "repository": _resolve_relative(repository, Path.cwd()),
-        "base_branch": environ.get("CTO_BASE_BRANCH", "main"),
-        "agent": {"preset": environ.get("CTO_AGENT", "demo")},
+        "base_branch": environ.get("CTO_DAGSTER_BASE_BRANCH", "main"),
+        "agent": {"preset": environ.get("CTO_DAGSTER_AGENT", "demo")},
     }
-    optional = {"CTO_TAG": "tag", "CTO_TASKS_FILE": "tasks_file", "CTO_TASKS_PATH": "tasks_path"}
+    optional = {
+        "CTO_DAGSTER_TAG": "tag",
+        "CTO_DAGSTER_TASKS_FILE": "tasks_file",
+        "CTO_DAGSTER_TASKS_PATH": "tasks_path",
+    }
     for env_name, key in optional.items():
         if environ.get(env_name):
             project[key] = environ[env_name]
-    if environ.get("CTO_TAGS"):  # several tags: `database,api`, or `all`
-        names = [t.strip() for t in environ["CTO_TAGS"].split(",") if t.strip()]
+    if environ.get("CTO_DAGSTER_TAGS"):  # several tags: `database,api`, or `all`
+        names = [t.strip() for t in environ["CTO_DAGSTER_TAGS"].split(",") if t.strip()]
         if names == ["all"]:
             project["all_tags"] = True
         else:
             project["tags"] = names
-    if environ.get("CTO_GIT_TOKEN_ENV"):
-        project["git"] = {"token_env": environ["CTO_GIT_TOKEN_ENV"]}
+    if environ.get("CTO_DAGSTER_GIT_TOKEN_ENV"):
+        project["git"] = {"token_env": environ["CTO_DAGSTER_GIT_TOKEN_ENV"]}
     try:
         return Settings.model_validate({"projects": [project]})
     except ValidationError as exc:
-        raise format_validation(exc, "the CTO_* environment variables") from None
+        raise format_validation(exc, "the CTO_DAGSTER_* environment variables") from None
 
 
 def demo_checks() -> list[list[str]]:
@@ -131,7 +135,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     environ = os.environ if environ is None else environ
     if environ.get("CTO_DAGSTER_CONFIG"):
         settings = load_yaml_settings(Path(environ["CTO_DAGSTER_CONFIG"]))
-    elif environ.get("CTO_REPOSITORY"):
+    elif environ.get("CTO_DAGSTER_REPOSITORY"):
         settings = _settings_from_env(environ)
     else:
         settings = demo_settings(Path(environ.get("CTO_DAGSTER_DEMO_DIR", DEFAULT_DEMO_DIR)))

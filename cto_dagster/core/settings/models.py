@@ -11,17 +11,21 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from cto_dagster.core.agents import PRESETS, AgentSpec
 from cto_dagster.core.git.command import Identity
 from cto_dagster.core.git.credentials import has_embedded_credentials
-from cto_dagster.core.limits import MIB, WorkLimits
-from cto_dagster.core.names import (
+from cto_dagster.core.integration.level_stages import (
+    IntegrationStage,
+    integration_stages,
+    levels_per_stage,
+)
+from cto_dagster.core.settings.secrets import SECRET_NAME, SecretNames
+from cto_dagster.core.support.limits import MIB, WorkLimits
+from cto_dagster.core.support.names import (
     InvalidName,
     check_base_branch,
     check_project_name,
     valid_tag_name,
 )
-from cto_dagster.core.resolution import ConflictPolicy
-from cto_dagster.core.secrets import SECRET_NAME, SecretNames
-from cto_dagster.core.stages import IntegrationStage, integration_stages, levels_per_stage
-from cto_dagster.core.verify import VerifyPolicy
+from cto_dagster.core.task_run.conflict_resolution import ConflictPolicy
+from cto_dagster.core.task_run.verify import VerifyPolicy
 
 DEFAULT_DEMO_DIR = ".cto-dagster/demo"
 
@@ -268,7 +272,7 @@ def _argv_lists(value: list[list[str]], field: str) -> list[list[str]]:
 
 class VerifySettings(_Strict):
     """The project's checks: a task, and every integration branch, is done when they pass
-    (core/verify.py). A task's `metadata.verify` overrides any of these for that task."""
+    (core/task_run/verify.py). A task's `metadata.verify` overrides any of these for that task."""
 
     setup: list[list[str]] = Field(
         default_factory=list,
@@ -537,7 +541,7 @@ class Settings(_Strict):
     projects: list[ProjectSettings]
 
     def secret_names(self) -> SecretNames:
-        """Every variable that holds a secret, across all projects (see core/secrets.py)."""
+        """Every variable that holds a secret, across all projects (see settings/secrets.py)."""
         others: list[str] = []
         for project in self.projects:
             others += project.agent.env_from.values()

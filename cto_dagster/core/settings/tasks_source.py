@@ -13,7 +13,7 @@ from pathlib import Path
 
 from cto_dagster.core.git.command import GitError, git_environment
 from cto_dagster.core.git.files import read_files_at
-from cto_dagster.core.planner import ExecutionPlan, plan_tasks_file
+from cto_dagster.core.planning.planner import ExecutionPlan, plan_tasks_file
 from cto_dagster.core.settings.models import ProjectSettings, SettingsError
 from cto_dagster.core.taskmaster import TasksFileError, find_tags
 from cto_dagster.core.taskmaster.complexity import report_path

@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from cto_dagster.core.names import canonical_id
+from cto_dagster.core.support.names import canonical_id
 
 REPORTS_DIR = ".taskmaster/reports"
 

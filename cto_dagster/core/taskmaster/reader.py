@@ -14,7 +14,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from cto_dagster.core.names import canonical_id, describe_bad_id, sorted_ids, subtask_reference
+from cto_dagster.core.support.names import (
+    canonical_id,
+    describe_bad_id,
+    sorted_ids,
+    subtask_reference,
+)
 from cto_dagster.core.taskmaster.complexity import read_reports
 from cto_dagster.core.taskmaster.model import (
     DEPENDENCY_KEYS,

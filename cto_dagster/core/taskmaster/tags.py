@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from cto_dagster.core.graphs import find_cycles
-from cto_dagster.core.names import qualified_id, sorted_ids, valid_tag_name
+from cto_dagster.core.support.graphs import find_cycles
+from cto_dagster.core.support.names import qualified_id, sorted_ids, valid_tag_name
 from cto_dagster.core.taskmaster.model import Task, TaskList
 
 

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from json.decoder import scanstring
 
-from cto_dagster.core.names import canonical_id
+from cto_dagster.core.support.names import canonical_id
 from cto_dagster.core.taskmaster.model import TasksFileError
 from cto_dagster.core.taskmaster.reader import find_tags
 

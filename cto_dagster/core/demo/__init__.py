@@ -1,0 +1,1 @@
+"""The demo: the built-in demo agent and the embedded sample repository."""
