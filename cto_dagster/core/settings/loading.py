@@ -130,9 +130,27 @@ def _is_ssh(url: str) -> bool:
     return url.startswith("ssh://") or bool(re.match(r"^[\w.-]+@[\w.-]+:", url))
 
 
+# settings read from the environment before every internal name took the CTO_DAGSTER_ prefix
+_RENAMED_SETTINGS = ("REPOSITORY", "PROJECT", "TAG", "TAGS", "AGENT", "TASKS_FILE", "TASKS_PATH")
+_RENAMED_SETTINGS += ("GIT_TOKEN_ENV",)
+
+
+def _refuse_former_names(environ: Mapping[str, str]) -> None:
+    """A setting under its former name would be ignored (the demo project run instead): say so."""
+    former = [
+        (f"CTO_{name}", f"CTO_DAGSTER_{name}")
+        for name in _RENAMED_SETTINGS
+        if f"CTO_{name}" in environ and f"CTO_DAGSTER_{name}" not in environ
+    ]
+    if former:
+        renames = ", ".join(f"{old} is now {new}" for old, new in former)
+        raise SettingsError(f"❌ renamed settings: {renames} (docs/configuration.md)")
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """`CTO_DAGSTER_KIND=kubernetes` (set by the Helm values) switches every project to pods."""
     environ = os.environ if environ is None else environ
+    _refuse_former_names(environ)
     if environ.get("CTO_DAGSTER_CONFIG"):
         settings = load_yaml_settings(Path(environ["CTO_DAGSTER_CONFIG"]))
     elif environ.get("CTO_DAGSTER_REPOSITORY"):
