@@ -98,6 +98,12 @@ def _runs(home: Path) -> list:
         return list(instance.get_run_records(dg.RunsFilter()))
 
 
+def _best(seconds) -> float:
+    """The shortest of the measurements that saw a first task (NaN: none did)."""
+    seen = [s for s in seconds if s == s]
+    return min(seen) if seen else float("nan")
+
+
 def measure(tasks: int) -> tuple[float, float]:
     """(through the running UI, with a code server of its own), in seconds."""
     from cto_dagster.commands.runs.instance_home import prepare_home
@@ -112,8 +118,9 @@ def measure(tasks: int) -> tuple[float, float]:
         # start-up work (its forkserver loads the location again) done; one launch, not counted,
         # waits for all of it
         first_task_after([*cli, "--url", base], env)
-        remote = first_task_after([*cli, "--url", base], env)
-        local = first_task_after([*cli, "--url", "local"], env)
+        # the better of two each way: one slow start (a shared, noisy machine) is not the figure
+        remote = _best(first_task_after([*cli, "--url", base], env) for _ in range(2))
+        local = _best(first_task_after([*cli, "--url", "local"], env) for _ in range(2))
     finally:
         os.killpg(ui.pid, signal.SIGTERM)
         ui.wait(timeout=60)
