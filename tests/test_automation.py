@@ -262,6 +262,13 @@ def test_a_failed_task_waits_for_a_person_then_its_dependents_continue_by_themse
         waiting = _runs_of(project, "task_004")
         assert all(dg.AssetKey(["proj", "task_002"]) in r.asset_selection for r in waiting)
         assert _materialized(project, _keys("task_002", "task_004")) == set()
+        # the failure sensor reported the failed automated run: its metrics, in a run of its own
+        [failed] = [r for r in _runs_of(project, "task_002") if r.status.value == "FAILURE"]
+        deadline = time.monotonic() + 90  # the sensor looks every 30 s
+        while not (reports := [r for r in project.runs() if r.job_name == "run_metrics_job"]):
+            assert time.monotonic() < deadline, "no metrics of the failed automated run"
+            time.sleep(1)
+        assert [r.tags.get("cto/metrics_for_run") for r in reports] == [failed.run_id]
 
         before = _code_version(ui.base, "task_002")
         push_to_main(

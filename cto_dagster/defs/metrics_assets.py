@@ -322,13 +322,18 @@ def build_metrics_job(project: ProjectSettings, single: bool) -> "AssetJob":
     )
 
 
+# the tag Dagster's automation sensors put on the runs they start
+FROM_AUTOMATION_TAG = "dagster/from_automation_condition"
+
+
 def build_failure_sensor(
     project: ProjectSettings,
     play_job: "AssetJob",
     metrics_job: "AssetJob",
 ) -> dg.SensorDefinition:
     """In a failed run Dagster skips everything downstream of the failed task, the metrics
-    included: this sensor (needs the daemon: `dagster dev` runs it) reports that run anyway."""
+    included: this sensor (needs the daemon: `dagster dev` runs it) reports that run anyway, a
+    run of the play job or one the project's automation started."""
     key = metrics_key(project)
 
     @dg.run_failure_sensor(
@@ -342,7 +347,10 @@ def build_failure_sensor(
     )
     def _after_failure(context: dg.RunFailureSensorContext):
         run = context.dagster_run
-        if run.job_name != play_job.name or run.tags.get(TAG_PROJECT) != project.name:
+        automated = run.tags.get(FROM_AUTOMATION_TAG) == "true"
+        if run.tags.get(TAG_PROJECT) != project.name or not (
+            run.job_name == play_job.name or automated
+        ):
             return dg.SkipReason(f"run {run.run_id[:8]} is not a run of {play_job.name}")
         run_id = run.run_id
         materialized = context.instance.get_records_for_run(
