@@ -110,6 +110,14 @@ def _wait_for(project, keys, timeout: float, ui: Server) -> float:
     return time.monotonic() - start
 
 
+def _wait_until_runs_end(project, timeout: float = 120) -> None:
+    """A run ends a moment after its last materialization: its status is read once it has."""
+    deadline = time.monotonic() + timeout
+    while any(not r.is_finished for r in project.runs()):
+        assert time.monotonic() < deadline, [(r.job_name, r.status) for r in project.runs()]
+        time.sleep(0.5)
+
+
 def _keys(*names: str) -> list[dg.AssetKey]:
     return [dg.AssetKey(["proj", n]) for n in names]
 
@@ -127,6 +135,7 @@ def test_a_project_with_automation_runs_itself_and_picks_up_a_pushed_task(make_p
         ui.wait_ready()
         every = _keys("task_001", "task_002", "task_003", "task_004", "integration_level_2")
         _wait_for(project, [*every, *_keys("run_metrics")], 240, ui)
+        _wait_until_runs_end(project)
         runs = project.runs()
         assert all(r.tags.get("cto/project") == "proj" for r in runs)
         assert all(r.job_name != "play_project" for r in runs)  # nobody launched anything
@@ -254,8 +263,7 @@ def test_a_failed_task_waits_for_a_person_then_its_dependents_continue_by_themse
         while not any(r.status.value == "FAILURE" for r in _runs_of(project, "task_002")):
             assert time.monotonic() < deadline, [(r.job_name, r.status) for r in project.runs()]
             time.sleep(1)
-        while any(not r.is_finished for r in project.runs()):
-            time.sleep(1)
+        _wait_until_runs_end(project)
         time.sleep(2 * AUTOMATION_SECONDS)  # two evaluations: nothing more starts by itself
         assert len(_runs_of(project, "task_002")) == 1  # not retried by automation
         # task 4 rode along in the failed run's selection (skipped there); no run of its own
@@ -287,6 +295,7 @@ def test_a_failed_task_waits_for_a_person_then_its_dependents_continue_by_themse
         rest = _keys("task_002", "task_004", "integration_level_2", "run_metrics")
         took = _wait_for(project, rest, 240, ui)
         print(f"task 2 re-materialized; its dependents done {took:.1f} s later")
+        _wait_until_runs_end(project)
         [after_fix] = [r for r in _runs_of(project, "task_004") if r not in waiting]  # once
         assert after_fix.job_name != "play_project" and after_fix.status.value == "SUCCESS"
         assert after_fix.tags.get("cto/project") == "proj"
