@@ -71,6 +71,11 @@ def test_a_setting_under_its_former_name_is_refused_not_ignored(tmp_path):
     with pytest.raises(SettingsError) as info:
         load_settings({former: str(tmp_path / "my-repo.git")})
     assert f"{former} is now CTO_DAGSTER_REPOSITORY" in str(info.value)
+    # a leftover of another tool beside the new names is no reason to refuse them
+    settings = load_settings(
+        {"CTO_DAGSTER_REPOSITORY": str(tmp_path / "r.git"), "CTO_" + "TAG": "x"}
+    )
+    assert settings.projects[0].tag != "x"
 
 
 def test_embedded_demo_default_plans(tmp_path):

@@ -136,7 +136,11 @@ _RENAMED_SETTINGS += ("GIT_TOKEN_ENV",)
 
 
 def _refuse_former_names(environ: Mapping[str, str]) -> None:
-    """A setting under its former name would be ignored (the demo project run instead): say so."""
+    """A setting under its former name would be ignored and the demo project run instead: say
+    so. Only then: with a settings file or the new names, an old name left by another tool
+    must not stop the code location from loading."""
+    if environ.get("CTO_DAGSTER_CONFIG") or environ.get("CTO_DAGSTER_REPOSITORY"):
+        return
     former = [
         (f"CTO_{name}", f"CTO_DAGSTER_{name}")
         for name in _RENAMED_SETTINGS
