@@ -131,8 +131,10 @@ def _is_ssh(url: str) -> bool:
 
 
 # settings read from the environment before every internal name took the CTO_DAGSTER_ prefix
-_RENAMED_SETTINGS = ("REPOSITORY", "PROJECT", "TAG", "TAGS", "AGENT", "TASKS_FILE", "TASKS_PATH")
-_RENAMED_SETTINGS += ("GIT_TOKEN_ENV",)
+_RENAMED_SETTINGS = (
+    *("REPOSITORY", "PROJECT", "TAG", "TAGS", "AGENT", "TASKS_FILE", "TASKS_PATH"),
+    "GIT_TOKEN_ENV",
+)
 
 
 def _refuse_former_names(environ: Mapping[str, str]) -> None:
